@@ -1,0 +1,62 @@
+"""Settings: where modelbuilder keeps its state, and how to reach a server.
+
+One pydantic-settings class, read from `MODELBUILDER_*` environment variables. `--home DIR` on the
+CLI sets `MODELBUILDER_HOME` before anything reads it, so every layer agrees on one home.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelbuilder.names import DEFAULT_REGIONS
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELBUILDER_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".modelbuilder")
+    db_url: str | None = None
+    artifact_root: Path | None = None
+    cache_dir: Path | None = None
+    server_url: str | None = None
+    token: str | None = None
+    regions: list[str] = Field(default_factory=lambda: list(DEFAULT_REGIONS))
+    # Set to 1 where the network cannot be reached, so pretrained weights are not even tried online.
+    offline: bool = False
+
+    @cached_property
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def store_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{self.resolved_home / 'modelbuilder.db'}"
+
+    @property
+    def artifacts(self) -> Path:
+        return (self.artifact_root or self.resolved_home / "artifacts").expanduser().resolve()
+
+    @property
+    def decoded_cache(self) -> Path:
+        return (self.cache_dir or self.resolved_home / "cache").expanduser().resolve()
+
+    @property
+    def context_file(self) -> Path:
+        """Where `workspace use NAME` remembers the default workspace."""
+        return self.resolved_home / "context.json"
+
+
+def get_settings() -> Settings:
+    """Fresh settings from the environment (cheap; not cached so tests can change the environment)."""
+    return Settings()
+
+
+def set_home(path: str | os.PathLike[str]) -> None:
+    os.environ["MODELBUILDER_HOME"] = str(Path(path).expanduser().resolve())

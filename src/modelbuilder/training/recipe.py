@@ -1,0 +1,124 @@
+"""The training recipe: a frozen dataclass whose defaults are the recipe.
+
+Precedence is CLI flags > a YAML file > these defaults. The final recipe is written to the run
+folder (`recipe.json`) and into every checkpoint, so a result always says how it was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelbuilder import names
+from modelbuilder.errors import InvalidInput
+
+ARCHITECTURES = ("resnet50", "resnet18", "mobilenet_v3_large", "tiny")
+PRECISIONS = ("auto", "bf16", "fp32")
+MODES = ("auto", "full", "head")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str
+    validation_data: str | None = None
+    name: str | None = None  # <Name> of the generated projects; derived from the data folder if unset
+    architecture: str = "resnet50"
+    weights: str = "auto"  # auto | none | PATH to a state dict
+    mode: str = "auto"  # auto | full | head (head needs pretrained weights)
+    image_size: int | None = None  # None: chosen from the data (median short side, 32..224)
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 2e-3
+    backbone_lr_scale: float = 0.1  # applied to pretrained backbones only
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    crop_scale_min: float = 0.35  # random resized crop: smallest area kept
+    validation_fraction: float = 0.2
+    early_stopping_patience: int = 5
+    time_budget_s: float | None = None
+    seed: int = 0
+    precision: str = "auto"  # auto | bf16 | fp32
+    channels_last: bool | None = None  # None: on where bf16 is used
+    compile: bool = False  # torch.compile, CUDA only
+    bn_recalibration_images: int = 512  # re-estimate BatchNorm statistics before each evaluation
+    head_epochs: int = 30  # for mode head / the head phase of auto
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    loader_threads: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise InvalidInput(
+                f"Architecture {self.architecture!r} is not available.",
+                f"use one of: {', '.join(ARCHITECTURES)}.",
+            )
+        if self.precision not in PRECISIONS:
+            raise InvalidInput(f"Precision {self.precision!r} is not valid.", "use auto, bf16 or fp32.")
+        if self.mode not in MODES:
+            raise InvalidInput(f"Mode {self.mode!r} is not valid.", "use auto, full or head.")
+        if self.name is not None:
+            names.project_name(self.name)
+        names.positive_int(self.epochs, "--epochs", maximum=10_000)
+        names.positive_int(self.batch_size, "--batch-size", maximum=4096)
+        if self.image_size is not None:
+            names.positive_int(self.image_size, "--image-size", maximum=1024)
+            if self.image_size < 16:
+                raise InvalidInput(f"--image-size {self.image_size} is too small.", "use 16 or more pixels.")
+        names.fraction(self.validation_fraction, "--validation-fraction")
+        if self.time_budget_s is not None:
+            names.duration_seconds(self.time_budget_s)
+        if not self.lr > 0:
+            raise InvalidInput(f"--lr must be positive, got {self.lr}.", "use a learning rate such as 1e-3.")
+
+    # --- derived -----------------------------------------------------------------------------------
+    @property
+    def resize_size(self) -> int:
+        """Short side before the center crop (the usual 256 -> 224 ratio)."""
+        assert self.image_size is not None, "image_size is resolved before training starts"
+        return round(self.image_size * 8 / 7)
+
+    def with_(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InvalidInput(
+                f"Unknown recipe setting(s): {', '.join(unknown)}.",
+                f"use only: {', '.join(sorted(known))}.",
+            )
+        return cls(**values)
+
+    @classmethod
+    def from_sources(cls, yaml_path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+        """Defaults, then a YAML file, then explicit overrides (None means 'not given')."""
+        values: dict[str, Any] = {}
+        if yaml_path is not None:
+            import yaml
+
+            path = Path(yaml_path)
+            if not path.is_file():
+                raise InvalidInput(f"Recipe file {str(path)!r} does not exist.", "pass a YAML file path.")
+            try:
+                loaded = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise InvalidInput(f"Recipe file {str(path)!r} is not valid YAML: {exc}.", "fix the file.") from None
+            if not isinstance(loaded, dict):
+                raise InvalidInput(f"Recipe file {str(path)!r} must hold a mapping.", "write 'key: value' lines.")
+            values.update({k.replace("-", "_"): v for k, v in loaded.items()})
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data" not in values:
+            raise InvalidInput("No training data given.", "pass --data PATH (a folder or a .tsv/.csv file).")
+        return cls.from_dict(values)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
