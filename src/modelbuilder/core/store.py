@@ -94,7 +94,13 @@ def _create_engine(url: URL) -> Engine:
             url, poolclass=StaticPool, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S}
         )
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreUnavailable(
+                f"Cannot make the store's folder {str(path.parent)!r} ({error.strerror}).",
+                "pick a writable home with --home DIR (or MODELBUILDER_HOME).",
+            ) from None
         engine = sa.create_engine(url.set(database=str(path)), connect_args={"timeout": BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")

@@ -1,0 +1,191 @@
+"""Leases: how workers claim queued runs, keep them, give them back, and how lost ones are reaped.
+
+These are the primitives the scheduler (`scheduler.py`) builds its agents on:
+
+- `claim_next_run` takes the next queued run of some computes, atomically: dedicated computes before
+  low-priority ones, then oldest first. SQLite serializes claims with `BEGIN IMMEDIATE`; PostgreSQL
+  uses `SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent agents never wait on each other's rows.
+  Each claim bumps the run's attempt number, which fences every later write of older attempts.
+- `renew_lease` is the worker's heartbeat; `release_lease` ends the lease once the run has ended.
+- `requeue_expired` is the reaper: a run whose worker stopped renewing goes back to the queue,
+  counting against its error budget, or fails once that budget is spent.
+- `fail_or_retry` and `preempted` give a run back after an error or a preemption, each with its own
+  budget (errors: `max_error_retries`, default 2; preemptions: `max_preemptions`, default unlimited).
+
+Lease times come from the clock of the process that writes them; hosts sharing a PostgreSQL store
+are expected to keep their clocks in sync (NTP), as lease times are minutes and skew is seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, case, select
+from sqlalchemy.orm import Session
+
+from modelbuilder.core import _lifecycle, _lookup
+from modelbuilder.core import _rows as r
+from modelbuilder.core import entities as e
+from modelbuilder.core.store import Store
+from modelbuilder.errors import InvalidInput, StaleAttempt
+
+MAX_OWNER = 200
+
+
+def _lease_seconds(seconds: float) -> timedelta:
+    if not isinstance(seconds, int | float) or not 0 < seconds <= 86_400:
+        raise InvalidInput(f"A lease of {seconds!r} seconds is not valid.", "use 0 < seconds <= 86400.")
+    return timedelta(seconds=seconds)
+
+
+def _owner(owner: str) -> str:
+    if not isinstance(owner, str) or not owner or len(owner) > MAX_OWNER:
+        raise InvalidInput(f"Lease owner {str(owner)[:40]!r} is not valid.", "use 1 to 200 characters.")
+    return owner
+
+
+def _stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class LeaseService:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def claim_next_run(
+        self, compute_ids: Sequence[str], owner: str, lease_seconds: float, now: datetime | None = None
+    ) -> e.Run | None:
+        """Claim the next queued run on one of `compute_ids` for `owner`; None when none waits."""
+        _owner(owner)
+        lease = _lease_seconds(lease_seconds)
+        if not compute_ids:
+            return None
+        now = now or e.utcnow()
+        query = (
+            select(r.RunRow)
+            .where(r.RunRow.status == e.QUEUED, r.RunRow.compute_id.in_(list(compute_ids)))
+            .order_by(case((r.RunRow.priority == "dedicated", 0), else_=1), r.RunRow.created_at, r.RunRow.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        with self.store.write() as session:
+            row = session.scalars(query).one_or_none()
+            if row is None:
+                return None
+            row.attempt += 1
+            row.lease_owner = owner
+            row.lease_expires_at = now + lease
+            row.cancel_requested = False
+            reason = f"claimed by {owner} (attempt {row.attempt})"
+            details: dict[str, object] = {"owner": owner}
+            if row.resume_from:
+                reason += f"; resumes from epoch {row.resume_epoch} ({row.resume_from})"
+                details.update(
+                    resume_from=row.resume_from, resume_epoch=row.resume_epoch, resume_step=row.resume_step
+                )
+            _lifecycle.apply(session, row, e.PREPARING, reason, by_holder=True, details=details, now=now)
+            return _lookup.run_entity(session, row)
+
+    def renew_lease(
+        self, run_id: str, attempt: int, owner: str, lease_seconds: float, now: datetime | None = None
+    ) -> e.Run:
+        """Extend the lease of `attempt` (the heartbeat). The returned run says if a stop was requested."""
+        lease = _lease_seconds(lease_seconds)
+        with self.store.write() as session:
+            row = _lookup.run_row(session, run_id, for_update=True)
+            _lifecycle.check_holder(row, attempt)
+            if row.lease_owner != owner:
+                raise StaleAttempt(
+                    f"Run {run_id} is held by {row.lease_owner}, not {owner}.", "stop this worker."
+                )
+            row.lease_expires_at = (now or e.utcnow()) + lease
+            return _lookup.run_entity(session, row)
+
+    def release_lease(self, run_id: str, attempt: int, owner: str) -> e.Run:
+        """End the lease of `attempt` once its worker is done. Harmless when it was already taken away.
+
+        A worker that lets go of a run it has not finished hands it to `fail_or_retry`, so no run is
+        ever left held by nobody.
+        """
+        with self.store.write() as session:
+            row = _lookup.run_row(session, run_id, for_update=True)
+            if row.attempt != attempt or row.lease_owner != owner:
+                return _lookup.run_entity(session, row)
+            if row.status in e.HELD:
+                self._fail_or_retry(session, row, f"worker {owner} released the run before it ended")
+            row.lease_owner = None
+            row.lease_expires_at = None
+            return _lookup.run_entity(session, row)
+
+    def expired_leases(self, now: datetime | None = None) -> list[e.Run]:
+        """Held runs whose lease ran out before `now` (their worker stopped renewing)."""
+        with self.store.read() as session:
+            return [
+                _lookup.run_entity(session, row) for row in session.scalars(self._expired(now or e.utcnow()))
+            ]
+
+    def requeue_expired(self, now: datetime | None = None) -> list[e.Run]:
+        """The reaper: put runs whose worker was lost back in the queue (or end them). Returns them."""
+        now = now or e.utcnow()
+        with self.store.write() as session:
+            rows = list(session.scalars(self._expired(now).with_for_update(skip_locked=True)))
+            for row in rows:
+                assert row.lease_expires_at is not None
+                lost = f"worker lost (lease expired at {_stamp(row.lease_expires_at)})"
+                if row.cancel_requested:
+                    _lifecycle.apply(session, row, e.CANCELED, f"canceled; {lost}", now=now)
+                elif row.preempt_requested:
+                    self._preempted(session, row, f"{row.preempt_reason or 'preempted'}; {lost}", now)
+                else:
+                    self._fail_or_retry(session, row, lost, now)
+            return [_lookup.run_entity(session, row) for row in rows]
+
+    def fail_or_retry(self, run_id: str, attempt: int, error: str) -> e.Run:
+        """The worker of `attempt` hit `error`: requeue the run if it has error retries left, else fail it."""
+        with self.store.write() as session:
+            row = _lookup.run_row(session, run_id, for_update=True)
+            _lifecycle.check_holder(row, attempt)
+            self._fail_or_retry(session, row, error)
+            return _lookup.run_entity(session, row)
+
+    def preempted(self, run_id: str, attempt: int, reason: str) -> e.Run:
+        """The worker of `attempt` stopped for a preemption: Preempted, then back to Queued to resume."""
+        with self.store.write() as session:
+            row = _lookup.run_row(session, run_id, for_update=True)
+            _lifecycle.check_holder(row, attempt)
+            self._preempted(session, row, reason)
+            return _lookup.run_entity(session, row)
+
+    # --- internals ----------------------------------------------------------------------------------
+    @staticmethod
+    def _expired(now: datetime) -> Select[r.RunRow]:
+        return (
+            select(r.RunRow)
+            .where(r.RunRow.status.in_(e.HELD), r.RunRow.lease_expires_at < now)
+            .order_by(r.RunRow.lease_expires_at)
+        )
+
+    @staticmethod
+    def _fail_or_retry(session: Session, row: r.RunRow, error: str, now: datetime | None = None) -> None:
+        if row.error_retries < row.max_error_retries:
+            row.error_retries += 1
+            reason = f"{error}; retry {row.error_retries} of {row.max_error_retries}"
+            _lifecycle.apply(session, row, e.QUEUED, reason, error=error, now=now)
+        else:
+            spent = f"{error}; no error retries left ({row.max_error_retries} used)"
+            _lifecycle.apply(session, row, e.FAILED, spent, error=error, now=now)
+
+    @staticmethod
+    def _preempted(session: Session, row: r.RunRow, reason: str, now: datetime | None = None) -> None:
+        _lifecycle.apply(session, row, e.PREEMPTED, reason, by_holder=True, now=now)
+        if row.max_preemptions is not None and row.preemptions > row.max_preemptions:
+            why = f"preempted {row.preemptions} times; the budget allows {row.max_preemptions}"
+            _lifecycle.apply(session, row, e.FAILED, why, now=now)
+        elif row.resume_from:
+            resume = f"requeued after preemption; resumes from epoch {row.resume_epoch} ({row.resume_from})"
+            _lifecycle.apply(session, row, e.QUEUED, resume, now=now)
+        else:
+            _lifecycle.apply(
+                session, row, e.QUEUED, "requeued after preemption; starts over (no checkpoint yet)", now=now
+            )

@@ -1,0 +1,177 @@
+"""Workspaces and their experiments, and the default workspace a user works in.
+
+A workspace is the central place for every resource of training: its experiments, computes and
+runs. Names are unique per store. `workspace use NAME` remembers a default in the home folder's
+`context.json`; `ensure_default()` gives the one-command path a workspace and a compute to run on.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import tempfile
+import time
+
+from sqlalchemy import delete, select
+
+from modelbuilder import names
+from modelbuilder.config import Settings, get_settings
+from modelbuilder.core import _lifecycle, _lookup
+from modelbuilder.core import _rows as r
+from modelbuilder.core import entities as e
+from modelbuilder.core.compute import ComputeService
+from modelbuilder.core.store import Store
+from modelbuilder.errors import AlreadyExists, Conflict, NotFound
+
+DEFAULT_WORKSPACE = "default"
+DEFAULT_REGION = "local"
+DEFAULT_RESOURCE_GROUP = "default"
+DEFAULT_COMPUTE = "local"
+
+
+class WorkspaceService:
+    def __init__(self, store: Store, settings: Settings | None = None) -> None:
+        self.store = store
+        self.settings = settings or get_settings()
+
+    # --- workspaces ---------------------------------------------------------------------------------
+    def create(self, name: str, region: str, resource_group: str) -> e.Workspace:
+        names.workspace_name(name)
+        region = names.region(region, self.settings.regions)
+        names.resource_group(resource_group)
+        return self._create(name, region, resource_group)
+
+    def _create(self, name: str, region: str, resource_group: str) -> e.Workspace:
+        with self.store.write() as session:
+            existing = session.scalars(
+                select(r.WorkspaceRow).where(r.WorkspaceRow.name == name)
+            ).one_or_none()
+            if existing is not None:
+                raise AlreadyExists(
+                    f"Workspace {name!r} already exists (region {existing.region}, "
+                    f"resource group {existing.resource_group}).",
+                    f"use another name, or use the existing one with 'modelbuilder workspace use {name}'.",
+                )
+            row = r.WorkspaceRow(
+                id=e.new_id("ws"),
+                name=name,
+                region=region,
+                resource_group=resource_group,
+                created_at=e.utcnow(),
+            )
+            session.add(row)
+            return r.workspace(row)
+
+    def get(self, name: str) -> e.Workspace:
+        with self.store.read() as session:
+            return r.workspace(_lookup.workspace_row(session, name))
+
+    def list(self) -> builtins.list[e.Workspace]:
+        with self.store.read() as session:
+            rows = session.scalars(select(r.WorkspaceRow).order_by(r.WorkspaceRow.name))
+            return [r.workspace(row) for row in rows]
+
+    def delete(self, name: str, force: bool = False) -> builtins.list[str]:
+        """Delete a workspace with everything in it. Returns the ids of its runs (to drop their artifacts).
+
+        Refused while some of its runs have not ended, unless `force`, which cancels them first.
+        """
+        with self.store.write() as session:
+            ws = _lookup.workspace_row(session, name)
+            runs = builtins.list(
+                session.scalars(select(r.RunRow).where(r.RunRow.workspace_id == ws.id).with_for_update())
+            )
+            active = [run for run in runs if run.status in e.ACTIVE]
+            if active and not force:
+                shown = ", ".join(run.id for run in active[:5]) + (", ..." if len(active) > 5 else "")
+                raise Conflict(
+                    f"Workspace {name!r} has {len(active)} run(s) that have not ended ({shown}).",
+                    "wait for them, cancel them with 'modelbuilder runs cancel ID', or delete with --force.",
+                )
+            for run in active:
+                _lifecycle.cancel_active(session, run, f"canceled: workspace {name!r} was deleted (--force)")
+            session.flush()
+            # ON DELETE CASCADE takes its experiments, computes, runs and what the runs recorded.
+            session.execute(delete(r.WorkspaceRow).where(r.WorkspaceRow.id == ws.id))
+        if self.current_workspace() == name:
+            self._write_context(None)
+        return [run.id for run in runs]
+
+    # --- experiments --------------------------------------------------------------------------------
+    def register_or_get_experiment(self, workspace: str, name: str) -> e.Experiment:
+        """The experiment `name`: the first call registers it, later ones return the same one."""
+        names.experiment_name(name)
+        with self.store.write() as session:
+            ws = _lookup.workspace_row(session, workspace)
+            return r.experiment(_lookup.register_experiment(self.store, session, ws, name))
+
+    def get_experiment(self, workspace: str, name: str) -> e.Experiment:
+        with self.store.read() as session:
+            return r.experiment(
+                _lookup.experiment_row(session, _lookup.workspace_row(session, workspace), name)
+            )
+
+    def list_experiments(self, workspace: str) -> builtins.list[e.Experiment]:
+        with self.store.read() as session:
+            ws = _lookup.workspace_row(session, workspace)
+            rows = session.scalars(
+                select(r.ExperimentRow)
+                .where(r.ExperimentRow.workspace_id == ws.id)
+                .order_by(r.ExperimentRow.name)
+            )
+            return [r.experiment(row) for row in rows]
+
+    # --- the default workspace ----------------------------------------------------------------------
+    def use_workspace(self, name: str) -> e.Workspace:
+        """Make `name` the workspace later commands use when none is given."""
+        workspace = self.get(name)
+        self._write_context(name)
+        return workspace
+
+    def current_workspace(self) -> str | None:
+        """The workspace chosen with `use_workspace`, or None."""
+        try:
+            data = json.loads(self.settings.context_file.read_text())
+        except (OSError, ValueError):
+            return None
+        value = data.get("workspace") if isinstance(data, dict) else None
+        return value if isinstance(value, str) else None
+
+    def resolve(self, name: str | None = None) -> str:
+        """The workspace to act on: the one given, else the one in use, else `default`."""
+        return name or self.current_workspace() or DEFAULT_WORKSPACE
+
+    def _write_context(self, name: str | None) -> None:
+        path = self.settings.context_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".context-", suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"workspace": name} if name else {}, handle)
+        os.replace(tmp, path)
+
+    def ensure_default(self) -> tuple[e.Workspace, e.Compute]:
+        """Workspace `default` with the local compute `local` (size auto, dedicated), made if absent.
+
+        This is what `modelbuilder train DATA` uses when no workspace or compute is named.
+        """
+        try:
+            workspace = self.get(DEFAULT_WORKSPACE)
+        except NotFound:
+            try:
+                workspace = self._create(DEFAULT_WORKSPACE, DEFAULT_REGION, DEFAULT_RESOURCE_GROUP)
+            except AlreadyExists:  # another process made it first
+                workspace = self.get(DEFAULT_WORKSPACE)
+        computes = ComputeService(self.store)
+        try:
+            compute = computes.get(DEFAULT_WORKSPACE, DEFAULT_COMPUTE)
+        except NotFound:
+            try:
+                compute = computes.create(DEFAULT_WORKSPACE, DEFAULT_COMPUTE, "auto", "dedicated", "local")
+            except AlreadyExists:
+                compute = computes.get(DEFAULT_WORKSPACE, DEFAULT_COMPUTE)
+        deadline = time.monotonic() + 30
+        while compute.state == e.CREATING and time.monotonic() < deadline:
+            time.sleep(0.05)  # another process is provisioning it right now (it takes a moment)
+            compute = computes.get(DEFAULT_WORKSPACE, DEFAULT_COMPUTE)
+        return workspace, compute
