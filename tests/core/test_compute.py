@@ -132,18 +132,14 @@ def test_a_kind_without_provisioner_fails_the_compute_instead_of_raising(
     assert "modelbuilder[ray]" in failed.error
 
 
-def test_registered_provisioners_decide(
-    computes: ComputeService, ws: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_registered_provisioners_decide(computes: ComputeService, ws: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compute_module, "_PROVISIONERS", dict(compute_module._PROVISIONERS))
     seen: list[tuple[Compute, SizeSpec]] = []
 
     def small_cluster(compute: Compute, size: SizeSpec) -> None:
         seen.append((compute, size))
         if size.gpus > 1:
-            raise CapacityError(
-                f"The Ray cluster has 1 GPU; {size.name} needs {size.gpus}.", "add GPU nodes."
-            )
+            raise CapacityError(f"The Ray cluster has 1 GPU; {size.name} needs {size.gpus}.", "add GPU nodes.")
 
     def unreachable(compute: Compute, size: SizeSpec) -> None:
         raise ConnectionError("connection refused")

@@ -82,9 +82,7 @@ def test_a_writer_waits_for_another_writer_instead_of_failing(tmp_path: Path) ->
 def test_timestamps_come_back_aware_in_utc(store: Store) -> None:
     local = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=2)))
     with store.write() as session:
-        session.add(
-            r.WorkspaceRow(id="ws-1", name="one", region="local", resource_group="g", created_at=local)
-        )
+        session.add(r.WorkspaceRow(id="ws-1", name="one", region="local", resource_group="g", created_at=local))
     with store.read() as session:
         created = session.get_one(r.WorkspaceRow, "ws-1").created_at
     assert created == local
@@ -95,9 +93,7 @@ def test_timestamps_come_back_aware_in_utc(store: Store) -> None:
 def test_naive_timestamps_are_refused(store: Store) -> None:
     with pytest.raises(sa.exc.StatementError), store.write() as session:
         session.add(
-            r.WorkspaceRow(
-                id="ws-1", name="one", region="local", resource_group="g", created_at=datetime(2026, 1, 1)
-            )
+            r.WorkspaceRow(id="ws-1", name="one", region="local", resource_group="g", created_at=datetime(2026, 1, 1))
         )  # noqa: DTZ001
 
 
@@ -134,9 +130,7 @@ def newer_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return "0002"
 
 
-def test_a_store_behind_the_code_is_not_upgraded_silently(
-    store: Store, store_url: str, newer_code: str
-) -> None:
+def test_a_store_behind_the_code_is_not_upgraded_silently(store: Store, store_url: str, newer_code: str) -> None:
     store.close()
     with pytest.raises(SchemaOutOfDate) as caught:
         Store.open(store_url)

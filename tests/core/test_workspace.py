@@ -104,9 +104,7 @@ def test_experiment_names_refused(workspaces: WorkspaceService, team: Team, name
     assert "3 to 36" in caught.value.hint
 
 
-def test_the_first_use_registers_an_experiment_and_later_ones_join_it(
-    workspaces: WorkspaceService, team: Team
-) -> None:
+def test_the_first_use_registers_an_experiment_and_later_ones_join_it(workspaces: WorkspaceService, team: Team) -> None:
     first = workspaces.register_or_get_experiment(team.workspace, "pets")
     again = workspaces.register_or_get_experiment(team.workspace, "pets")
     assert first == again

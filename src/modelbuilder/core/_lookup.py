@@ -37,9 +37,7 @@ def compute_row(session: Session, workspace: r.WorkspaceRow, name: str) -> r.Com
 
 def experiment_row(session: Session, workspace: r.WorkspaceRow, name: str) -> r.ExperimentRow:
     row = session.scalars(
-        select(r.ExperimentRow).where(
-            r.ExperimentRow.workspace_id == workspace.id, r.ExperimentRow.name == name
-        )
+        select(r.ExperimentRow).where(r.ExperimentRow.workspace_id == workspace.id, r.ExperimentRow.name == name)
     ).one_or_none()
     if row is None:
         raise NotFound(
@@ -49,9 +47,7 @@ def experiment_row(session: Session, workspace: r.WorkspaceRow, name: str) -> r.
     return row
 
 
-def register_experiment(
-    store: Store, session: Session, workspace: r.WorkspaceRow, name: str
-) -> r.ExperimentRow:
+def register_experiment(store: Store, session: Session, workspace: r.WorkspaceRow, name: str) -> r.ExperimentRow:
     """The experiment `name`, registered now if this is its first run (safe against a concurrent one)."""
     insert = store.insert(r.ExperimentRow).values(
         id=e.new_id("exp"), workspace_id=workspace.id, name=name, created_at=e.utcnow()

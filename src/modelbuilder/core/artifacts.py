@@ -32,14 +32,10 @@ _CHUNK = 1 << 20
 def check_relpath(relpath: str) -> str:
     """`relpath` if it is a clean relative POSIX path; InvalidInput saying what is wrong otherwise."""
     if not isinstance(relpath, str) or not relpath:
-        raise InvalidInput(
-            "An artifact path is empty.", "give a path relative to the run, like 'bestModel.onnx'."
-        )
+        raise InvalidInput("An artifact path is empty.", "give a path relative to the run, like 'bestModel.onnx'.")
     shown = repr(relpath[:80])
     if len(relpath) > MAX_RELPATH:
-        raise InvalidInput(
-            f"Artifact path {shown}... is too long.", f"keep it under {MAX_RELPATH} characters."
-        )
+        raise InvalidInput(f"Artifact path {shown}... is too long.", f"keep it under {MAX_RELPATH} characters.")
     bad = _FORBIDDEN.search(relpath)
     if bad:
         raise InvalidInput(
@@ -86,9 +82,7 @@ class ArtifactStore:
     def run_dir(self, run_id: str) -> Path:
         """The run's folder (not created): derived from the run id only."""
         if not isinstance(run_id, str) or not e.RUN_ID.fullmatch(run_id):
-            raise InvalidInput(
-                f"{str(run_id)[:40]!r} is not a run id.", "run ids look like 'run-0123456789ab'."
-            )
+            raise InvalidInput(f"{str(run_id)[:40]!r} is not a run id.", "run ids look like 'run-0123456789ab'.")
         return self.root / run_id
 
     def resolve(self, run_id: str, relpath: str) -> Path:
@@ -149,9 +143,7 @@ class ArtifactStore:
         records = []
         for folder, dirs, files in os.walk(base):
             here = Path(folder)
-            dirs[:] = sorted(
-                d for d in dirs if not (here / d).is_symlink() and not d.startswith(_TEMP_PREFIX)
-            )
+            dirs[:] = sorted(d for d in dirs if not (here / d).is_symlink() and not d.startswith(_TEMP_PREFIX))
             for name in sorted(files):
                 path = here / name
                 if name.startswith(_TEMP_PREFIX) or path.is_symlink():

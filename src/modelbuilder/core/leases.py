@@ -81,9 +81,7 @@ class LeaseService:
             details: dict[str, object] = {"owner": owner}
             if row.resume_from:
                 reason += f"; resumes from epoch {row.resume_epoch} ({row.resume_from})"
-                details.update(
-                    resume_from=row.resume_from, resume_epoch=row.resume_epoch, resume_step=row.resume_step
-                )
+                details.update(resume_from=row.resume_from, resume_epoch=row.resume_epoch, resume_step=row.resume_step)
             _lifecycle.apply(session, row, e.PREPARING, reason, by_holder=True, details=details, now=now)
             return _lookup.run_entity(session, row)
 
@@ -96,9 +94,7 @@ class LeaseService:
             row = _lookup.run_row(session, run_id, for_update=True)
             _lifecycle.check_holder(row, attempt)
             if row.lease_owner != owner:
-                raise StaleAttempt(
-                    f"Run {run_id} is held by {row.lease_owner}, not {owner}.", "stop this worker."
-                )
+                raise StaleAttempt(f"Run {run_id} is held by {row.lease_owner}, not {owner}.", "stop this worker.")
             row.lease_expires_at = (now or e.utcnow()) + lease
             return _lookup.run_entity(session, row)
 
@@ -121,9 +117,7 @@ class LeaseService:
     def expired_leases(self, now: datetime | None = None) -> list[e.Run]:
         """Held runs whose lease ran out before `now` (their worker stopped renewing)."""
         with self.store.read() as session:
-            return [
-                _lookup.run_entity(session, row) for row in session.scalars(self._expired(now or e.utcnow()))
-            ]
+            return [_lookup.run_entity(session, row) for row in session.scalars(self._expired(now or e.utcnow()))]
 
     def requeue_expired(self, now: datetime | None = None) -> list[e.Run]:
         """The reaper: put runs whose worker was lost back in the queue (or end them). Returns them."""

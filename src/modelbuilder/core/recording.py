@@ -97,9 +97,7 @@ class RunRecorder:
             query = select(r.MetricRow).where(r.MetricRow.run_id == run_id)
             if key is not None:
                 query = query.where(r.MetricRow.key == key)
-            return [
-                r.metric(row) for row in session.scalars(query.order_by(r.MetricRow.key, r.MetricRow.step))
-            ]
+            return [r.metric(row) for row in session.scalars(query.order_by(r.MetricRow.key, r.MetricRow.step))]
 
     def append_logs(self, run_id: str, attempt: int | None, lines: Iterable[str | tuple[str, str]]) -> int:
         """Append log lines (a message, or (level, message)); returns the number of the last line."""
@@ -107,9 +105,7 @@ class RunRecorder:
         for line in lines:
             level, message = ("info", line) if isinstance(line, str) else line
             if level not in LOG_LEVELS:
-                raise InvalidInput(
-                    f"Log level {level!r} is not valid.", f"use one of: {', '.join(LOG_LEVELS)}."
-                )
+                raise InvalidInput(f"Log level {level!r} is not valid.", f"use one of: {', '.join(LOG_LEVELS)}.")
             if len(message) > MAX_LOG_MESSAGE:
                 message = message[:MAX_LOG_MESSAGE] + " ... (cut)"
             entries.append((level, message))
@@ -159,9 +155,7 @@ class RunRecorder:
             _lifecycle.check_holder(row, attempt)
             row.best_metrics = stored
 
-    def set_resume_point(
-        self, run_id: str, attempt: int, checkpoint_relpath: str, epoch: int, step: int
-    ) -> None:
+    def set_resume_point(self, run_id: str, attempt: int, checkpoint_relpath: str, epoch: int, step: int) -> None:
         """Remember the newest checkpoint, where the next attempt resumes after an interruption."""
         check_relpath(checkpoint_relpath)
         with self.store.write() as session:
@@ -169,9 +163,7 @@ class RunRecorder:
             _lifecycle.check_holder(row, attempt)
             row.resume_from, row.resume_epoch, row.resume_step = checkpoint_relpath, epoch, step
 
-    def record_artifacts(
-        self, run_id: str, records: Iterable[e.ArtifactRecord], attempt: int | None = None
-    ) -> None:
+    def record_artifacts(self, run_id: str, records: Iterable[e.ArtifactRecord], attempt: int | None = None) -> None:
         """Record (or update) the run's artifacts by path, as the artifact store wrote them."""
         rows = [
             {
@@ -212,15 +204,17 @@ class RunRecorder:
         attempt must be one the run really had.
         """
         if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
-            raise InvalidInput(
-                f"Compute time must be >= 0 seconds, got {seconds!r}.", "pass elapsed seconds."
-            )
+            raise InvalidInput(f"Compute time must be >= 0 seconds, got {seconds!r}.", "pass elapsed seconds.")
         with self.store.write() as session:
             row = _lookup.run_row(session, run_id, for_update=True)
             if not 1 <= attempt <= row.attempt:
-                raise StaleAttempt(
-                    f"Run {run_id} has no attempt {attempt}.", "pass the attempt it was claimed as."
-                )
+                raise StaleAttempt(f"Run {run_id} has no attempt {attempt}.", "pass the attempt it was claimed as.")
             row.compute_seconds += float(seconds)
-            row.cost += float(seconds) / 3600 * self.catalog.price_per_hour(row.compute_size, row.priority)
+            row.cost += float(seconds) / 3600 * self._price(row)
             return _lookup.run_entity(session, row)
+
+    def _price(self, row: r.RunRow) -> float:
+        try:
+            return self.catalog.price_per_hour(row.compute_size, row.priority)
+        except InvalidInput:  # a size no longer in the catalog: its time still counts, at no known price
+            return 0.0

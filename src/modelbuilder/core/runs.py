@@ -59,9 +59,7 @@ class RunService(RunRecorder):
             names.idempotency_key(idempotency_key)
         for value, what in ((max_error_retries, "max_error_retries"), (max_preemptions, "max_preemptions")):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise InvalidInput(
-                    f"{what} must be a whole number >= 0, got {value!r}.", f"pass {what} >= 0."
-                )
+                raise InvalidInput(f"{what} must be a whole number >= 0, got {value!r}.", f"pass {what} >= 0.")
         request = {
             "experiment": experiment,
             "compute": compute,
@@ -78,16 +76,12 @@ class RunService(RunRecorder):
                 raise
             # A concurrent submission with the same key won the insert (PostgreSQL); answer as it would.
             with self.store.read() as session:
-                existing = self._idempotent(
-                    session, _lookup.workspace_row(session, workspace), idempotency_key, digest
-                )
+                existing = self._idempotent(session, _lookup.workspace_row(session, workspace), idempotency_key, digest)
             if existing is None:
                 raise
             return existing
 
-    def _submit(
-        self, workspace: str, request: dict[str, Any], idempotency_key: str | None, digest: str
-    ) -> e.Run:
+    def _submit(self, workspace: str, request: dict[str, Any], idempotency_key: str | None, digest: str) -> e.Run:
         with self.store.write() as session:
             ws = _lookup.workspace_row(session, workspace)
             if idempotency_key is not None:
@@ -119,11 +113,7 @@ class RunService(RunRecorder):
                 request_hash=digest,
             )
             session.add(row)
-            session.add(
-                r.StatusChangeRow(
-                    run_id=row.id, status=e.QUEUED, reason=reason, at=now, attempt=0, details={}
-                )
-            )
+            session.add(r.StatusChangeRow(run_id=row.id, status=e.QUEUED, reason=reason, at=now, attempt=0, details={}))
             session.flush()  # fills the column defaults
             return r.run(row, exp.name)
 
@@ -170,9 +160,7 @@ class RunService(RunRecorder):
     ) -> builtins.list[e.Run]:
         """The workspace's runs, newest first, optionally of one experiment, status or compute."""
         if status is not None and status not in e.RUN_STATUSES:
-            raise InvalidInput(
-                f"Status {status!r} does not exist.", f"use one of: {', '.join(e.RUN_STATUSES)}."
-            )
+            raise InvalidInput(f"Status {status!r} does not exist.", f"use one of: {', '.join(e.RUN_STATUSES)}.")
         names.positive_int(limit, "--limit", maximum=10_000)
         with self.store.read() as session:
             ws = _lookup.workspace_row(session, workspace)
@@ -188,16 +176,14 @@ class RunService(RunRecorder):
             if compute is not None:
                 query = query.where(r.RunRow.compute_name == compute)
             query = query.order_by(r.RunRow.created_at.desc(), r.RunRow.id.desc()).limit(limit)
-            return [r.run(row, name) for row, name in session.execute(query).tuples()]
+            return [r.run(row, name) for row, name in session.execute(query)]
 
     def history(self, run_id: str) -> builtins.list[e.StatusChange]:
         """Every status change of the run, oldest first."""
         with self.store.read() as session:
             _lookup.run_row(session, run_id)
             rows = session.scalars(
-                select(r.StatusChangeRow)
-                .where(r.StatusChangeRow.run_id == run_id)
-                .order_by(r.StatusChangeRow.id)
+                select(r.StatusChangeRow).where(r.StatusChangeRow.run_id == run_id).order_by(r.StatusChangeRow.id)
             )
             return [r.status_change(row) for row in rows]
 
@@ -218,7 +204,16 @@ class RunService(RunRecorder):
         details: Mapping[str, Any] | None = None,
         error: str | None = None,
     ) -> e.Run:
-        """Change the run's status along the allowed transitions, recording when and why."""
+        """Change the run's status along the allowed transitions, recording when and why.
+
+        A worker passes its `attempt` (fenced); the control plane passes none. Runs enter Preparing
+        only through `LeaseService.claim_next_run`, which also gives them a lease.
+        """
+        if to_status == e.PREPARING:
+            raise Conflict(
+                f"Run {run_id} can only become Preparing when an agent claims it.",
+                "leave it Queued; an agent claims it when its compute has room.",
+            )
         stored = json_dict(details or {}, "details")
         with self.store.write() as session:
             row = _lookup.run_row(session, run_id, for_update=True)
@@ -249,8 +244,7 @@ class RunService(RunRecorder):
             row = _lookup.run_row(session, run_id, for_update=True)
             if row.status not in e.HELD:
                 raise Conflict(
-                    f"Run {run_id} is {row.status}; only a Preparing, Running or Finalizing run "
-                    "can be preempted.",
+                    f"Run {run_id} is {row.status}; only a Preparing, Running or Finalizing run can be preempted.",
                     "preempt runs while they run.",
                 )
             row.preempt_requested = True

@@ -181,13 +181,9 @@ class SizeCatalog:
             text = path.read_text()
             data: Any = json.loads(text) if path.suffix == ".json" else _yaml(text)
         except (OSError, ValueError) as exc:
-            raise InvalidInput(
-                f"Prices file {str(path)!r} cannot be read: {exc}.", "fix or remove it."
-            ) from None
+            raise InvalidInput(f"Prices file {str(path)!r} cannot be read: {exc}.", "fix or remove it.") from None
         if not isinstance(data, dict):
-            raise InvalidInput(
-                f"Prices file {str(path)!r} must hold a mapping.", "see modelbuilder.core.sizes."
-            )
+            raise InvalidInput(f"Prices file {str(path)!r} must hold a mapping.", "see modelbuilder.core.sizes.")
         for name, price in (data.get("prices") or {}).items():
             spec = self._sizes.get(name)
             if spec is None or not isinstance(price, int | float) or price < 0:

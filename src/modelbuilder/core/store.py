@@ -42,9 +42,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 BUSY_TIMEOUT_S = 30.0
 # Any fixed 64-bit number; every modelbuilder process migrating one PostgreSQL database takes it.
 _PG_MIGRATION_LOCK = 0x6D6F64656C62
-_UPGRADE_HINT = (
-    "run 'modelbuilder db upgrade' (add --home DIR, or set MODELBUILDER_DB_URL, to pick the same store)."
-)
+_UPGRADE_HINT = "run 'modelbuilder db upgrade' (add --home DIR, or set MODELBUILDER_DB_URL, to pick the same store)."
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:
@@ -290,7 +288,8 @@ def _require_head(revision: str | None, url: URL) -> None:
 
 def current_revision(url: str | None = None) -> str | None:
     """The schema revision of the store at `url` (None: no schema yet); does not migrate."""
-    store = Store(_create_engine(_parse_url(url)), _parse_url(url))
+    parsed = _parse_url(url)
+    store = Store(_create_engine(parsed), parsed)
     try:
         return store.current_revision()
     finally:

@@ -44,9 +44,7 @@ class WorkspaceService:
 
     def _create(self, name: str, region: str, resource_group: str) -> e.Workspace:
         with self.store.write() as session:
-            existing = session.scalars(
-                select(r.WorkspaceRow).where(r.WorkspaceRow.name == name)
-            ).one_or_none()
+            existing = session.scalars(select(r.WorkspaceRow).where(r.WorkspaceRow.name == name)).one_or_none()
             if existing is not None:
                 raise AlreadyExists(
                     f"Workspace {name!r} already exists (region {existing.region}, "
@@ -108,17 +106,13 @@ class WorkspaceService:
 
     def get_experiment(self, workspace: str, name: str) -> e.Experiment:
         with self.store.read() as session:
-            return r.experiment(
-                _lookup.experiment_row(session, _lookup.workspace_row(session, workspace), name)
-            )
+            return r.experiment(_lookup.experiment_row(session, _lookup.workspace_row(session, workspace), name))
 
     def list_experiments(self, workspace: str) -> builtins.list[e.Experiment]:
         with self.store.read() as session:
             ws = _lookup.workspace_row(session, workspace)
             rows = session.scalars(
-                select(r.ExperimentRow)
-                .where(r.ExperimentRow.workspace_id == ws.id)
-                .order_by(r.ExperimentRow.name)
+                select(r.ExperimentRow).where(r.ExperimentRow.workspace_id == ws.id).order_by(r.ExperimentRow.name)
             )
             return [r.experiment(row) for row in rows]
 

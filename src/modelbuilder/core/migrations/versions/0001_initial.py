@@ -121,17 +121,11 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_runs")),
-        sa.UniqueConstraint(
-            "workspace_id", "idempotency_key", name=op.f("uq_runs_workspace_id_idempotency_key")
-        ),
+        sa.UniqueConstraint("workspace_id", "idempotency_key", name=op.f("uq_runs_workspace_id_idempotency_key")),
     )
     op.create_index(op.f("ix_runs_status_compute_id"), "runs", ["status", "compute_id"], unique=False)
-    op.create_index(
-        op.f("ix_runs_status_lease_expires_at"), "runs", ["status", "lease_expires_at"], unique=False
-    )
-    op.create_index(
-        op.f("ix_runs_workspace_id_created_at"), "runs", ["workspace_id", "created_at"], unique=False
-    )
+    op.create_index(op.f("ix_runs_status_lease_expires_at"), "runs", ["status", "lease_expires_at"], unique=False)
+    op.create_index(op.f("ix_runs_workspace_id_created_at"), "runs", ["workspace_id", "created_at"], unique=False)
     op.create_table(
         "run_artifacts",
         sa.Column("run_id", sa.String(length=32), nullable=False),
@@ -139,9 +133,7 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name=op.f("fk_run_artifacts_run_id_runs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_run_artifacts_run_id_runs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_id", "path", name=op.f("pk_run_artifacts")),
     )
     op.create_table(
@@ -152,9 +144,7 @@ def upgrade() -> None:
         sa.Column("level", sa.String(length=16), nullable=False),
         sa.Column("message", sa.Text(), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name=op.f("fk_run_logs_run_id_runs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_run_logs_run_id_runs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_id", "seq", name=op.f("pk_run_logs")),
     )
     op.create_table(
@@ -165,9 +155,7 @@ def upgrade() -> None:
         sa.Column("value", sa.Float(), nullable=True),
         sa.Column("at", TIMESTAMP, nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name=op.f("fk_run_metrics_run_id_runs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_run_metrics_run_id_runs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_id", "key", "step", name=op.f("pk_run_metrics")),
     )
     op.create_table(
