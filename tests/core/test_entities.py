@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from modelbuilder.core import entities as e
@@ -59,3 +62,18 @@ def test_run_ids_are_short_unguessable_and_match_the_pattern() -> None:
 
 def test_utcnow_is_aware() -> None:
     assert e.utcnow().utcoffset() is not None
+
+
+def test_entities_import_without_the_database_layer() -> None:
+    probe = "import sys, modelbuilder.core.entities; print('sqlalchemy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_the_package_re_exports_its_services() -> None:
+    import modelbuilder.core as core
+
+    for name in core.__all__:
+        assert getattr(core, name) is not None
+    with pytest.raises(AttributeError):
+        _ = core.Nope  # type: ignore[attr-defined]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import threading
 import time
@@ -10,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from filelock import FileLock
 
 from modelbuilder.core import _rows as r
 from modelbuilder.core import store as store_module
@@ -173,3 +175,28 @@ def test_an_unwritable_sqlite_folder_names_the_fix(tmp_path: Path) -> None:
 
 def test_plain_postgresql_urls_use_psycopg() -> None:
     assert store_module._parse_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+
+
+def test_a_first_migration_waits_for_another_process_then_gives_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "MIGRATION_WAIT_S", 0.3)
+    holder = multiprocessing.get_context("spawn").Process(target=_hold_lock, args=(str(tmp_path),))
+    holder.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "held").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(StoreUnavailable, match="migrating"):
+            Store.open(f"sqlite:///{tmp_path / 'x.db'}")
+    finally:
+        holder.terminate()
+        holder.join()
+    with Store.open(f"sqlite:///{tmp_path / 'x.db'}") as store:  # the holder is gone: it goes ahead
+        assert store.current_revision() == head_revision()
+
+
+def _hold_lock(folder: str) -> None:
+    with FileLock(str(Path(folder) / ".migrate.lock")):
+        (Path(folder) / "held").write_text("")
+        time.sleep(60)

@@ -28,7 +28,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from sqlalchemy import event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -40,6 +40,7 @@ from modelbuilder.errors import AlreadyExists, Conflict, InvalidInput, SchemaOut
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BUSY_TIMEOUT_S = 30.0
+MIGRATION_WAIT_S = 120
 # Any fixed 64-bit number; every modelbuilder process migrating one PostgreSQL database takes it.
 _PG_MIGRATION_LOCK = 0x6D6F64656C62
 _UPGRADE_HINT = "run 'modelbuilder db upgrade' (add --home DIR, or set MODELBUILDER_DB_URL, to pick the same store)."
@@ -136,7 +137,7 @@ def _translate(error: exc.SQLAlchemyError, url: URL) -> Exception:
         return Conflict(f"The change conflicts with the stored state ({text}).", "reload and try again.")
     if not isinstance(error, exc.OperationalError | exc.InterfaceError | exc.ProgrammingError):
         return error
-    if "locked" in lowered or "busy" in lowered:
+    if "locked" in lowered or "busy" in lowered or "lock timeout" in lowered:
         return StoreUnavailable(
             f"The store {shown} stayed locked for {BUSY_TIMEOUT_S:.0f} s ({text}).",
             "retry; if it persists, stop the process that holds a long write on it.",
@@ -246,14 +247,25 @@ class Store:
         if path is None:
             yield
             return
-        with FileLock(str(path.parent / ".migrate.lock"), timeout=120):
+        lock = FileLock(str(path.parent / ".migrate.lock"), timeout=MIGRATION_WAIT_S)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise StoreUnavailable(
+                f"Another process has been migrating the store {_shown(self.url)} for {MIGRATION_WAIT_S} s.",
+                "wait for the other modelbuilder process to finish, then try again.",
+            ) from None
+        try:
             yield
+        finally:
+            lock.release()
 
     def _migrate(self, only_if_new: bool) -> str | None:
         """Upgrade to head under the migration lock; with `only_if_new`, only a store with no schema."""
         with _mapped_errors(self.url), self._migration_lock():
             with self._write_engine.connect() as conn, conn.begin():
                 if self.is_postgres:
+                    conn.execute(sa.text(f"SET LOCAL lock_timeout = '{MIGRATION_WAIT_S}s'"))
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
                 revision = MigrationContext.configure(conn).get_current_revision()
                 if only_if_new and revision is not None:
