@@ -169,6 +169,8 @@ def test_errors_retry_then_fail_with_the_last_error(
     assert failed.status == "Failed"
     assert failed.error == "ValueError: bad image"
     assert failed.ended_at is not None
+    runs.append_logs(run.id, 2, ["Traceback ..."])  # its own end: the worker may still flush its logs
+    assert leases.release_lease(run.id, 2, "agent-a").lease_owner is None
 
 
 def test_preemption_requeues_to_resume_with_its_own_budget(
@@ -235,6 +237,13 @@ def test_release_after_the_end_and_release_of_an_unfinished_run(
     assert leases.release_lease(run.id, 1, "agent-a") == released  # harmless twice
     with pytest.raises(StaleAttempt):
         runs.append_logs(run.id, 1, ["too late"])
+
+    runs.submit(team.workspace, "pets", team.dedicated, recipe)
+    died = _claim(leases, team)
+    runs.transition(died.id, "Canceled", "stopped", attempt=died.attempt)  # then it died before releasing
+    assert runs.get(died.id).lease_owner == "agent-a"
+    assert leases.requeue_expired(utcnow() + LATER) == []
+    assert runs.get(died.id).lease_owner is None
 
     runs.submit(team.workspace, "pets", team.dedicated, recipe)
     unfinished = _claim(leases, team)

@@ -12,6 +12,10 @@ These are the primitives the scheduler (`scheduler.py`) builds its agents on:
 - `fail_or_retry` and `preempted` give a run back after an error or a preemption, each with its own
   budget (errors: `max_error_retries`, default 2; preemptions: `max_preemptions`, default unlimited).
 
+A worker keeps its lease through an end it reports itself (Completed, Canceled, Failed), so it can
+still flush its last log lines; it then calls `release_lease`. A return to the queue, or an end
+decided by someone else, takes the lease away at once and fences the worker off.
+
 Lease times come from the clock of the process that writes them; hosts sharing a PostgreSQL store
 are expected to keep their clocks in sync (NTP), as lease times are minutes and skew is seconds.
 """
@@ -21,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, case, select
+from sqlalchemy import Select, case, select, update
 from sqlalchemy.orm import Session
 
 from modelbuilder.core import _lifecycle, _lookup
@@ -133,6 +137,12 @@ class LeaseService:
                     self._preempted(session, row, f"{row.preempt_reason or 'preempted'}; {lost}", now)
                 else:
                     self._fail_or_retry(session, row, lost, now)
+            # Workers that ended their run but died before releasing: their leases just lapse.
+            session.execute(
+                update(r.RunRow)
+                .where(r.RunRow.status.in_(e.TERMINAL), r.RunRow.lease_expires_at < now)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
             return [_lookup.run_entity(session, row) for row in rows]
 
     def fail_or_retry(self, run_id: str, attempt: int, error: str) -> e.Run:
@@ -140,7 +150,7 @@ class LeaseService:
         with self.store.write() as session:
             row = _lookup.run_row(session, run_id, for_update=True)
             _lifecycle.check_holder(row, attempt)
-            self._fail_or_retry(session, row, error)
+            self._fail_or_retry(session, row, error, by_holder=True)
             return _lookup.run_entity(session, row)
 
     def preempted(self, run_id: str, attempt: int, reason: str) -> e.Run:
@@ -148,7 +158,7 @@ class LeaseService:
         with self.store.write() as session:
             row = _lookup.run_row(session, run_id, for_update=True)
             _lifecycle.check_holder(row, attempt)
-            self._preempted(session, row, reason)
+            self._preempted(session, row, reason, by_holder=True)
             return _lookup.run_entity(session, row)
 
     # --- internals ----------------------------------------------------------------------------------
@@ -161,21 +171,25 @@ class LeaseService:
         )
 
     @staticmethod
-    def _fail_or_retry(session: Session, row: r.RunRow, error: str, now: datetime | None = None) -> None:
+    def _fail_or_retry(
+        session: Session, row: r.RunRow, error: str, now: datetime | None = None, by_holder: bool = False
+    ) -> None:
         if row.error_retries < row.max_error_retries:
             row.error_retries += 1
             reason = f"{error}; retry {row.error_retries} of {row.max_error_retries}"
             _lifecycle.apply(session, row, e.QUEUED, reason, error=error, now=now)
         else:
             spent = f"{error}; no error retries left ({row.max_error_retries} used)"
-            _lifecycle.apply(session, row, e.FAILED, spent, error=error, now=now)
+            _lifecycle.apply(session, row, e.FAILED, spent, by_holder=by_holder, error=error, now=now)
 
     @staticmethod
-    def _preempted(session: Session, row: r.RunRow, reason: str, now: datetime | None = None) -> None:
+    def _preempted(
+        session: Session, row: r.RunRow, reason: str, now: datetime | None = None, by_holder: bool = False
+    ) -> None:
         _lifecycle.apply(session, row, e.PREEMPTED, reason, by_holder=True, now=now)
         if row.max_preemptions is not None and row.preemptions > row.max_preemptions:
             why = f"preempted {row.preemptions} times; the budget allows {row.max_preemptions}"
-            _lifecycle.apply(session, row, e.FAILED, why, now=now)
+            _lifecycle.apply(session, row, e.FAILED, why, by_holder=by_holder, now=now)
         elif row.resume_from:
             resume = f"requeued after preemption; resumes from epoch {row.resume_epoch} ({row.resume_from})"
             _lifecycle.apply(session, row, e.QUEUED, resume, now=now)
