@@ -37,6 +37,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     crop_scale_min: float = 0.35  # random resized crop: smallest area kept
+    hflip: bool = True  # random horizontal flips (turn off where mirrored images mean something else)
     validation_fraction: float = 0.2
     early_stopping_patience: int = 5
     time_budget_s: float | None = None

@@ -1,0 +1,66 @@
+"""The `modelbuilder` command: thin adapters that parse, call a service, and render.
+
+Every mistake a user can make surfaces as a `ModelBuilderError` (or the prediction runtime's
+`PipelineError`) and is printed here as one line with its fix, exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelbuilder import __version__
+
+app = typer.Typer(
+    name="modelbuilder",
+    help="Train an image classifier from a folder of labeled images and get a ready-to-use result.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"modelbuilder {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    home: Annotated[Path | None, typer.Option("--home", help="State folder (default ~/.modelbuilder; "
+                                              "or MODELBUILDER_HOME).", show_default=False)] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    if home is not None:
+        os.environ["MODELBUILDER_HOME"] = str(home.expanduser().resolve())
+
+
+def _register() -> None:
+    from modelbuilder.cli import predict, train
+
+    train.register(app)
+    predict.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    from modelbuilder.errors import ModelBuilderError
+    from modelbuilder.results.runtime import PipelineError
+
+    try:
+        app()
+    except (ModelBuilderError, PipelineError) as exc:
+        from modelbuilder.cli.console import fail
+
+        fail(str(exc))
+    except KeyboardInterrupt:
+        from modelbuilder.cli.console import fail
+
+        fail("interrupted.", code=130)

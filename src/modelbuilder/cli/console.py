@@ -1,0 +1,96 @@
+"""Rich rendering shared by the CLI commands: progress of a training, errors, tables."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from modelbuilder.training.reporter import Progress as TrainProgress
+from modelbuilder.training.reporter import StopReason
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One line on stderr, no traceback, exit code 2 (the user's mistake) by default."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds:
+        return "-"
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class ProgressDisplay:
+    """Draws a run's progress: one bar for decoding, one per epoch, with loss, accuracy, images/s, ETA.
+
+    It is fed `training.reporter.Progress` objects, either by the engine directly (it is a Reporter)
+    or by the CLI reading the run's progress from the store.
+    """
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self.bars = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console, transient=False,
+            disable=quiet)
+        self.task: Any = None
+        self.key: tuple[str, int] | None = None
+        self.last_status = ""
+
+    def __enter__(self) -> ProgressDisplay:
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    # --- Reporter ---------------------------------------------------------------------------------
+    def status(self, status: str, reason: str = "") -> None:
+        if status != self.last_status:
+            self.last_status = status
+            self.bars.console.print(f"[cyan]{status}[/] {reason}", highlight=False)
+
+    def log(self, message: str, level: str = "info") -> None:
+        style = {"warning": "yellow", "error": "red"}.get(level, "dim")
+        prefix = "warning: " if level == "warning" else ""
+        self.bars.console.print(f"[{style}]{prefix}{message}[/]", highlight=False, soft_wrap=True)
+
+    def progress(self, p: TrainProgress) -> None:
+        key = (p.phase, p.epoch)
+        if p.phase == "preparing":
+            description, total = "Decoding images", p.steps
+        elif p.phase == "training":
+            description, total = f"Epoch {p.epoch}/{p.epochs}", p.steps
+        else:
+            return
+        if key != self.key:
+            self.task = self.bars.add_task(description, total=total, stats="")
+            self.key = key
+        stats = ""
+        if p.phase == "training":
+            stats = (f"loss {p.loss:.3f}  acc {p.accuracy:.3f}  {p.images_per_s:.0f} img/s  "
+                     f"ETA {fmt_seconds(p.eta_s)}")
+        self.bars.update(self.task, completed=p.step, total=total, stats=stats)
+
+    def metrics(self, epoch: int, values: dict[str, float]) -> None:
+        self.bars.console.print(
+            f"  epoch {epoch}: val accuracy [bold]{values.get('val_accuracy', float('nan')):.4f}[/], "
+            f"val loss {values.get('val_loss', float('nan')):.4f}, train accuracy "
+            f"{values.get('train_accuracy', float('nan')):.4f}", highlight=False)
+
+    def checkpoint(self, path: Path, epoch: int, step: int) -> None:
+        pass
+
+    def should_stop(self) -> StopReason | None:
+        return None

@@ -1,0 +1,120 @@
+"""`modelbuilder train`: one command from a folder of images to a ready result."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from modelbuilder import names
+
+DATA_HELP = "A folder with one sub-folder per label, or a .tsv/.csv manifest with ImageSource and Label columns."
+
+
+def recipe_from_options(**options: Any) -> Any:
+    """Flags > YAML recipe file > defaults, validated by TrainConfig itself."""
+    from modelbuilder.training.recipe import TrainConfig
+
+    recipe_file = options.pop("recipe")
+    budget = options.pop("time_budget")
+    data = options.pop("data")
+    if data is not None:
+        options["data"] = str(data)
+    if options.get("validation_data") is not None:
+        options["validation_data"] = str(options["validation_data"])
+    if budget is not None:
+        options["time_budget_s"] = names.duration_seconds(budget)
+    return TrainConfig.from_sources(recipe_file, **options)
+
+
+def copy_results(run_dir: Path, name: str, output: Path) -> dict[str, Path]:
+    """Put the two generated projects and the three assets of a finished run into `output`."""
+    output.mkdir(parents=True, exist_ok=True)
+    placed: dict[str, Path] = {}
+    for folder in (f"{name}.ConsoleApp", f"{name}.Model"):
+        target = output / folder
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(run_dir / folder, target)
+        placed[folder] = target
+    for asset in ("bestModel.onnx", "bestModelMap.json", "MLModel.zip"):
+        shutil.copy2(run_dir / asset, output / asset)
+        placed[asset] = output / asset
+    return placed
+
+
+def print_summary(metrics: dict[str, Any], placed: dict[str, Path], stopped: str) -> None:
+    from rich.table import Table
+
+    from modelbuilder.cli.console import console, fmt_seconds
+
+    console.print(
+        f"\n[bold green]Done[/] ({stopped.replace('_', ' ')}): validation accuracy [bold]{metrics['accuracy']:.4f}[/], "
+        f"macro F1 {metrics['macro_f1']:.4f}, best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
+        f"{metrics['images_per_s']:.0f} img/s, training time {fmt_seconds(metrics['training_seconds'])}.",
+        highlight=False)
+    table = Table("output", "where", show_header=True, header_style="bold")
+    for key, path in placed.items():
+        table.add_row(key, str(path))
+    console.print(table)
+
+
+def train(
+    data: Annotated[Path | None, typer.Option(help=DATA_HELP, show_default=False)] = None,
+    name: Annotated[str | None, typer.Option(help="Name of the generated <Name>.ConsoleApp and <Name>.Model "
+                                             "(default: from the data folder's name).", show_default=False)] = None,
+    output: Annotated[Path, typer.Option(help="Folder that receives <Name>.ConsoleApp, <Name>.Model and the "
+                                         "three assets.")] = Path("."),
+    epochs: Annotated[int | None, typer.Option(help="Most epochs to train (default 15).", show_default=False)] = None,
+    time_budget: Annotated[str | None, typer.Option(help="Stop training after this long, keeping the best "
+                                                    "(e.g. 10m, 1h30m).", show_default=False)] = None,
+    image_size: Annotated[int | None, typer.Option(help="Input size in pixels (default: from the data, 32 to "
+                                                   "224).", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step (default 32).", show_default=False)] = None,
+    architecture: Annotated[str | None, typer.Option(help="resnet50 (default), resnet18, mobilenet_v3_large, "
+                                                     "tiny.", show_default=False)] = None,
+    weights: Annotated[str | None, typer.Option(help="auto (ImageNet weights if available, default), none, or "
+                                                "a state dict file.", show_default=False)] = None,
+    mode: Annotated[str | None, typer.Option(help="auto (default), full, or head (train only the new head "
+                                             "on frozen pretrained features).", show_default=False)] = None,
+    validation_fraction: Annotated[float | None, typer.Option(help="Share of each label held out for "
+                                                              "validation (default 0.2).", show_default=False)] = None,
+    validation_data: Annotated[Path | None, typer.Option(help="Separate validation data (same layout as "
+                                                         "--data).", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the split, order and augmentation (default 0).",
+                                             show_default=False)] = None,
+    precision: Annotated[str | None, typer.Option(help="auto (bf16 where the hardware has it), bf16, fp32.",
+                                                  show_default=False)] = None,
+    recipe: Annotated[Path | None, typer.Option(help="YAML file of recipe settings; flags override it.",
+                                                show_default=False)] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue from a checkpoint (checkpoints/last.pt).",
+                                                show_default=False)] = None,
+) -> None:
+    """Train an image classifier and write bestModel.onnx, bestModelMap.json, MLModel.zip and the two projects."""
+    import datetime
+
+    from modelbuilder.cli.console import ProgressDisplay
+    from modelbuilder.config import get_settings
+    from modelbuilder.errors import InvalidInput
+    from modelbuilder.training.job import run_training
+
+    if data is None and resume is None:
+        raise InvalidInput("No training data given.", "pass --data PATH (a folder or a .tsv/.csv manifest).")
+    config = recipe_from_options(
+        data=data or "", name=name, epochs=epochs, time_budget=time_budget, image_size=image_size,
+        batch_size=batch_size, architecture=architecture, weights=weights, mode=mode,
+        validation_fraction=validation_fraction, validation_data=validation_data, seed=seed, precision=precision,
+        recipe=recipe)
+    settings = get_settings()
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+    run_dir = settings.resolved_home / "local-runs" / stamp
+    with ProgressDisplay() as display:
+        result = run_training(config, run_dir, display, resume=resume)
+    placed = copy_results(result.run_dir, result.name, output)
+    print_summary(result.metrics, placed, result.stopped)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)

@@ -1,0 +1,227 @@
+"""Training data: find the images and their labels, check them, split them, report on them.
+
+Two layouts are accepted: a folder with one sub-folder per label, or a `.tsv`/`.csv` manifest with
+`ImageSource` and `Label` columns (paths relative to the manifest). Every mistake that would make
+training pointless (missing path, no images, one label, a bad manifest, a path that escapes its
+folder) is an error here, before any image is decoded. Files that cannot be decoded are skipped and
+listed in the data report, never fatal on their own.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from modelbuilder.errors import DataError
+
+MANIFEST_SUFFIXES = (".tsv", ".csv")
+SPLIT_FOLDER_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing"}
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass
+class DataReport:
+    """What was found in the data and what was done with it; saved as `data_report.json`."""
+
+    source: str
+    labels: list[str] = field(default_factory=list)
+    train_per_label: dict[str, int] = field(default_factory=dict)
+    validation_per_label: dict[str, int] = field(default_factory=dict)
+    validation_source: str = ""  # "split 0.2 (seed 0)" or the path of --validation-data
+    skipped: list[Skipped] = field(default_factory=list)
+    image_size: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "labels": self.labels,
+            "train_images": sum(self.train_per_label.values()),
+            "validation_images": sum(self.validation_per_label.values()),
+            "train_per_label": self.train_per_label,
+            "validation_per_label": self.validation_per_label,
+            "validation_source": self.validation_source,
+            "image_size": self.image_size,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
+
+
+def discover(source: str | os.PathLike[str]) -> tuple[list[Sample], list[Skipped]]:
+    """All candidate images with their labels, and the files passed over (with why)."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(f"Training data {str(path)!r} does not exist.",
+                        "pass --data with a folder of label sub-folders, or a .tsv/.csv manifest.")
+    if path.is_file():
+        if path.suffix.lower() not in MANIFEST_SUFFIXES:
+            raise DataError(f"Training data {str(path)!r} is a file but not a .tsv or .csv manifest.",
+                            "pass a folder with one sub-folder per label, or a manifest with "
+                            "ImageSource and Label columns.")
+        return _read_manifest(path)
+    return _read_folder(path)
+
+
+def _read_folder(root: Path) -> tuple[list[Sample], list[Skipped]]:
+    root = root.resolve()
+    samples: list[Sample] = []
+    skipped: list[Skipped] = []
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except PermissionError:
+        raise DataError(f"Cannot read the folder {str(root)!r}: permission denied.",
+                        "make it readable by this user.") from None
+    label_dirs = [e for e in entries if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+    for entry in entries:
+        if entry.is_symlink() and entry.is_dir():
+            skipped.append(Skipped(entry.name + "/", "symbolic link to a folder (not followed)"))
+        elif entry.is_file() and not entry.name.startswith("."):
+            skipped.append(Skipped(entry.name, "file outside any label folder"))
+    if not label_dirs:
+        raise DataError(f"The folder {str(root)!r} has no label sub-folders.",
+                        "put the images of each label in a sub-folder named after it (data/cat/1.jpg).")
+    names = {d.name.lower() for d in label_dirs}
+    if names <= SPLIT_FOLDER_NAMES and len(names) >= 2:
+        raise DataError(f"The folder {str(root)!r} looks split already ({', '.join(sorted(names))}).",
+                        f"pass --data {root / label_dirs[0].name} and --validation-data for the other part.")
+    for label_dir in label_dirs:
+        samples_here, skipped_here = _walk_label(root, Path(label_dir.path), label_dir.name)
+        samples += samples_here
+        skipped += skipped_here
+    return samples, skipped
+
+
+def _walk_label(root: Path, folder: Path, label: str) -> tuple[list[Sample], list[Skipped]]:
+    samples, skipped = [], []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            rel = str(path.relative_to(root))
+            if path.is_symlink():
+                try:
+                    target = path.resolve(strict=True)
+                except (OSError, RuntimeError):
+                    skipped.append(Skipped(rel, "broken or looping symbolic link"))
+                    continue
+                if not target.is_relative_to(root):
+                    skipped.append(Skipped(rel, "symbolic link to a file outside the data folder"))
+                    continue
+            samples.append(Sample(path, label))
+        for d in list(dirnames):
+            if (Path(dirpath) / d).is_symlink():
+                skipped.append(Skipped(str((Path(dirpath) / d).relative_to(root)) + "/",
+                                       "symbolic link to a folder (not followed)"))
+    return samples, skipped
+
+
+def _read_manifest(manifest: Path) -> tuple[list[Sample], list[Skipped]]:
+    base = manifest.parent.resolve()
+    delimiter = "\t" if manifest.suffix.lower() == ".tsv" else ","
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f, delimiter=delimiter))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"Cannot read the manifest {str(manifest)!r}: {exc}.",
+                        "save it as UTF-8 text with ImageSource and Label columns.") from None
+    header = [h.strip().lower() for h in rows[0]] if rows else []
+    if "imagesource" not in header or "label" not in header:
+        raise DataError(f"The manifest {str(manifest)!r} lacks the columns ImageSource and Label "
+                        f"(found: {', '.join(rows[0]) if rows else 'nothing'}).",
+                        f"make its first line 'ImageSource{delimiter}Label' (separator "
+                        f"{'tab' if delimiter == chr(9) else 'comma'}).")
+    src_col, label_col = header.index("imagesource"), header.index("label")
+    samples, skipped = [], []
+    for line_no, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) <= max(src_col, label_col) or not row[src_col].strip() or not row[label_col].strip():
+            skipped.append(Skipped(f"{manifest.name}:{line_no}", "row without an image path or a label"))
+            continue
+        raw = row[src_col].strip()
+        path = Path(os.path.normpath(base / raw))
+        if Path(raw).is_absolute() or not path.is_relative_to(base) or not _stays_inside(path, base):
+            raise DataError(f"Line {line_no} of {str(manifest)!r} points outside its folder: {raw!r}.",
+                            f"keep every image under {str(base)!r} and write paths relative to the manifest.")
+        samples.append(Sample(path, row[label_col].strip()))
+    return samples, skipped
+
+
+def _stays_inside(path: Path, base: Path) -> bool:
+    """True when `path`, with symlinks resolved (where it exists), is still under `base`."""
+    try:
+        return path.resolve().is_relative_to(base)
+    except (OSError, RuntimeError):
+        return True  # a missing or looping file is skipped later, with its reason
+
+
+def check_labels(samples: list[Sample], source: str) -> list[str]:
+    labels = sorted({s.label for s in samples})
+    if not samples:
+        raise DataError(f"No images found in {source!r}.",
+                        "add JPEG, PNG, BMP, GIF, TIFF or WebP files under one sub-folder per label.")
+    if len(labels) < 2:
+        raise DataError(f"Only one label ({labels[0]!r}) found in {source!r}; a classifier needs at least two.",
+                        "add a sub-folder (or manifest rows) for at least one more label.")
+    return labels
+
+
+def choose_image_size(paths: list[Path], sample_limit: int = 200, seed: int = 0) -> int:
+    """Median short side of a sample of the images, rounded up to a multiple of 32, in [32, 224].
+
+    Upscaling 8-px digits to 224 px would cost 49x the compute for no gain; photos get 224.
+    """
+    rng = random.Random(seed)
+    picked = paths if len(paths) <= sample_limit else rng.sample(paths, sample_limit)
+    sides = []
+    for path in picked:
+        try:
+            with Image.open(path) as img:
+                sides.append(min(img.size))
+        except Exception:  # noqa: BLE001 - unreadable files are reported when they are decoded
+            continue
+    if not sides:
+        return 224
+    median = statistics.median(sides)
+    return int(min(224, max(32, -(-median // 32) * 32)))
+
+
+def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices for training and validation: `fraction` of every label (at least one where a label has
+    two or more images), chosen with a seeded shuffle so the same data and seed give the same split."""
+    rng = random.Random(seed)
+    by_label: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_label.setdefault(y, []).append(i)
+    train, val = [], []
+    for y in sorted(by_label):
+        idx = by_label[y]
+        rng.shuffle(idx)
+        n_val = min(len(idx) - 1, max(1, round(len(idx) * fraction))) if len(idx) >= 2 else 0
+        val += idx[:n_val]
+        train += idx[n_val:]
+    return sorted(train), sorted(val)
+
+
+def per_label(labels: list[str], indices: list[int], targets: list[int]) -> dict[str, int]:
+    counts = Counter(targets[i] for i in indices)
+    return {name: counts.get(k, 0) for k, name in enumerate(labels)}

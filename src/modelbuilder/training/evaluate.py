@@ -1,0 +1,103 @@
+"""Evaluation: the numbers a user judges a model by, and two pictures.
+
+`classification_metrics` works on predicted probabilities and true labels as numpy arrays, so the same
+function scores the PyTorch model during training and an ONNX model afterwards.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def confusion_matrix(targets: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """rows = true label, columns = predicted label."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (targets, predictions), 1)
+    return matrix
+
+
+def classification_metrics(probs: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """Micro accuracy, macro accuracy, macro precision/recall/F1, log-loss, per-label table, confusion."""
+    k = len(labels)
+    predictions = probs.argmax(1)
+    matrix = confusion_matrix(targets, predictions, k)
+    support = matrix.sum(1)
+    predicted = matrix.sum(0)
+    tp = np.diag(matrix).astype(np.float64)
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=(precision + recall) > 0)
+    present = support > 0
+    eps = 1e-15
+    log_loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(targets)), targets], eps, 1.0)))) if len(
+        targets) else float("nan")
+    return {
+        "accuracy": float((predictions == targets).mean()) if len(targets) else 0.0,
+        # macro accuracy = mean of the per-label recalls, over labels that have validation images
+        "macro_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_precision": float(precision[present].mean()) if present.any() else 0.0,
+        "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "log_loss": log_loss,
+        "num_images": int(len(targets)),
+        "per_label": [
+            {"label": labels[i], "precision": float(precision[i]), "recall": float(recall[i]),
+             "f1": float(f1[i]), "support": int(support[i])}
+            for i in range(k)
+        ],
+        "confusion_matrix": matrix.tolist(),
+        "labels": list(labels),
+    }
+
+
+def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(labels)
+    side = min(2 + 0.5 * k, 16)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(k), labels, rotation=45, ha="right")
+    ax.set_yticks(range(k), labels)
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    ax.set_title("Confusion matrix (validation)")
+    if k <= 30:
+        top = matrix.max() or 1
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
+                        color="white" if matrix[i, j] > top / 2 else "black", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
+    left.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
+    left.set_title("loss")
+    right.plot(epochs, [h["train_accuracy"] for h in history], marker="o", label="train")
+    right.plot(epochs, [h["val_accuracy"] for h in history], marker="o", label="validation")
+    right.set_title("accuracy")
+    right.set_ylim(0, 1.02)
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

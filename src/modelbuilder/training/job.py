@@ -1,0 +1,255 @@
+"""One training, start to finish: data -> model -> loop -> evaluate -> export -> results.
+
+`run_training` is the engine's only entry point. It knows nothing of workspaces or databases: it gets
+a recipe, a folder to write into and a Reporter, and leaves in that folder everything a user gets
+back (the three assets, the two generated projects, metrics, plots, checkpoints, the data report).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from modelbuilder import names
+from modelbuilder.errors import DataError
+from modelbuilder.results.codegen import generate_projects
+from modelbuilder.results.pipeline import write_label_map, write_model_package
+from modelbuilder.results.runtime import MAP_FILE, MODEL_FILE, Preprocess
+from modelbuilder.training import data as data_mod
+from modelbuilder.training.cache import build_decoded_cache
+from modelbuilder.training.checkpoint import TrainState, load_checkpoint
+from modelbuilder.training.evaluate import classification_metrics, plot_confusion_matrix, plot_training_curves
+from modelbuilder.training.export import INPUT_NAME, OUTPUT_NAME, export_onnx, verify_onnx
+from modelbuilder.training.loop import Loop, Split, evaluate, fit, resume_state, steps_per_epoch, warmup_cosine
+from modelbuilder.training.model import IMAGENET_MEAN, IMAGENET_STD, build_model, head_prefix
+from modelbuilder.training.presets import ClassificationPresetEval, ClassificationPresetTrain
+from modelbuilder.training.recipe import TrainConfig
+from modelbuilder.training.reporter import Progress, Reporter
+
+ZIP_FILE = "MLModel.zip"
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    train: Split
+    val: Split
+    labels: list[str]
+    image_size: int
+    report: data_mod.DataReport
+    sample_image: Path
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    name: str
+    labels: list[str]
+    metrics: dict[str, Any]
+    stopped: str
+    best_epoch: int
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+
+def _decode(source: str, size: int, cache_root: Path, reporter: Reporter, threads: int | None,
+            found: tuple[list[data_mod.Sample], list[data_mod.Skipped]] | None = None,
+            ) -> tuple[list[data_mod.Sample], list[data_mod.Skipped], Any]:
+    """Discover (unless already done) and decode `source`; skipped files come back with their reason."""
+    samples, skipped = found if found is not None else data_mod.discover(source)
+    skipped = list(skipped)
+    paths = [s.path for s in samples]
+    reporter.log(f"Decoding {len(paths)} images of {source} into the decoded cache ({size}x{size} px, "
+                 "once; later runs reuse it).")
+    cache = build_decoded_cache(
+        paths, size, cache_root, threads,
+        lambda done, total: reporter.progress(Progress("preparing", 0, 0, done, total)))
+    root = Path(source).expanduser().resolve()
+    base = root if root.is_dir() else root.parent
+    for i, reason in sorted(cache.reasons.items()):
+        path = samples[i].path
+        skipped.append(data_mod.Skipped(str(path.relative_to(base)) if path.is_relative_to(base) else str(path),
+                                        reason))
+    return samples, skipped, cache
+
+
+def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter) -> PreparedData:
+    """Find, check, decode (once, cached) and split the data; errors here come before any training."""
+    found = data_mod.discover(recipe.data)
+    data_mod.check_labels(found[0], recipe.data)
+    image_size = recipe.image_size or data_mod.choose_image_size([s.path for s in found[0]], seed=recipe.seed)
+    resize = round(image_size * 8 / 7)
+    samples, skipped, cache = _decode(recipe.data, resize, cache_root, reporter, recipe.loader_threads, found)
+    usable = [i for i in range(len(samples)) if cache.ok(i)]
+    labels = data_mod.check_labels([samples[i] for i in usable], recipe.data)
+    index = {label: k for k, label in enumerate(labels)}
+    targets = np.array([index[samples[i].label] for i in usable], dtype=np.int64)
+    report = data_mod.DataReport(source=str(recipe.data), labels=labels, skipped=skipped, image_size=image_size)
+    if recipe.validation_data:
+        v_samples, v_skipped, v_cache = _decode(recipe.validation_data, resize, cache_root, reporter,
+                                                recipe.loader_threads)
+        v_usable = [i for i in range(len(v_samples)) if v_cache.ok(i)]
+        unknown = sorted({v_samples[i].label for i in v_usable} - set(labels))
+        if unknown:
+            raise DataError(f"The validation data has labels the training data lacks: {', '.join(unknown[:5])}.",
+                            "use the same label folders in both, or drop those images from the validation data.")
+        if not v_usable:
+            raise DataError(f"No usable images in the validation data {recipe.validation_data!r}.",
+                            "check its images (see the data report) or use --validation-fraction instead.")
+        train = Split(cache, np.array(usable), targets)
+        v_targets = np.array([index[v_samples[i].label] for i in v_usable], dtype=np.int64)
+        val = Split(v_cache, np.array(v_usable), v_targets)
+        report.skipped += v_skipped
+        report.validation_source = str(recipe.validation_data)
+        sample = v_samples[v_usable[0]].path
+    else:
+        train_idx, val_idx = data_mod.stratified_split(targets.tolist(), recipe.validation_fraction, recipe.seed)
+        if not val_idx:
+            raise DataError("Too few images to hold some out for validation (every label has only one).",
+                            "add images (two or more per label) or pass --validation-data.")
+        records = np.array(usable)
+        train = Split(cache, records[train_idx], targets[train_idx])
+        val = Split(cache, records[val_idx], targets[val_idx])
+        report.validation_source = f"stratified split {recipe.validation_fraction} (seed {recipe.seed})"
+        sample = samples[int(records[val_idx[0]])].path
+    report.train_per_label = dict(zip(labels, np.bincount(train.targets, minlength=len(labels)).tolist(), strict=True))
+    report.validation_per_label = dict(zip(labels, np.bincount(val.targets, minlength=len(labels)).tolist(),
+                                           strict=True))
+    return PreparedData(train, val, labels, image_size, report, sample)
+
+
+def choose_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def choose_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast where the hardware does bf16 natively (CUDA with bf16, CPUs with AMX or
+    AVX512-BF16); float32 elsewhere, where bf16 is emulated and several times slower."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    return torch.bfloat16 if native else None
+
+
+def _optimizer(model: torch.nn.Module, recipe: TrainConfig, pretrained: bool, device: torch.device) -> Any:
+    """AdamW; no weight decay on biases and norms; a smaller rate for a pretrained backbone."""
+    head = head_prefix(model)  # type: ignore[arg-type]
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((name.startswith(head), p.ndim > 1), []).append(p)
+    param_groups = [
+        {"params": ps, "weight_decay": recipe.weight_decay if decay else 0.0,
+         "lr": recipe.lr * (1.0 if is_head or not pretrained else recipe.backbone_lr_scale)}
+        for (is_head, decay), ps in sorted(groups.items())
+    ]
+    return torch.optim.AdamW(param_groups, lr=recipe.lr, fused=device.type == "cuda")
+
+
+def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter: Reporter, *,
+                 resume: str | os.PathLike[str] | None = None, cache_root: Path | None = None,
+                 offline: bool = False) -> TrainResult:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = load_checkpoint(Path(resume)) if resume else None
+    if checkpoint is not None:
+        recipe = TrainConfig.from_dict(checkpoint["recipe"])
+    from modelbuilder.config import get_settings
+
+    settings = get_settings()
+    cache_root = cache_root or settings.decoded_cache
+    torch.manual_seed(recipe.seed)
+    np.random.seed(recipe.seed)
+
+    reporter.status("Preparing", "reading, checking and decoding the data")
+    data = prepare_data(recipe, cache_root, reporter)
+    name = recipe.name or names.project_name_from(Path(recipe.data).expanduser().resolve().stem)
+    recipe = recipe.with_(image_size=data.image_size, name=name)
+    if checkpoint is not None and checkpoint["labels"] != data.labels:
+        raise DataError("The data's labels differ from the checkpoint's.", "resume with the same data.")
+    recipe.save(run_dir / "recipe.json")
+    (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=2))
+    for skip in data.report.skipped:
+        reporter.log(f"Skipped {skip.path}: {skip.reason}", "warning")
+
+    device = choose_device(recipe.device)
+    amp = choose_precision(recipe.precision, device)
+    channels_last = recipe.channels_last if recipe.channels_last is not None else recipe.architecture != "tiny"
+    model, weights = build_model(recipe.architecture, len(data.labels), recipe.weights,
+                                 offline=offline or settings.offline)
+    if weights.warning:
+        reporter.log(weights.warning, "warning")
+    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    optimizer = _optimizer(model, recipe, weights.pretrained, device)
+    steps = steps_per_epoch(len(data.train), recipe.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(recipe.epochs * steps, max(1, round(recipe.warmup_epochs * steps))))
+    augment = ClassificationPresetTrain(data.image_size, recipe.crop_scale_min, recipe.hflip)
+    loop = Loop(model, optimizer, scheduler, torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
+                device, amp, channels_last, augment, ClassificationPresetEval(data.image_size), recipe.batch_size,
+                recipe.seed, recipe.epochs, reporter, recipe.time_budget_s)
+    state = resume_state(checkpoint, loop) if checkpoint is not None else TrainState()
+    where = f"resumed at epoch {state.epoch + 1}, step {state.step}" if checkpoint is not None else "from the start"
+    reporter.log(f"Training {recipe.architecture} ({weights.detail}) on {device.type}, "
+                 f"{'bf16' if amp else 'float32'}{', channels_last' if channels_last else ''}, "
+                 f"{len(data.train)} training / {len(data.val)} validation images at {data.image_size} px, "
+                 f"{recipe.epochs} epochs of {steps} steps, {where}.")
+    reporter.status("Running", f"training {where}")
+    result = fit(loop, data.train, data.val, state, run_dir, recipe.to_dict(), data.labels,
+                 recipe.bn_recalibration_images, recipe.early_stopping_patience)
+
+    reporter.status("Finalizing", f"training stopped ({result.stopped}); evaluating the best epoch and exporting")
+    return finalize(loop, data, recipe, run_dir, result, weights.detail, reporter)
+
+
+def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path, result: Any, weights: str,
+             reporter: Reporter) -> TrainResult:
+    """Best weights -> metrics and plots -> verified ONNX -> MLModel.zip -> generated projects."""
+    best = torch.load(result.best_weights, map_location="cpu", weights_only=False)
+    loop.model.load_state_dict(best["model"])
+    reporter.progress(Progress("exporting", result.state.epoch, recipe.epochs, 0, 0))
+    _, _, probs = evaluate(loop, data.val)
+    metrics = classification_metrics(probs, data.val.targets, data.labels)
+    history = result.state.history
+    metrics.update({"best_epoch": result.state.best_epoch, "epochs_run": len(history), "stopped": result.stopped,
+                    "weights": weights, "image_size": data.image_size, "architecture": recipe.architecture,
+                    "train_images": len(data.train), "training_seconds": round(result.state.elapsed_s, 2),
+                    "images_per_s": float(np.mean([h["images_per_s"] for h in history])) if history else 0.0,
+                    "history": history})
+    plot_confusion_matrix(np.array(metrics["confusion_matrix"]), data.labels, run_dir / "confusion_matrix.png")
+    plot_training_curves(history, run_dir / "training_curves.png")
+
+    onnx_path = export_onnx(loop.model, data.image_size, run_dir / MODEL_FILE)
+    images = torch.cat([x for x, _ in _first_batches(loop, data.val, 64)]).float()
+    check = verify_onnx(onnx_path, loop.model, images.contiguous())
+    metrics["export_check"] = check.to_dict()
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_label_map(run_dir / MAP_FILE, data.labels)
+    spec = Preprocess(resize=round(data.image_size * 8 / 7), crop=data.image_size, mean=IMAGENET_MEAN,
+                      std=IMAGENET_STD)
+    summary = {k: metrics[k] for k in ("accuracy", "macro_accuracy", "macro_f1", "log_loss", "best_epoch",
+                                       "num_images", "architecture", "image_size")}
+    zip_path = write_model_package(run_dir / ZIP_FILE, onnx_path, data.labels, spec, summary, INPUT_NAME, OUTPUT_NAME)
+    projects = generate_projects(recipe.name or "MLModel", run_dir, zip_path, data.sample_image, overwrite=True)
+    reporter.log(f"Validation accuracy {metrics['accuracy']:.4f} (best epoch {result.state.best_epoch}); "
+                 f"results in {run_dir}.")
+    outputs = {"onnx": onnx_path, "map": run_dir / MAP_FILE, "zip": zip_path, "console_app": projects.console_app,
+               "model": projects.model, "metrics": run_dir / "metrics.json"}
+    return TrainResult(run_dir, recipe.name or "MLModel", data.labels, metrics, result.stopped,
+                       result.state.best_epoch, outputs)
+
+
+def _first_batches(loop: Loop, split: Split, limit: int) -> Any:
+    from modelbuilder.training.loop import eval_batches
+
+    return ((x.cpu(), y) for x, y in eval_batches(loop, split, limit=limit))

@@ -1,0 +1,276 @@
+"""The train/eval loop: plain functions, everything they use passed in as arguments.
+
+`fit` runs epochs of `train_one_epoch` + `evaluate`, keeps the best epoch's weights (not the last),
+writes an atomic checkpoint every epoch, stops early when validation accuracy stops improving, stops
+cleanly at the time budget, and on a cancel or a preemption stops within one step.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelbuilder.training.cache import DecodedCache
+from modelbuilder.training.checkpoint import TrainState, atomic_save, restore_rng, save_checkpoint
+from modelbuilder.training.presets import (
+    ClassificationPresetEval,
+    ClassificationPresetTrain,
+    batch_generator,
+    epoch_order,
+)
+from modelbuilder.training.reporter import Progress, Reporter
+
+
+class Preempted(Exception):
+    """Training stopped for a preemption after writing a checkpoint at the current step."""
+
+    def __init__(self, checkpoint: Path, epoch: int, step: int) -> None:
+        super().__init__(f"preempted at epoch {epoch + 1}, step {step}; checkpoint {checkpoint}")
+        self.checkpoint, self.epoch, self.step = checkpoint, epoch, step
+
+
+@dataclass(frozen=True)
+class Split:
+    """Some images of the decoded cache: their record numbers and their label indices."""
+
+    cache: DecodedCache
+    records: np.ndarray
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """The fixed parts of one training: what every function below is handed."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    criterion: nn.Module
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    train_preset: ClassificationPresetTrain
+    eval_preset: ClassificationPresetEval
+    batch_size: int
+    seed: int
+    epochs: int
+    reporter: Reporter
+    deadline_s: float | None  # training seconds allowed over all attempts
+
+    def autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    state: TrainState
+    stopped: str  # "completed" | "early_stopping" | "time_budget" | "cancel"
+    best_weights: Path
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    # A last batch of one image is dropped: BatchNorm cannot normalise a single 1x1 activation.
+    return max(1, n // batch_size + (1 if n % batch_size > 1 else 0))
+
+
+def _prefetch(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """Produce batches in a background thread (reads and crops release the GIL) while the model runs."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    done, closed = object(), threading.Event()
+
+    def put(item: Any) -> None:
+        while not closed.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for item in batches:
+                put(item)
+                if closed.is_set():
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer and raised there
+            put(exc)
+        put(done)
+
+    threading.Thread(target=produce, daemon=True).start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        closed.set()  # the consumer stopped early (cancel, budget): let the producer end
+
+
+def train_batches(loop: Loop, split: Split, epoch: int, start_step: int) -> Iterator[tuple[int, Any, Any]]:
+    order = epoch_order(len(split), loop.seed, epoch)
+    buffer = None
+    for step in range(start_step, steps_per_epoch(len(split), loop.batch_size)):
+        chosen = order[step * loop.batch_size : (step + 1) * loop.batch_size]
+        buffer = split.cache.read(split.records[chosen], out=buffer)
+        x = loop.train_preset(torch.from_numpy(buffer), batch_generator(loop.seed, epoch, step), loop.channels_last)
+        yield step, x, torch.from_numpy(split.targets[chosen])
+
+
+def eval_batches(loop: Loop, split: Split, limit: int | None = None) -> Iterator[tuple[Any, Any]]:
+    n = len(split) if limit is None else min(limit, len(split))
+    for start in range(0, n, loop.batch_size):
+        records = split.records[start : min(n, start + loop.batch_size)]
+        x = loop.eval_preset(torch.from_numpy(split.cache.read(records)), loop.channels_last)
+        yield x, torch.from_numpy(split.targets[start : start + len(records)])
+
+
+def train_one_epoch(loop: Loop, split: Split, state: TrainState, started: float) -> str | None:
+    """Train one epoch from `state.step`; returns why it stopped early, or None."""
+    loop.model.train()
+    epoch, steps = state.epoch, steps_per_epoch(len(split), loop.batch_size)
+    sums = state.partial or {"loss": 0.0, "correct": 0.0, "images": 0.0, "seconds": 0.0}
+    for step, x, y in _prefetch(train_batches(loop, split, epoch, state.step)):
+        t0 = time.perf_counter()
+        x, y = x.to(loop.device, non_blocking=True), y.to(loop.device, non_blocking=True)
+        with loop.autocast():
+            logits = loop.model(x)
+            loss = loop.criterion(logits.float(), y)
+        loop.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        loop.optimizer.step()
+        loop.scheduler.step()
+        sums["loss"] += loss.item() * len(y)
+        sums["correct"] += (logits.argmax(1) == y).sum().item()
+        sums["images"] += len(y)
+        sums["seconds"] += time.perf_counter() - t0
+        state.step, state.partial = step + 1, sums
+        rate = sums["images"] / max(sums["seconds"], 1e-9)
+        left = (steps - step - 1 + (loop.epochs - epoch - 1) * steps) * loop.batch_size / rate
+        loop.reporter.progress(Progress("training", epoch + 1, loop.epochs, step + 1, steps,
+                                        sums["loss"] / sums["images"], sums["correct"] / sums["images"],
+                                        rate, left))
+        stop = loop.reporter.should_stop()
+        if stop:
+            return stop
+        if loop.deadline_s is not None and state.elapsed_s + time.monotonic() - started >= loop.deadline_s:
+            return "time_budget"
+    return None
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(loop: Loop, split: Split, images: int) -> None:
+    """Re-estimate BatchNorm statistics with the current weights (cumulative average, not EMA).
+
+    With few steps per epoch the running statistics lag far behind weights that still move fast, and
+    evaluation then looks much worse than the model is. Exact statistics over a fixed set of training
+    images fix that at the cost of a forward pass over them.
+    """
+    norms = [m for m in loop.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or images <= 0:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    loop.model.train()
+    with loop.autocast():
+        for x, _ in eval_batches(loop, split, limit=images):
+            if len(x) > 1:
+                loop.model(x.to(loop.device))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+
+
+@torch.no_grad()
+def evaluate(loop: Loop, split: Split) -> tuple[float, float, np.ndarray]:
+    """(loss, accuracy, probabilities) on `split`."""
+    loop.model.eval()
+    losses, probs = [], []
+    for x, y in eval_batches(loop, split):
+        with loop.autocast():
+            logits = loop.model(x.to(loop.device)).float()
+        losses.append(nn.functional.cross_entropy(logits, y.to(loop.device), reduction="sum").item())
+        probs.append(logits.softmax(1).cpu().numpy())
+    p = np.concatenate(probs)
+    return sum(losses) / len(split), float((p.argmax(1) == split.targets).mean()), p
+
+
+def fit(loop: Loop, train: Split, val: Split, state: TrainState, run_dir: Path, recipe: dict[str, Any],
+        labels: list[str], bn_images: int, patience: int) -> FitResult:
+    ckpt_dir = run_dir / "checkpoints"
+    best_path, last_path = ckpt_dir / "best.pt", ckpt_dir / "last.pt"
+    stopped = "completed"
+    while state.epoch < loop.epochs:
+        started = time.monotonic()
+        stop = train_one_epoch(loop, train, state, started)
+        state.elapsed_s += time.monotonic() - started
+        if stop == "preempt":
+            save_checkpoint(last_path, model=loop.model, optimizer=loop.optimizer, scheduler=loop.scheduler,
+                            state=state, recipe=recipe, labels=labels)
+            raise Preempted(last_path, state.epoch, state.step)
+        loop.reporter.progress(Progress("evaluating", state.epoch + 1, loop.epochs, state.step, state.step))
+        recalibrate_batchnorm(loop, train, bn_images)
+        val_loss, val_acc, _ = evaluate(loop, val)
+        sums = state.partial
+        record = {"epoch": state.epoch + 1, "train_loss": sums["loss"] / sums["images"],
+                  "train_accuracy": sums["correct"] / sums["images"], "val_loss": val_loss,
+                  "val_accuracy": val_acc, "images_per_s": sums["images"] / max(sums["seconds"], 1e-9),
+                  "lr": loop.optimizer.param_groups[-1]["lr"], "partial": float(stop is not None)}
+        if state.improved_by(val_acc, val_loss):
+            state.best_accuracy, state.best_loss, state.best_epoch = val_acc, val_loss, state.epoch + 1
+            state.epochs_without_improvement = 0
+            atomic_save({"model": loop.model.state_dict(), "epoch": state.epoch + 1, "metrics": record}, best_path)
+        else:
+            state.epochs_without_improvement += 1
+        state.history.append(record)
+        state.epoch, state.step, state.partial = state.epoch + 1, 0, {}
+        save_checkpoint(last_path, model=loop.model, optimizer=loop.optimizer, scheduler=loop.scheduler,
+                        state=state, recipe=recipe, labels=labels)
+        loop.reporter.metrics(state.epoch, {k: v for k, v in record.items() if k not in ("epoch", "partial")})
+        loop.reporter.checkpoint(last_path, state.epoch, 0)
+        if stop:
+            stopped = stop
+            break
+        if state.epochs_without_improvement >= patience:
+            stopped = "early_stopping"
+            loop.reporter.log(f"Early stopping: validation accuracy has not improved for {patience} epochs "
+                              f"(best {state.best_accuracy:.4f} at epoch {state.best_epoch}).")
+            break
+    return FitResult(state, stopped, best_path)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Any:
+    """LR multiplier: linear warm-up, then cosine decay to zero at the last step."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def resume_state(checkpoint: dict[str, Any], loop: Loop) -> TrainState:
+    loop.model.load_state_dict(checkpoint["model"])
+    loop.optimizer.load_state_dict(checkpoint["optimizer"])
+    loop.scheduler.load_state_dict(checkpoint["scheduler"])
+    restore_rng(checkpoint["rng"])
+    return TrainState(**checkpoint["state"])
+

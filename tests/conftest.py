@@ -1,0 +1,40 @@
+"""Fixtures shared by the whole suite: a fresh home per test and tiny real image folders."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.imagery import make_image_folder
+
+# A test must never try the network for pretrained weights.
+os.environ.setdefault("MODELBUILDER_OFFLINE", "1")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "home"
+    monkeypatch.setenv("MODELBUILDER_HOME", str(folder))
+    monkeypatch.delenv("MODELBUILDER_DB_URL", raising=False)
+    monkeypatch.setenv("MODELBUILDER_OFFLINE", "1")
+    return folder
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Callable[..., Path]:
+    """make(name='data', per_label=12, labels=('cat', 'dog'), size=32, odd_files=False) -> folder."""
+
+    def make(name: str = "data", **kwargs: object) -> Path:
+        return make_image_folder(tmp_path / name, **kwargs)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def shared_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only three-label folder shared by tests that only read it."""
+    return make_image_folder(tmp_path_factory.mktemp("shared") / "pets", per_label=16,
+                             labels=("cat", "dog", "fox"))
