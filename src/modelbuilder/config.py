@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     server_url: str | None = None
     token: str | None = None
     regions: list[str] = Field(default_factory=lambda: list(DEFAULT_REGIONS))
+    prices_file: Path | None = None  # JSON or YAML: {size: price per hour in USD} overriding list prices
     # Set to 1 where the network cannot be reached, so pretrained weights are not even tried online.
     offline: bool = False
 
