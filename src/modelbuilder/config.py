@@ -61,3 +61,23 @@ def get_settings() -> Settings:
 
 def set_home(path: str | os.PathLike[str]) -> None:
     os.environ["MODELBUILDER_HOME"] = str(Path(path).expanduser().resolve())
+
+
+def running_server(settings: Settings | None = None) -> str | None:
+    """The URL of the portal for this store: MODELBUILDER_SERVER_URL, else a live `modelbuilder server`
+    started with this home (it writes `<home>/server.json` with its URL and process id)."""
+    import json
+
+    settings = settings or get_settings()
+    if settings.server_url:
+        return settings.server_url.rstrip("/")
+    try:
+        info = json.loads((settings.resolved_home / "server.json").read_text())
+        os.kill(int(info["pid"]), 0)
+        return str(info["url"]).rstrip("/")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def run_url(base: str, workspace: str, run_id: str) -> str:
+    return f"{base}/workspaces/{workspace}/runs/{run_id}"

@@ -41,10 +41,12 @@ def _root(
 
 
 def _register() -> None:
-    from modelbuilder.cli import predict, train
+    from modelbuilder.cli import compute, db, experiment, predict, runs, train, workspace
 
     train.register(app)
     predict.register(app)
+    for commands in (workspace, compute, experiment, runs, db):
+        commands.register(app)
 
 
 _register()

@@ -1,7 +1,14 @@
-"""`modelbuilder train`: one command from a folder of images to a ready result."""
+"""`modelbuilder train`: one command from a folder of images to a ready result.
+
+The run is submitted to the store and executed by an agent on its compute, in a worker process, like
+any other run: the command follows it live from the store, and on Ctrl-C cancels it cleanly (the best
+model so far is still exported). Without a server running, the command runs an agent itself while it
+waits; with `--detach` it only submits.
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +18,7 @@ import typer
 from modelbuilder import names
 
 DATA_HELP = "A folder with one sub-folder per label, or a .tsv/.csv manifest with ImageSource and Label columns."
+RESULT_FILES = ("bestModel.onnx", "bestModelMap.json", "MLModel.zip")
 
 
 def recipe_from_options(**options: Any) -> Any:
@@ -19,11 +27,9 @@ def recipe_from_options(**options: Any) -> Any:
 
     recipe_file = options.pop("recipe")
     budget = options.pop("time_budget")
-    data = options.pop("data")
-    if data is not None:
-        options["data"] = str(data)
-    if options.get("validation_data") is not None:
-        options["validation_data"] = str(options["validation_data"])
+    for key in ("data", "validation_data"):
+        if options.get(key) is not None:
+            options[key] = str(Path(options[key]).expanduser().resolve())
     if budget is not None:
         options["time_budget_s"] = names.duration_seconds(budget)
     return TrainConfig.from_sources(recipe_file, **options)
@@ -39,7 +45,7 @@ def copy_results(run_dir: Path, name: str, output: Path) -> dict[str, Path]:
             shutil.rmtree(target)
         shutil.copytree(run_dir / folder, target)
         placed[folder] = target
-    for asset in ("bestModel.onnx", "bestModelMap.json", "MLModel.zip"):
+    for asset in RESULT_FILES:
         shutil.copy2(run_dir / asset, output / asset)
         placed[asset] = output / asset
     return placed
@@ -61,12 +67,23 @@ def print_summary(metrics: dict[str, Any], placed: dict[str, Path], stopped: str
     console.print(table)
 
 
+def default_experiment(data: str) -> str:
+    """An experiment name from the data folder ('my pets' -> 'my-pets'), valid by construction."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(data).stem).strip("-_")[:36]
+    return slug if len(slug) >= 3 and slug[0].isalnum() else "default"
+
+
 def train(
     data: Annotated[Path | None, typer.Option(help=DATA_HELP, show_default=False)] = None,
     name: Annotated[str | None, typer.Option(help="Name of the generated <Name>.ConsoleApp and <Name>.Model "
                                              "(default: from the data folder's name).", show_default=False)] = None,
     output: Annotated[Path, typer.Option(help="Folder that receives <Name>.ConsoleApp, <Name>.Model and the "
                                          "three assets.")] = Path("."),
+    workspace: Annotated[str | None, typer.Option(help="Workspace (default: the one in use, else 'default').",
+                                                  show_default=False)] = None,
+    experiment: Annotated[str | None, typer.Option(help="Experiment; the first run registers it (default: "
+                                                   "from the data folder's name).", show_default=False)] = None,
+    compute: Annotated[str, typer.Option(help="Compute to train on.")] = "local",
     epochs: Annotated[int | None, typer.Option(help="Most epochs to train (default 15).", show_default=False)] = None,
     time_budget: Annotated[str | None, typer.Option(help="Stop training after this long, keeping the best "
                                                     "(e.g. 10m, 1h30m).", show_default=False)] = None,
@@ -89,31 +106,50 @@ def train(
                                                   show_default=False)] = None,
     recipe: Annotated[Path | None, typer.Option(help="YAML file of recipe settings; flags override it.",
                                                 show_default=False)] = None,
-    resume: Annotated[Path | None, typer.Option(help="Continue from a checkpoint (checkpoints/last.pt).",
+    idempotency_key: Annotated[str | None, typer.Option(help="Submitting again with this key returns the same "
+                                                        "run instead of a new one.", show_default=False)] = None,
+    detach: Annotated[bool, typer.Option("--detach", help="Only submit; follow later with 'runs logs "
+                                         "--follow'.")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Continue a training from a checkpoint file "
+                                                "(checkpoints/last.pt), here in this process.",
                                                 show_default=False)] = None,
 ) -> None:
     """Train an image classifier and write bestModel.onnx, bestModelMap.json, MLModel.zip and the two projects."""
+    from modelbuilder.errors import InvalidInput
+
+    if resume is not None:
+        _resume_here(resume, output)
+        return
+    if data is None:
+        raise InvalidInput("No training data given.", "pass --data PATH (a folder or a .tsv/.csv manifest).")
+    config = recipe_from_options(
+        data=data, name=name, epochs=epochs, time_budget=time_budget, image_size=image_size,
+        batch_size=batch_size, architecture=architecture, weights=weights, mode=mode,
+        validation_fraction=validation_fraction, validation_data=validation_data, seed=seed, precision=precision,
+        recipe=recipe)
+    config = config.with_(name=config.name or names.project_name_from(Path(config.data).stem))
+    from modelbuilder.cli.runs import follow_run, submit_run
+
+    run, runs, store = submit_run(config, workspace, experiment or default_experiment(config.data), compute,
+                                  idempotency_key)
+    if detach:
+        return
+    follow_run(run.id, runs, store, output)
+
+
+def _resume_here(checkpoint: Path, output: Path) -> None:
     import datetime
 
     from modelbuilder.cli.console import ProgressDisplay
     from modelbuilder.config import get_settings
-    from modelbuilder.errors import InvalidInput
     from modelbuilder.training.job import run_training
+    from modelbuilder.training.recipe import TrainConfig
 
-    if data is None and resume is None:
-        raise InvalidInput("No training data given.", "pass --data PATH (a folder or a .tsv/.csv manifest).")
-    config = recipe_from_options(
-        data=data or "", name=name, epochs=epochs, time_budget=time_budget, image_size=image_size,
-        batch_size=batch_size, architecture=architecture, weights=weights, mode=mode,
-        validation_fraction=validation_fraction, validation_data=validation_data, seed=seed, precision=precision,
-        recipe=recipe)
-    settings = get_settings()
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
-    run_dir = settings.resolved_home / "local-runs" / stamp
+    run_dir = get_settings().resolved_home / "local-runs" / stamp
     with ProgressDisplay() as display:
-        result = run_training(config, run_dir, display, resume=resume)
-    placed = copy_results(result.run_dir, result.name, output)
-    print_summary(result.metrics, placed, result.stopped)
+        result = run_training(TrainConfig(data=""), run_dir, display, resume=checkpoint)
+    print_summary(result.metrics, copy_results(result.run_dir, result.name, output), result.stopped)
 
 
 def register(app: typer.Typer) -> None:

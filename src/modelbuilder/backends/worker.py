@@ -1,0 +1,248 @@
+"""The worker: one process that executes one attempt of one run and reports it to the store.
+
+It runs `training.job.run_training` with a Reporter that writes to the store, renews its lease by a
+heartbeat thread, and turns the end of training into the run's next status: Completed, Canceled (the
+best model so far still exported), back to the queue after a preemption (from its checkpoint), or
+an error retry. Every write carries the attempt number; a worker whose lease was taken over is
+fenced off and stops without writing anything more.
+
+    python -m modelbuilder.backends.worker RUN_ID --attempt N --owner OWNER
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from modelbuilder.config import get_settings
+from modelbuilder.core import entities as e
+from modelbuilder.core.artifacts import ArtifactStore
+from modelbuilder.core.leases import LeaseService
+from modelbuilder.core.runs import RunService
+from modelbuilder.core.store import Store
+from modelbuilder.errors import ModelBuilderError, StaleAttempt
+from modelbuilder.training.reporter import Progress, StopReason
+
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: the run went back to the queue
+EXIT_FENCED = 76  # the lease was taken over; nothing more was written
+HEARTBEAT_S = 5.0
+LEASE_S = 60.0
+FLUSH_S = 1.0
+
+
+class LeaseLost(Exception):
+    """This attempt no longer holds the run (another worker or the reaper took it over)."""
+
+
+class CanceledBeforeTraining(Exception):
+    """A cancel arrived while the data was still being prepared: there is no model to keep."""
+
+
+class StoreReporter:
+    """The engine's Reporter for a run in the store: statuses, progress, metrics, logs, checkpoints.
+
+    Progress and log lines are buffered and flushed at most once a second, so a fast loop does not
+    turn into a write per step; statuses, metrics and checkpoints are written at once.
+    """
+
+    def __init__(self, runs: RunService, leases: LeaseService, run: e.Run, owner: str, run_dir: Path) -> None:
+        self.runs, self.leases, self.run_id, self.attempt, self.owner = runs, leases, run.id, run.attempt, owner
+        self.run_dir = run_dir
+        self.stop_requested: StopReason | None = None
+        self.fenced = False
+        self._pending_logs: list[tuple[str, str]] = []
+        self._pending_progress: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._last_flush = 0.0
+        self._beat = threading.Event()
+        self._thread = threading.Thread(target=self._heartbeat, daemon=True)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._beat.set()
+        self._thread.join(timeout=10)
+        self.flush()
+
+    def _heartbeat(self) -> None:
+        while not self._beat.wait(HEARTBEAT_S):
+            try:
+                run = self.leases.renew_lease(self.run_id, self.attempt, self.owner, LEASE_S)
+            except StaleAttempt:
+                self.fenced = True
+                return
+            except ModelBuilderError:
+                continue  # the store is briefly unavailable: try again at the next beat
+            if run.cancel_requested:
+                self.stop_requested = "cancel"
+            elif run.preempt_requested and self.stop_requested is None:
+                self.stop_requested = "preempt"
+            self.flush()
+
+    def _guard(self) -> None:
+        if self.fenced:
+            raise LeaseLost(f"run {self.run_id} attempt {self.attempt} lost its lease")
+
+    def _write(self, fn: Any, *args: Any) -> None:
+        self._guard()
+        try:
+            fn(*args)
+        except StaleAttempt:
+            self.fenced = True
+            raise LeaseLost(f"run {self.run_id} attempt {self.attempt} was fenced off") from None
+
+    def flush(self) -> None:
+        with self._lock:
+            logs, self._pending_logs = self._pending_logs, []
+            progress, self._pending_progress = self._pending_progress, None
+            self._last_flush = time.monotonic()
+        if self.fenced:
+            return
+        try:
+            if logs:
+                self.runs.append_logs(self.run_id, self.attempt, logs)
+            if progress is not None:
+                self.runs.update_progress(self.run_id, self.attempt, progress)
+        except StaleAttempt:
+            self.fenced = True
+        except ModelBuilderError:
+            with self._lock:  # keep them for the next flush
+                self._pending_logs[:0] = logs
+
+    # --- Reporter ---------------------------------------------------------------------------------
+    def status(self, status: str, reason: str = "") -> None:
+        self.flush()
+        if status in (e.RUNNING, e.FINALIZING):
+            self._write(self.runs.transition, self.run_id, status, reason, self.attempt)
+        self.log(f"{status}: {reason}")
+
+    def log(self, message: str, level: str = "info") -> None:
+        print(f"[{level}] {message}", flush=True)  # also in the worker's own log file
+        with self._lock:
+            self._pending_logs.append((level, message))
+
+    def progress(self, progress: Progress) -> None:
+        with self._lock:
+            self._pending_progress = {k: v for k, v in vars(progress).items() if v is not None}
+            due = time.monotonic() - self._last_flush >= FLUSH_S
+        if due:
+            self.flush()
+        if progress.phase == "preparing" and self.stop_requested == "cancel":
+            raise CanceledBeforeTraining("canceled while preparing the data")
+        self._guard()
+
+    def metrics(self, epoch: int, values: dict[str, float]) -> None:
+        self._write(self.runs.log_metrics, self.run_id, self.attempt, epoch, values)
+        self._write(self.runs.set_best_metrics, self.run_id, self.attempt,
+                    {k: v for k, v in values.items() if k in ("val_accuracy", "val_loss")})
+
+    def checkpoint(self, path: Path, epoch: int, step: int) -> None:
+        relpath = path.relative_to(self.run_dir).as_posix()
+        self._write(self.runs.set_resume_point, self.run_id, self.attempt, relpath, epoch, step)
+
+    def should_stop(self) -> StopReason | None:
+        self._guard()
+        return self.stop_requested
+
+
+def execute(run_id: str, attempt: int, owner: str) -> int:
+    """Run one attempt; returns the process exit code."""
+    from modelbuilder.training.job import run_training
+    from modelbuilder.training.loop import Preempted
+    from modelbuilder.training.recipe import TrainConfig
+
+    settings = get_settings()
+    store = Store.open()
+    runs, leases = RunService(store), LeaseService(store)
+    run = runs.get(run_id)
+    if run.attempt != attempt or run.lease_owner != owner:
+        print(f"run {run_id} is not held by attempt {attempt} of {owner}; nothing to do", file=sys.stderr)
+        return EXIT_FENCED
+    artifacts = ArtifactStore(settings.artifacts)
+    run_dir = artifacts.run_dir(run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    reporter = StoreReporter(runs, leases, run, owner, run_dir)
+    _install_signal_handlers(reporter)
+    reporter.start()
+    started = time.monotonic()
+    code = 0
+    try:
+        recipe = TrainConfig.from_dict(run.recipe)
+        resume = artifacts.resolve(run_id, run.resume_from) if run.resume_from else None
+        result = run_training(recipe, run_dir, reporter, resume=resume)
+        reporter.flush()
+        runs.record_artifacts(run_id, artifacts.list(run_id), attempt)
+        best = {k: float(result.metrics[k]) for k in ("accuracy", "macro_accuracy", "macro_f1", "log_loss")}
+        runs.set_best_metrics(run_id, attempt, {**best, "best_epoch": float(result.best_epoch)})
+        if result.stopped == "cancel":
+            runs.transition(run_id, e.CANCELED, f"canceled by the user; the best model so far (epoch "
+                            f"{result.best_epoch}) was exported", attempt)
+        else:
+            runs.transition(run_id, e.COMPLETED, f"validation accuracy {result.metrics['accuracy']:.4f} "
+                            f"(best epoch {result.best_epoch}; {result.stopped.replace('_', ' ')})", attempt)
+    except Preempted as stop:
+        reporter.flush()
+        runs.set_resume_point(run_id, attempt, stop.checkpoint.relative_to(run_dir).as_posix(), stop.epoch, stop.step)
+        leases.preempted(run_id, attempt, f"{run.preempt_reason or 'preempted'}; checkpoint at epoch "
+                         f"{stop.epoch + 1}, step {stop.step}")
+        code = EXIT_PREEMPTED
+    except (LeaseLost, StaleAttempt) as lost:
+        print(f"stopping: {lost}", file=sys.stderr)
+        return EXIT_FENCED
+    except CanceledBeforeTraining as canceled:
+        reporter.flush()
+        runs.transition(run_id, e.CANCELED, str(canceled), attempt)
+    except ModelBuilderError as mistake:
+        # The user's data or recipe: trying again cannot help, so fail now with the fix.
+        reporter.log(str(mistake), "error")
+        reporter.flush()
+        runs.transition(run_id, e.FAILED, mistake.message, attempt, error=str(mistake))
+        code = 1
+    except BaseException as exc:  # noqa: BLE001 - a bug or a fault: retried within the error budget
+        traceback.print_exc()
+        reporter.log(f"{type(exc).__name__}: {exc}", "error")
+        reporter.flush()
+        leases.fail_or_retry(run_id, attempt, f"{type(exc).__name__}: {exc}")
+        code = 1
+    finally:
+        reporter.close()
+        try:
+            runs.add_compute_seconds(run_id, attempt, time.monotonic() - started)
+            leases.release_lease(run_id, attempt, owner)
+        except ModelBuilderError:
+            pass  # fenced or the store is gone: the reaper settles the lease
+    return code
+
+
+def _install_signal_handlers(reporter: StoreReporter) -> None:
+    """SIGTERM (a spot eviction, an agent's preemption) and SIGUSR1 ask for a checkpoint and exit."""
+
+    def preempt(signum: int, frame: Any) -> None:
+        if reporter.stop_requested is None:
+            reporter.stop_requested = "preempt"
+
+    signal.signal(signal.SIGTERM, preempt)
+    signal.signal(signal.SIGUSR1, preempt)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="modelbuilder-worker")
+    parser.add_argument("run_id")
+    parser.add_argument("--attempt", type=int, required=True)
+    parser.add_argument("--owner", required=True)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(execute(args.run_id, args.attempt, args.owner))
+
+
+if __name__ == "__main__":
+    main()
