@@ -128,6 +128,7 @@ def train(
         validation_fraction=validation_fraction, validation_data=validation_data, seed=seed, precision=precision,
         recipe=recipe)
     config = config.with_(name=config.name or names.project_name_from(Path(config.data).stem))
+    _check_data(config)
     from modelbuilder.cli.runs import follow_run, submit_run
 
     run, runs, store = submit_run(config, workspace, experiment or default_experiment(config.data), compute,
@@ -135,6 +136,17 @@ def train(
     if detach:
         return
     follow_run(run.id, runs, store, output)
+
+
+def _check_data(config: Any) -> None:
+    """The mistakes that need no decoding (missing path, no images, one label, a bad manifest), now
+    rather than after the run was queued."""
+    from modelbuilder.training import data as data_mod
+
+    for source in filter(None, (config.data, config.validation_data)):
+        samples, _ = data_mod.discover(source)
+        if source == config.data:
+            data_mod.check_labels(samples, source)
 
 
 def _resume_here(checkpoint: Path, output: Path) -> None:

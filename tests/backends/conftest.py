@@ -1,0 +1,77 @@
+"""Real runs: a store in a tmp home, an agent in this process, workers as real subprocesses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelbuilder.backends import start_agent
+from modelbuilder.core.compute import ComputeService
+from modelbuilder.core.leases import LeaseService
+from modelbuilder.core.runs import RunService
+from modelbuilder.core.store import Store
+from modelbuilder.core.workspace import WorkspaceService
+from tests.imagery import make_image_folder
+
+TINY = {"architecture": "tiny", "weights": "none", "image_size": 32, "batch_size": 4, "name": "Tiny"}
+
+
+@dataclass
+class Plane:
+    """The control plane of one test: services over one store, and helpers to wait on runs."""
+
+    store: Store
+    workspaces: WorkspaceService
+    computes: ComputeService
+    runs: RunService
+    leases: LeaseService
+    data: Path
+    home: Path
+
+    def recipe(self, **changes: Any) -> dict[str, Any]:
+        return {"data": str(self.data), "seed": 0, "epochs": 3, **TINY, **changes}
+
+    def submit(self, experiment: str = "exp", compute: str = "local", **changes: Any) -> Any:
+        return self.runs.submit("default", experiment, compute, self.recipe(**changes), project_name="Tiny")
+
+    def wait(self, run_id: str, until: Callable[[Any], bool], timeout: float = 240, what: str = "") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.runs.get(run_id)
+            if until(run):
+                return run
+            time.sleep(0.2)
+        history = [(h.status, h.reason) for h in self.runs.history(run_id)]
+        raise AssertionError(f"run {run_id} did not reach {what or until} in {timeout}s: {history}")
+
+    def wait_ended(self, run_id: str, timeout: float = 240) -> Any:
+        return self.wait(run_id, lambda run: run.terminal, timeout, "an end")
+
+    def wait_epoch(self, run_id: str, epoch: int, timeout: float = 240) -> Any:
+        return self.wait(run_id, lambda run: (run.resume_epoch or 0) >= epoch and run.status == "Running",
+                         timeout, f"epoch {epoch} checkpointed")
+
+
+@pytest.fixture
+def plane(home: Path, tmp_path: Path) -> Iterator[Plane]:
+    store = Store.open()
+    workspaces = WorkspaceService(store)
+    workspaces.ensure_default()
+    data = make_image_folder(tmp_path / "pets", per_label=10, labels=("cat", "dog"))
+    yield Plane(store, workspaces, ComputeService(store), RunService(store), LeaseService(store), data, home)
+
+
+@pytest.fixture
+def agent(plane: Plane) -> Iterator[Any]:
+    running = start_agent(plane.store, poll_s=0.2)
+    yield running
+    running.stop()
+    for worker in running.workers.values():  # leave no worker behind
+        if worker.poll() is None:
+            worker.process.kill()
+            worker.process.wait(10)
