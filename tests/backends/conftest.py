@@ -64,6 +64,7 @@ def plane(home: Path, tmp_path: Path) -> Iterator[Plane]:
     workspaces.ensure_default()
     data = make_image_folder(tmp_path / "pets", per_label=10, labels=("cat", "dog"))
     yield Plane(store, workspaces, ComputeService(store), RunService(store), LeaseService(store), data, home)
+    store.close()
 
 
 @pytest.fixture
