@@ -1,0 +1,136 @@
+"""`modelbuilder compute ...`: create, list, show and delete computes; the size catalog."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from modelbuilder.cli._services import JsonOption, WorkspaceOption, echo_json, out, plain, services, styled, when
+
+compute_app = typer.Typer(help="Computes: where runs train (this host, or an existing Ray cluster).",
+                          no_args_is_help=True)
+
+NameArgument = Annotated[str, typer.Argument(help="2 to 16 letters, digits and hyphens.", show_default=False)]
+
+
+@compute_app.command("create")
+def create(
+    name: NameArgument,
+    size: Annotated[str, typer.Option(help="A size from 'modelbuilder compute sizes', or auto (this host).",
+                                      show_default=False)],
+    priority: Annotated[str, typer.Option(help="low-priority (may be interrupted, cheaper) or dedicated.")]
+    = "dedicated",
+    kind: Annotated[str, typer.Option(help="local (this host) or ray (an existing Ray cluster).")] = "local",
+    address: Annotated[str | None, typer.Option(help="The Ray cluster's address (kind ray only), e.g. "
+                                                "ray://head:10001.", show_default=False)] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Create a compute and check that its size can really be met.
+
+    When it cannot, the compute stays in state Failed with the reason (exit code 1); delete it before
+    creating one under the same name again.
+    """
+    with services() as s:
+        workspace = s.workspace(workspace)
+        compute = s.computes.create(workspace, name, size, priority, kind, address)
+    if compute.error is not None or compute.state != "Succeeded":
+        from modelbuilder.cli.console import fail
+
+        fail(escape(f"Compute {compute.name!r} is {compute.state}: {compute.error or 'no reason recorded'} "
+                    f"It stays listed as {compute.state} until 'modelbuilder compute delete {compute.name}'."),
+             code=1)
+    where = f" at {escape(compute.address)}" if compute.address else ""
+    out(f"Compute [bold]{compute.name}[/] {styled(compute.state)}: {compute.size}, {compute.priority}, "
+        f"{compute.kind}{where}, in workspace {workspace}.")
+
+
+@compute_app.command("list")
+def list_(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
+    """List the computes of a workspace, failed ones with their error."""
+    with services() as s:
+        workspace = s.workspace(workspace)
+        computes = s.computes.list(workspace)
+    if as_json:
+        echo_json([plain(c) for c in computes])
+        return
+    if not computes:
+        out(f"No computes in workspace {workspace}. Create one with 'modelbuilder compute create NAME --size auto'.")
+        return
+    table = Table("name", "size", "priority", "kind", "state", "error", header_style="bold",
+                  title=f"Computes of {workspace}", title_justify="left")
+    for c in computes:
+        table.add_row(c.name, c.size, c.priority, c.kind, styled(c.state), escape(c.error or ""))
+    out(table)
+
+
+@compute_app.command("show")
+def show(name: NameArgument, workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
+    """Show one compute: size, priority, kind, state and error."""
+    from modelbuilder import names
+
+    with services() as s:
+        workspace = s.workspace(workspace)
+        compute = s.computes.get(workspace, names.compute_name(name))
+    if as_json:
+        echo_json({**plain(compute), "workspace": workspace})
+        return
+    table = Table.grid(padding=(0, 2))
+    for key, value in (
+        ("name", compute.name), ("workspace", workspace), ("size", compute.size), ("priority", compute.priority),
+        ("kind", compute.kind), ("address", escape(compute.address or "-")), ("state", styled(compute.state)),
+        ("error", escape(compute.error or "-")), ("created", when(compute.created_at)),
+        ("updated", when(compute.updated_at)), ("id", compute.id),
+    ):
+        table.add_row(f"[bold]{key}[/]", value)
+    out(table)
+
+
+@compute_app.command("delete")
+def delete(
+    name: NameArgument,
+    force: Annotated[bool, typer.Option("--force", help="Cancel its runs that have not ended, then delete.")]
+    = False,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Delete a compute in any state (a Failed one too). Its past runs stay, with their results."""
+    from modelbuilder import names
+
+    with services() as s:
+        workspace = s.workspace(workspace)
+        canceled = s.computes.delete(workspace, names.compute_name(name), force=force)
+    note = f"; canceled {len(canceled)} run(s): {', '.join(canceled)}" if canceled else ""
+    out(f"Deleted compute [bold]{name}[/] from workspace {workspace}{note}.")
+
+
+@compute_app.command("sizes")
+def sizes(as_json: JsonOption = False) -> None:
+    """The size catalog with hourly list prices (USD); 'auto' is this host. Needs no store."""
+    from modelbuilder.core.sizes import default_catalog
+
+    catalog = default_catalog()
+    rows = [
+        {**plain(spec), "price_per_hour_dedicated": catalog.price_per_hour(spec.name, "dedicated"),
+         "price_per_hour_low_priority": catalog.price_per_hour(spec.name, "low-priority")}
+        for spec in catalog.sizes()
+    ]
+    if as_json:
+        echo_json(rows)
+        return
+    table = Table("name", "vCPU", "memory GiB", "temp disk GiB", "GPUs", "GPU memory GiB", "data disks", "NICs",
+                  "$/h dedicated", "$/h low-priority", header_style="bold")
+    for column in table.columns[1:]:
+        column.justify = "right"
+    table.columns[0].no_wrap = True
+    for row in rows:
+        table.add_row(row["name"], str(row["vcpus"]), f"{row['memory_gib']:g}", f"{row['temp_storage_gib']:g}",
+                      str(row["gpus"]), f"{row['gpu_memory_gib']:g}", str(row["max_data_disks"]),
+                      str(row["max_nics"]), f"{row['price_per_hour_dedicated']:.4f}",
+                      f"{row['price_per_hour_low_priority']:.4f}")
+    out(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(compute_app, name="compute")

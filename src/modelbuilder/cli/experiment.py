@@ -1,0 +1,100 @@
+"""`modelbuilder experiment ...`: the experiments of a workspace and their runs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from modelbuilder.cli._services import JsonOption, WorkspaceOption, echo_json, out, plain, services, styled, when
+
+if TYPE_CHECKING:
+    from modelbuilder.core.entities import Run
+
+experiment_app = typer.Typer(
+    help="Experiments: named groups of runs. The first run under a new name registers the experiment.",
+    no_args_is_help=True,
+)
+
+# Runs are read through the run listing, whose page tops out here.
+RUN_LIMIT = 10_000
+
+
+def accuracy(run: Run) -> float | None:
+    """The run's validation accuracy: the final one when it finished, else the best epoch's so far."""
+    value = run.best_metrics.get("accuracy", run.best_metrics.get("val_accuracy"))
+    return None if value is None else float(value)
+
+
+def duration_s(run: Run) -> float | None:
+    """Seconds from its start to its end (to now while it runs); None before it started."""
+    if run.started_at is None:
+        return None
+    return ((run.ended_at or datetime.now(UTC)) - run.started_at).total_seconds()
+
+
+@experiment_app.command("list")
+def list_(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
+    """List the experiments of a workspace with their number of runs and the latest run's status."""
+    with services() as s:
+        workspace = s.workspace(workspace)
+        experiments = s.workspaces.list_experiments(workspace)
+        runs = s.runs.list(workspace, limit=RUN_LIMIT)
+    counts = Counter(run.experiment_name for run in runs)
+    latest: dict[str, str] = {}
+    for run in runs:  # newest first
+        latest.setdefault(run.experiment_name, run.status)
+    if as_json:
+        echo_json([{**plain(x), "runs": counts[x.name], "latest_status": latest.get(x.name)} for x in experiments])
+        return
+    if not experiments:
+        out(f"No experiments in workspace {workspace} yet; the first run under a new name registers one.")
+        return
+    table = Table("name", "runs", "latest run", "created", header_style="bold",
+                  title=f"Experiments of {workspace}", title_justify="left")
+    for x in experiments:
+        table.add_row(x.name, str(counts[x.name]), styled(latest[x.name]) if x.name in latest else "-",
+                      when(x.created_at))
+    out(table)
+
+
+@experiment_app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="The experiment's name.", show_default=False)],
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show an experiment's runs, newest first: status, compute, accuracy, when and how long."""
+    from modelbuilder import names
+    from modelbuilder.cli.console import fmt_seconds
+
+    with services() as s:
+        workspace = s.workspace(workspace)
+        experiment = s.workspaces.get_experiment(workspace, names.experiment_name(name))
+        runs = s.runs.list(workspace, experiment=experiment.name, limit=RUN_LIMIT)
+    if as_json:
+        echo_json({"experiment": {**plain(experiment), "workspace": workspace},
+                   "runs": [_run_summary(run) for run in runs]})
+        return
+    table = Table("run", "status", "compute", "accuracy", "created", "duration", header_style="bold",
+                  title=f"Experiment {experiment.name} in {workspace}: {len(runs)} run(s)", title_justify="left")
+    for run in runs:
+        value = accuracy(run)
+        table.add_row(run.id, styled(run.status), run.compute_name, "-" if value is None else f"{value:.4f}",
+                      when(run.created_at), fmt_seconds(duration_s(run)))
+    out(table)
+
+
+def _run_summary(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id, "status": run.status, "status_reason": run.status_reason, "compute": run.compute_name,
+        "accuracy": accuracy(run), "best_metrics": run.best_metrics, "created_at": run.created_at,
+        "started_at": run.started_at, "ended_at": run.ended_at, "duration_s": duration_s(run),
+    }
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(experiment_app, name="experiment")
