@@ -3,8 +3,6 @@ its fix on stderr, exit code 2, never a traceback; and nothing else is printed."
 
 from __future__ import annotations
 
-import pytest
-
 from tests.cli.driver import Cli
 
 
@@ -27,8 +25,6 @@ def test_the_commands_are_registered(run_module: Cli) -> None:
         assert f" {command} " in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="cli/console.py fail() reads the message as Rich markup: a value "
-                   "holding '[/]' raises MarkupError (a traceback), '[bold]x' loses its text")
 def test_an_error_naming_a_value_with_brackets_is_printed_as_text(run_module: Cli) -> None:
     result = run_module("workspace", "create", "team", "--region", "[/]", "--resource-group", "g")
     result.user_error("Region '[/]' is not one of the configured regions")

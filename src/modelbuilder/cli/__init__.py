@@ -41,11 +41,11 @@ def _root(
 
 
 def _register() -> None:
-    from modelbuilder.cli import compute, db, experiment, predict, runs, train, workspace
+    from modelbuilder.cli import agent, compute, db, experiment, predict, runs, server, train, workspace
 
     train.register(app)
     predict.register(app)
-    for commands in (workspace, compute, experiment, runs, db):
+    for commands in (workspace, compute, experiment, runs, agent, db, server):
         commands.register(app)
 
 

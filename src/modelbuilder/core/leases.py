@@ -49,6 +49,14 @@ def _owner(owner: str) -> str:
     return owner
 
 
+def resume_point(row: r.RunRow) -> str:
+    """'resumes after epoch 2 (...)' for an end-of-epoch checkpoint, 'resumes at epoch 3, step 5 (...)'
+    for one written mid-epoch (a preemption)."""
+    if row.resume_step:
+        return f"resumes at epoch {(row.resume_epoch or 0) + 1}, step {row.resume_step} ({row.resume_from})"
+    return f"resumes after epoch {row.resume_epoch} ({row.resume_from})"
+
+
 def _stamp(when: datetime) -> str:
     return when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -84,7 +92,7 @@ class LeaseService:
             reason = f"claimed by {owner} (attempt {row.attempt})"
             details: dict[str, object] = {"owner": owner}
             if row.resume_from:
-                reason += f"; resumes from epoch {row.resume_epoch} ({row.resume_from})"
+                reason += f"; {resume_point(row)}"
                 details.update(resume_from=row.resume_from, resume_epoch=row.resume_epoch, resume_step=row.resume_step)
             _lifecycle.apply(session, row, e.PREPARING, reason, by_holder=True, details=details, now=now)
             return _lookup.run_entity(session, row)
@@ -191,7 +199,7 @@ class LeaseService:
             why = f"preempted {row.preemptions} times; the budget allows {row.max_preemptions}"
             _lifecycle.apply(session, row, e.FAILED, why, by_holder=by_holder, now=now)
         elif row.resume_from:
-            resume = f"requeued after preemption; resumes from epoch {row.resume_epoch} ({row.resume_from})"
+            resume = f"requeued after preemption; {resume_point(row)}"
             _lifecycle.apply(session, row, e.QUEUED, resume, now=now)
         else:
             _lifecycle.apply(

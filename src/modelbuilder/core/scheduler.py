@@ -263,3 +263,26 @@ def signal_name(code: int) -> str:
         except ValueError:
             return f"signal {-code}"
     return f"exit code {code}"
+
+
+def evict(store: Store, workspace: str, compute_name: str,
+          reason: str = "evicted (spot capacity reclaimed)") -> list[str]:
+    """Interrupt the running low-priority runs of a compute, as a spot eviction would (for drills and
+    tests): each checkpoints at its next step, goes back to the queue, and resumes from there."""
+    from modelbuilder.core.compute import ComputeService
+    from modelbuilder.errors import Conflict
+
+    compute = ComputeService(store).get(workspace, compute_name)
+    if compute.priority != "low-priority":
+        raise Conflict(f"Compute {compute_name!r} is dedicated; dedicated runs are never interrupted.",
+                       "evict a low-priority compute.")
+    runs = RunService(store)
+    evicted = []
+    for run in runs.list(workspace, compute=compute_name, limit=10_000):
+        if run.status in e.HELD and not run.preempt_requested:
+            try:
+                runs.request_preempt(run.id, reason)
+                evicted.append(run.id)
+            except ModelBuilderError:
+                continue  # it ended meanwhile
+    return evicted

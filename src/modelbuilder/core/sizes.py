@@ -45,6 +45,7 @@ class SizeSpec:
 
 
 _CATALOG: tuple[SizeSpec, ...] = (
+    SizeSpec("Standard_F1s", 1, 2, 4, 0, 0, 4, 2, 0.0497),
     SizeSpec("Standard_F2s_v2", 2, 4, 16, 0, 0, 4, 2, 0.0846),
     SizeSpec("Standard_D2s_v3", 2, 8, 16, 0, 0, 4, 2, 0.096),
     SizeSpec("Standard_D4s_v3", 4, 16, 32, 0, 0, 8, 2, 0.192),

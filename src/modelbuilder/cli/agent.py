@@ -1,0 +1,35 @@
+"""`modelbuilder agent`: run the scheduler on this host without the portal (e.g. on each GPU box of a
+team that shares a PostgreSQL store)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+
+def agent(
+    kinds: Annotated[str, typer.Option(help="Compute kinds to serve, comma-separated.")] = "local",
+    poll: Annotated[float, typer.Option(help="Seconds between scheduling passes.")] = 1.0,
+) -> None:
+    """Claim and run queued runs of this host's computes until stopped (Ctrl-C or SIGTERM)."""
+    from modelbuilder.backends import start_agent
+    from modelbuilder.cli.console import console
+    from modelbuilder.core.store import Store
+
+    store = Store.open()
+    running = start_agent(store, kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()), poll_s=poll)
+    console.print(f"Agent {running.owner} serving {kinds} computes; Ctrl-C to stop (running workers finish "
+                  "on their own).", highlight=False)
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    while not stopped.wait(0.5):
+        pass
+    running.stop()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(agent)
