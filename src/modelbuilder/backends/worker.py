@@ -192,8 +192,8 @@ def execute(run_id: str, attempt: int, owner: str) -> int:
     except Preempted as stop:
         reporter.flush()
         runs.set_resume_point(run_id, attempt, stop.checkpoint.relative_to(run_dir).as_posix(), stop.epoch, stop.step)
-        leases.preempted(run_id, attempt, f"{run.preempt_reason or 'preempted'}; checkpoint at epoch "
-                         f"{stop.epoch + 1}, step {stop.step}")
+        why = runs.get(run_id).preempt_reason or "preempted (SIGTERM)"
+        leases.preempted(run_id, attempt, f"{why}; checkpoint at epoch {stop.epoch + 1}, step {stop.step}")
         code = EXIT_PREEMPTED
     except (LeaseLost, StaleAttempt) as lost:
         print(f"stopping: {lost}", file=sys.stderr)
