@@ -73,6 +73,4 @@ def agent(plane: Plane) -> Iterator[Any]:
     yield running
     running.stop()
     for worker in running.workers.values():  # leave no worker behind
-        if worker.poll() is None:
-            worker.process.kill()
-            worker.process.wait(10)
+        worker.kill()

@@ -53,7 +53,7 @@ def test_two_runs_join_one_experiment(plane, agent):
 
 
 def test_cancel_keeps_and_exports_the_best_model(plane, agent):
-    run = plane.submit(epochs=200)
+    run = plane.submit(epochs=500, early_stopping_patience=1000)
     plane.wait_epoch(run.id, 2)
     plane.runs.request_cancel(run.id)
     done = plane.wait_ended(run.id)
@@ -67,7 +67,8 @@ def test_cancel_keeps_and_exports_the_best_model(plane, agent):
 
 
 def test_a_worker_that_dies_fails_the_run_with_a_reason(plane, agent):
-    run = plane.runs.submit("default", "exp", "local", plane.recipe(epochs=200), project_name="Tiny",
+    run = plane.runs.submit("default", "exp", "local", plane.recipe(epochs=500, early_stopping_patience=1000),
+                            project_name="Tiny",
                             max_error_retries=0)
     plane.wait_epoch(run.id, 1)
     worker = agent.workers[run.id]

@@ -1,19 +1,22 @@
 """The `local` backend: a run's worker is a subprocess on this host.
 
-A subprocess, not a thread, so that a crash of the training code (or of a native library under it)
-cannot take the agent, the CLI or the server down. It gets a process session of its own, so a Ctrl-C
-in the terminal that started `modelbuilder train` reaches the CLI (which cancels the run cleanly)
-and not the worker directly. Its output goes to `logs/worker-<attempt>.log` in the run's folder.
+A separate process, not a thread, so that a crash of the training code (or of a native library under
+it) cannot take the agent, the CLI or the server down. Workers are forked from a fork server that has
+already imported torch and the engine, so a run starts in well under a second instead of ~10 s of
+imports. Each worker gets a process session of its own, so a Ctrl-C in the terminal that started
+`modelbuilder train` reaches the CLI (which cancels the run cleanly) and not the worker directly. Its
+output goes to `logs/worker-<attempt>.log` in the run's folder.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
-import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
@@ -22,26 +25,49 @@ from modelbuilder.core.scheduler import local_pool, need_of, register_launcher, 
 from modelbuilder.core.sizes import SizeSpec
 
 
+_FORK_CONTEXT: Any = None
+
+
+def _fork_context() -> Any:
+    """A multiprocessing fork server that has imported torch and the engine once (see _preload)."""
+    global _FORK_CONTEXT
+    if _FORK_CONTEXT is None:
+        # OpenMP threads that spin while they wait slow training down ten-fold as soon as anything else
+        # wants the CPU (measured: 2.4 s vs 0.2 s per ResNet-18 step on 2 busy cores). Read by the
+        # OpenMP runtime when torch loads, so it is set before the fork server imports torch.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["modelbuilder.backends._preload"])
+        _FORK_CONTEXT = context
+    return _FORK_CONTEXT
+
+
 @dataclass
 class LocalWorker:
     run_id: str
     attempt: int
-    process: subprocess.Popen[bytes]
+    process: Any  # multiprocessing.Process
     log_path: Path
-    _code: int | None = field(default=None, init=False)
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid)
 
     def poll(self) -> int | None:
-        if self._code is None:
-            self._code = self.process.poll()
-        return self._code
+        return self.process.exitcode  # negative: killed by that signal
 
     def interrupt(self) -> None:
         """Ask for a checkpoint and an exit at the next step (as a spot eviction's SIGTERM would)."""
         if self.poll() is None:
             try:
-                self.process.send_signal(signal.SIGUSR1)
+                os.kill(self.pid, signal.SIGUSR1)
             except ProcessLookupError:
                 pass
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            self.process.kill()
+            self.process.join(10)
 
     def describe_exit(self) -> str:
         tail = _last_line(self.log_path)
@@ -59,9 +85,27 @@ def _last_line(path: Path, limit: int = 300) -> str:
     return lines[-1][:limit] if lines else ""
 
 
-def worker_command(run: e.Run, owner: str) -> list[str]:
-    return [sys.executable, "-m", "modelbuilder.backends.worker", run.id, "--attempt", str(run.attempt),
-            "--owner", owner]
+def _child(run_id: str, attempt: int, owner: str, env: dict[str, str], log_path: str, threads: int) -> None:
+    """The worker process, forked from the fork server: its own session, log file and environment."""
+    os.setsid()  # a Ctrl-C in the terminal of `modelbuilder train` reaches the CLI, not the worker
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the process
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    os.environ.clear()  # the fork server's environment is the one it started with: use the agent's now
+    os.environ.update(env)
+    from modelbuilder.backends.worker import execute
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    code = execute(run_id, attempt, owner)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class LocalLauncher:
@@ -69,15 +113,16 @@ class LocalLauncher:
         run_dir = ArtifactStore(get_settings().artifacts).run_dir(run.id)
         log_path = run_dir / "logs" / f"worker-{run.attempt}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
         need = need_of(size, local_pool())
-        if need.cpus and not need.gpus:
-            # A CPU size gets the cores it pays for, so runs sharing the host do not fight over them.
-            env.setdefault("OMP_NUM_THREADS", str(max(1, need.cpus)))
-        env["PYTHONUNBUFFERED"] = "1"
-        with log_path.open("ab") as out:
-            process = subprocess.Popen(worker_command(run, owner), stdout=out, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        # A CPU size gets the cores it pays for, so runs sharing the host do not fight over them.
+        threads = need.cpus if need.cpus and not need.gpus else 0
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        process = _fork_context().Process(target=_child, name=f"worker {run.id}",
+                                          args=(run.id, run.attempt, owner, env, str(log_path), threads))
+        process.start()
+        # Not a child multiprocessing should wait for at exit: a worker outlives `train` or a server
+        # that stops, and finishes its run on its own.
+        multiprocessing.process._children.discard(process)  # type: ignore[attr-defined]
         return LocalWorker(run.id, run.attempt, process, log_path)
 
 
