@@ -24,7 +24,6 @@ from modelbuilder.core.artifacts import ArtifactStore
 from modelbuilder.core.scheduler import local_pool, need_of, register_launcher, signal_name
 from modelbuilder.core.sizes import SizeSpec
 
-
 _FORK_CONTEXT: Any = None
 
 
