@@ -15,6 +15,10 @@ _LAZY = {
     "ModelOutput": "modelbuilder.results.runtime",
     "PredictionEngine": "modelbuilder.results.runtime",
     "TrainConfig": "modelbuilder.training.recipe",
+    "Workspace": "modelbuilder.sdk",
+    "Experiment": "modelbuilder.sdk",
+    "Run": "modelbuilder.sdk",
+    "Computes": "modelbuilder.sdk",
 }
 
 __all__ = ["__version__", *_LAZY]

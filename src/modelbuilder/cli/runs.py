@@ -96,9 +96,10 @@ def watch(run_id: str, runs: Any, show_logs: bool = True) -> Any:
 
 def finish(run: Any, output: Path | None) -> None:
     from modelbuilder.cli.console import fail
-    from modelbuilder.cli.train import copy_results, print_summary
+    from modelbuilder.cli.train import print_summary
     from modelbuilder.config import get_settings
     from modelbuilder.core.artifacts import ArtifactStore
+    from modelbuilder.results.bundle import copy_results
 
     if run.status not in ("Completed", "Canceled") or not run.best_metrics:
         fail(f"run {run.id} ended {run.status}: {run.error or run.status_reason}", code=1)
@@ -200,10 +201,10 @@ def cancel(run_id: str) -> None:
 @runs_app.command("download")
 def download(run_id: str, output: Annotated[Path, typer.Option(help="Folder to write into.")] = Path(".")) -> None:
     """Write a run's <Name>.ConsoleApp, <Name>.Model and the three assets into a folder."""
-    from modelbuilder.cli.train import copy_results
     from modelbuilder.config import get_settings
     from modelbuilder.core.artifacts import ArtifactStore
     from modelbuilder.errors import Conflict
+    from modelbuilder.results.bundle import copy_results
 
     store, runs = _open()
     run = runs.get(run_id)

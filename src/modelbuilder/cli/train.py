@@ -9,16 +9,15 @@ waits; with `--detach` it only submits.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from modelbuilder import names
+from modelbuilder.results.bundle import copy_results
 
 DATA_HELP = "A folder with one sub-folder per label, or a .tsv/.csv manifest with ImageSource and Label columns."
-RESULT_FILES = ("bestModel.onnx", "bestModelMap.json", "MLModel.zip")
 
 
 def recipe_from_options(**options: Any) -> Any:
@@ -33,22 +32,6 @@ def recipe_from_options(**options: Any) -> Any:
     if budget is not None:
         options["time_budget_s"] = names.duration_seconds(budget)
     return TrainConfig.from_sources(recipe_file, **options)
-
-
-def copy_results(run_dir: Path, name: str, output: Path) -> dict[str, Path]:
-    """Put the two generated projects and the three assets of a finished run into `output`."""
-    output.mkdir(parents=True, exist_ok=True)
-    placed: dict[str, Path] = {}
-    for folder in (f"{name}.ConsoleApp", f"{name}.Model"):
-        target = output / folder
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(run_dir / folder, target)
-        placed[folder] = target
-    for asset in RESULT_FILES:
-        shutil.copy2(run_dir / asset, output / asset)
-        placed[asset] = output / asset
-    return placed
 
 
 def print_summary(metrics: dict[str, Any], placed: dict[str, Path], stopped: str) -> None:

@@ -1,0 +1,29 @@
+"""The result of a run as a user gets it: the two generated projects and the three assets."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+RESULT_FILES = ("bestModel.onnx", "bestModelMap.json", "MLModel.zip")
+
+
+def result_paths(name: str) -> tuple[str, ...]:
+    """What a result holds, relative to the run's folder."""
+    return (f"{name}.ConsoleApp", f"{name}.Model", *RESULT_FILES)
+
+
+def copy_results(run_dir: Path, name: str, output: Path) -> dict[str, Path]:
+    """Put `<name>.ConsoleApp`, `<name>.Model` and the three assets of a finished run into `output`."""
+    output.mkdir(parents=True, exist_ok=True)
+    placed: dict[str, Path] = {}
+    for item in result_paths(name):
+        source, target = run_dir / item, output / item
+        if source.is_dir():
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+        placed[item] = target
+    return placed
