@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,8 +108,54 @@ def _child(run_id: str, attempt: int, owner: str, env: dict[str, str], log_path:
     os._exit(code)
 
 
+@dataclass
+class TorchrunWorker:
+    """A data-parallel worker group: `torch.distributed.run` with one process per GPU (or --processes)."""
+
+    run_id: str
+    attempt: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def poll(self) -> int | None:
+        return self.process.poll()
+
+    def interrupt(self) -> None:
+        # torchrun would die of a signal it does not handle; rank 0 sees the request at its next
+        # heartbeat (within seconds) and stops every rank at the same step.
+        pass
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def describe_exit(self) -> str:
+        tail = _last_line(self.log_path)
+        return f"worker group exited ({signal_name(self.poll() or 0)}) before reporting an end" + (
+            f"; last output: {tail}" if tail else "")
+
+
+def processes_for(run: e.Run, size: SizeSpec) -> int:
+    """--processes from the recipe, else one per GPU of the size, else one."""
+    return int(run.recipe.get("processes") or (size.gpus if size.gpus > 1 else 1))
+
+
 class LocalLauncher:
-    def launch(self, run: e.Run, owner: str, size: SizeSpec, compute: e.Compute) -> LocalWorker:
+    # GPU index -> the worker holding it. The scheduler guarantees the count; this picks which ones.
+    _gpu_holders: dict[int, Any] = {}
+
+    @classmethod
+    def _assign_gpus(cls, count: int) -> list[int]:
+        host = local_pool().gpus
+        free = [i for i in range(host) if (holder := cls._gpu_holders.get(i)) is None or holder.poll() is not None]
+        return free[:count]
+
+    def launch(self, run: e.Run, owner: str, size: SizeSpec, compute: e.Compute) -> LocalWorker | TorchrunWorker:
         run_dir = ArtifactStore(get_settings().artifacts).run_dir(run.id)
         log_path = run_dir / "logs" / f"worker-{run.attempt}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +163,27 @@ class LocalLauncher:
         # A CPU size gets the cores it pays for, so runs sharing the host do not fight over them.
         threads = need.cpus if need.cpus and not need.gpus else 0
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        gpus = self._assign_gpus(need.gpus) if need.gpus else []
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
+        worker = self._start(run, owner, size, env, threads, log_path)
+        for index in gpus:
+            self._gpu_holders[index] = worker
+        return worker
+
+    def _start(self, run: e.Run, owner: str, size: SizeSpec, env: dict[str, str], threads: int,
+               log_path: Path) -> LocalWorker | TorchrunWorker:
+        processes = processes_for(run, size)
+        if processes > 1:
+            env["OMP_NUM_THREADS"] = str(max(1, (threads or local_pool().cpus) // processes))
+            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+            command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+                       "--module", "modelbuilder.backends.worker", run.id, "--attempt", str(run.attempt),
+                       "--owner", owner]
+            with log_path.open("ab") as out:
+                group = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=env, start_new_session=True)
+            return TorchrunWorker(run.id, run.attempt, group, log_path)
         process = _fork_context().Process(target=_child, name=f"worker {run.id}",
                                           args=(run.id, run.attempt, owner, env, str(log_path), threads))
         process.start()

@@ -155,11 +155,13 @@ class StoreReporter:
 
 
 def execute(run_id: str, attempt: int, owner: str) -> int:
-    """Run one attempt; returns the process exit code."""
+    """Run one attempt; returns the process exit code. Under torchrun, ranks other than 0 only train."""
     from modelbuilder.training.job import run_training
     from modelbuilder.training.loop import Preempted
     from modelbuilder.training.recipe import TrainConfig
 
+    if int(os.environ.get("RANK", "0")) > 0:
+        return _follow_rank_zero(run_id)
     settings = get_settings()
     store = Store.open()
     runs, leases = RunService(store), LeaseService(store)
@@ -221,6 +223,24 @@ def execute(run_id: str, attempt: int, owner: str) -> int:
         except ModelBuilderError:
             pass  # fenced or the store is gone: the reaper settles the lease
     return code
+
+
+def _follow_rank_zero(run_id: str) -> int:
+    """A data-parallel rank other than 0: the same training, reporting nothing (rank 0 reports)."""
+    from modelbuilder.training.job import run_training
+    from modelbuilder.training.loop import Preempted
+    from modelbuilder.training.recipe import TrainConfig
+    from modelbuilder.training.reporter import NullReporter
+
+    store = Store.open()
+    run = RunService(store).get(run_id)
+    artifacts = ArtifactStore(get_settings().artifacts)
+    resume = artifacts.resolve(run_id, run.resume_from) if run.resume_from else None
+    try:
+        run_training(TrainConfig.from_dict(run.recipe), artifacts.run_dir(run_id), NullReporter(), resume=resume)
+    except Preempted:
+        return EXIT_PREEMPTED
+    return 0
 
 
 def _install_signal_handlers(reporter: StoreReporter) -> None:

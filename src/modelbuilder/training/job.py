@@ -24,10 +24,11 @@ from modelbuilder.results.runtime import MAP_FILE, MODEL_FILE, Preprocess
 from modelbuilder.training import data as data_mod
 from modelbuilder.training.cache import build_decoded_cache
 from modelbuilder.training.checkpoint import TrainState, load_checkpoint
+from modelbuilder.training.distributed import Dist, from_environment
 from modelbuilder.training.evaluate import classification_metrics, plot_confusion_matrix, plot_training_curves
 from modelbuilder.training.export import INPUT_NAME, OUTPUT_NAME, export_onnx, verify_onnx
 from modelbuilder.training.loop import Loop, Split, evaluate, fit, resume_state, steps_per_epoch, warmup_cosine
-from modelbuilder.training.model import IMAGENET_MEAN, IMAGENET_STD, build_model, head_prefix
+from modelbuilder.training.model import IMAGENET_MEAN, IMAGENET_STD, WeightsInfo, build_model, head_prefix
 from modelbuilder.training.presets import ClassificationPresetEval, ClassificationPresetTrain
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import Progress, Reporter
@@ -159,37 +160,68 @@ def _optimizer(model: torch.nn.Module, recipe: TrainConfig, pretrained: bool, de
 def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter: Reporter, *,
                  resume: str | os.PathLike[str] | None = None, cache_root: Path | None = None,
                  offline: bool = False) -> TrainResult:
+    """Train per `recipe` into `run_dir`, reporting to `reporter`.
+
+    Launched data-parallel (torchrun, Ray Train), every rank calls this with the same arguments (and
+    its own reporter); rank 0 reports, checkpoints and exports, and only its result has outputs.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    d = from_environment()
     checkpoint = load_checkpoint(Path(resume)) if resume else None
     if checkpoint is not None:
         recipe = TrainConfig.from_dict(checkpoint["recipe"])
     from modelbuilder.config import get_settings
 
     settings = get_settings()
-    cache_root = cache_root or settings.decoded_cache
     torch.manual_seed(recipe.seed)
     np.random.seed(recipe.seed)
 
     reporter.status("Preparing", "reading, checking and decoding the data")
-    data = prepare_data(recipe, cache_root, reporter)
+    data = prepare_data(recipe, cache_root or settings.decoded_cache, reporter)
     name = recipe.name or names.project_name_from(Path(recipe.data).expanduser().resolve().stem)
     recipe = recipe.with_(image_size=data.image_size, name=name)
     if checkpoint is not None and checkpoint["labels"] != data.labels:
         raise DataError("The data's labels differ from the checkpoint's.", "resume with the same data.")
-    recipe.save(run_dir / "recipe.json")
-    (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=2))
-    for skip in data.report.skipped:
-        reporter.log(f"Skipped {skip.path}: {skip.reason}", "warning")
+    if d.main:
+        recipe.save(run_dir / "recipe.json")
+        (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=2))
+        for skip in data.report.skipped:
+            reporter.log(f"Skipped {skip.path}: {skip.reason}", "warning")
 
+    loop, weights = build_loop(recipe, data, reporter, d, offline or settings.offline)
+    state = resume_state(checkpoint, loop) if checkpoint is not None else TrainState()
+    where = f"resumed at epoch {state.epoch + 1}, step {state.step}" if checkpoint is not None else "from the start"
+    reporter.log(f"Training {recipe.architecture} ({weights.detail}) on {loop.device.type}"
+                 f"{f' x {d.world} processes' if d.enabled else ''}, {'bf16' if loop.amp_dtype else 'float32'}"
+                 f"{', channels_last' if loop.channels_last else ''}, {len(data.train)} training / {len(data.val)} "
+                 f"validation images at {data.image_size} px, {recipe.epochs} epochs of "
+                 f"{steps_per_epoch(len(data.train), recipe.batch_size)} steps, {where}.")
+    reporter.status("Running", f"training {where}")
+    result = fit(loop, data.train, data.val, state, run_dir, recipe.to_dict(), data.labels,
+                 recipe.bn_recalibration_images, recipe.early_stopping_patience)
+    if not d.main:
+        return TrainResult(run_dir, name, data.labels, {}, result.stopped, 0)
+    reporter.status("Finalizing", f"training stopped ({result.stopped}); evaluating the best epoch and exporting")
+    return finalize(loop, data, recipe, run_dir, result, weights.detail, reporter)
+
+
+def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: Dist,
+               offline: bool) -> tuple[Loop, WeightsInfo]:
+    """Device, precision, model (wrapped for data-parallel), optimizer and schedule for `recipe`."""
     device = choose_device(recipe.device)
+    if device.type == "cuda" and d.enabled:
+        device = torch.device("cuda", d.local_rank)
     amp = choose_precision(recipe.precision, device)
     channels_last = recipe.channels_last if recipe.channels_last is not None else recipe.architecture != "tiny"
-    model, weights = build_model(recipe.architecture, len(data.labels), recipe.weights,
-                                 offline=offline or settings.offline)
-    if weights.warning:
+    model, weights = build_model(recipe.architecture, len(data.labels), recipe.weights, offline=offline)
+    if weights.warning and d.main:
         reporter.log(weights.warning, "warning")
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    trained = None
+    if d.enabled:
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = _optimizer(model, recipe, weights.pretrained, device)
     steps = steps_per_epoch(len(data.train), recipe.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -197,19 +229,8 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
     augment = ClassificationPresetTrain(data.image_size, recipe.crop_scale_min, recipe.hflip)
     loop = Loop(model, optimizer, scheduler, torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
                 device, amp, channels_last, augment, ClassificationPresetEval(data.image_size), recipe.batch_size,
-                recipe.seed, recipe.epochs, reporter, recipe.time_budget_s)
-    state = resume_state(checkpoint, loop) if checkpoint is not None else TrainState()
-    where = f"resumed at epoch {state.epoch + 1}, step {state.step}" if checkpoint is not None else "from the start"
-    reporter.log(f"Training {recipe.architecture} ({weights.detail}) on {device.type}, "
-                 f"{'bf16' if amp else 'float32'}{', channels_last' if channels_last else ''}, "
-                 f"{len(data.train)} training / {len(data.val)} validation images at {data.image_size} px, "
-                 f"{recipe.epochs} epochs of {steps} steps, {where}.")
-    reporter.status("Running", f"training {where}")
-    result = fit(loop, data.train, data.val, state, run_dir, recipe.to_dict(), data.labels,
-                 recipe.bn_recalibration_images, recipe.early_stopping_patience)
-
-    reporter.status("Finalizing", f"training stopped ({result.stopped}); evaluating the best epoch and exporting")
-    return finalize(loop, data, recipe, run_dir, result, weights.detail, reporter)
+                recipe.seed, recipe.epochs, reporter, recipe.time_budget_s, d, trained)
+    return loop, weights
 
 
 def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path, result: Any, weights: str,

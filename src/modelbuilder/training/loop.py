@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from torch import nn
 
 from modelbuilder.training.cache import DecodedCache
 from modelbuilder.training.checkpoint import TrainState, atomic_save, restore_rng, save_checkpoint
+from modelbuilder.training.distributed import BUDGET, CONTINUE, STOP_CODES, STOP_NAMES, Dist
 from modelbuilder.training.presets import (
     ClassificationPresetEval,
     ClassificationPresetTrain,
@@ -70,6 +71,13 @@ class Loop:
     epochs: int
     reporter: Reporter
     deadline_s: float | None  # training seconds allowed over all attempts
+    dist: Dist = field(default_factory=Dist)
+    train_model: nn.Module | None = None  # the DistributedDataParallel wrapper when data-parallel
+
+    @property
+    def trained(self) -> nn.Module:
+        """What training steps run through (DDP all-reduces the gradients); evaluation uses `model`."""
+        return self.train_model if self.train_model is not None else self.model
 
     def autocast(self) -> Any:
         if self.amp_dtype is None:
@@ -123,13 +131,16 @@ def _prefetch(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
 
 
 def train_batches(loop: Loop, split: Split, epoch: int, start_step: int) -> Iterator[tuple[int, Any, Any]]:
+    """This rank's share of each global batch: the same global batches as a single process sees."""
     order = epoch_order(len(split), loop.seed, epoch)
     buffer = None
     for step in range(start_step, steps_per_epoch(len(split), loop.batch_size)):
         chosen = order[step * loop.batch_size : (step + 1) * loop.batch_size]
-        buffer = split.cache.read(split.records[chosen], out=buffer)
-        x = loop.train_preset(torch.from_numpy(buffer), batch_generator(loop.seed, epoch, step), loop.channels_last)
-        yield step, x, torch.from_numpy(split.targets[chosen])
+        mine = loop.dist.shard(chosen)
+        buffer = split.cache.read(split.records[mine], out=buffer)
+        x = loop.train_preset(torch.from_numpy(buffer), batch_generator(loop.seed, epoch, step), loop.channels_last,
+                              shard=(loop.dist.rank, loop.dist.world), total=len(chosen))
+        yield step, x, torch.from_numpy(split.targets[mine])
 
 
 def eval_batches(loop: Loop, split: Split, limit: int | None = None) -> Iterator[tuple[Any, Any]]:
@@ -141,15 +152,19 @@ def eval_batches(loop: Loop, split: Split, limit: int | None = None) -> Iterator
 
 
 def train_one_epoch(loop: Loop, split: Split, state: TrainState, started: float) -> str | None:
-    """Train one epoch from `state.step`; returns why it stopped early, or None."""
-    loop.model.train()
+    """Train one epoch from `state.step`; returns why it stopped early, or None.
+
+    Every rank keeps running sums of its own share; rank 0 reports, and decides (for all ranks, one
+    broadcast per step) whether to stop for a cancel, a preemption or the time budget.
+    """
+    loop.trained.train()
     epoch, steps = state.epoch, steps_per_epoch(len(split), loop.batch_size)
     sums = state.partial or {"loss": 0.0, "correct": 0.0, "images": 0.0, "seconds": 0.0}
     for step, x, y in _prefetch(train_batches(loop, split, epoch, state.step)):
         t0 = time.perf_counter()
         x, y = x.to(loop.device, non_blocking=True), y.to(loop.device, non_blocking=True)
         with loop.autocast():
-            logits = loop.model(x)
+            logits = loop.trained(x)
             loss = loop.criterion(logits.float(), y)
         loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -160,17 +175,30 @@ def train_one_epoch(loop: Loop, split: Split, state: TrainState, started: float)
         sums["images"] += len(y)
         sums["seconds"] += time.perf_counter() - t0
         state.step, state.partial = step + 1, sums
-        rate = sums["images"] / max(sums["seconds"], 1e-9)
-        left = (steps - step - 1 + (loop.epochs - epoch - 1) * steps) * loop.batch_size / rate
-        loop.reporter.progress(Progress("training", epoch + 1, loop.epochs, step + 1, steps,
-                                        sums["loss"] / sums["images"], sums["correct"] / sums["images"],
-                                        rate, left))
-        stop = loop.reporter.should_stop()
-        if stop:
-            return stop
-        if loop.deadline_s is not None and state.elapsed_s + time.monotonic() - started >= loop.deadline_s:
-            return "time_budget"
+        code = CONTINUE
+        if loop.dist.main:
+            rate = loop.dist.world * sums["images"] / max(sums["seconds"], 1e-9)
+            left = (steps - step - 1 + (loop.epochs - epoch - 1) * steps) * loop.batch_size / rate
+            loop.reporter.progress(Progress("training", epoch + 1, loop.epochs, step + 1, steps,
+                                            sums["loss"] / sums["images"], sums["correct"] / sums["images"],
+                                            rate, left))
+            stop = loop.reporter.should_stop()
+            if stop:
+                code = STOP_NAMES[stop]
+            elif loop.deadline_s is not None and state.elapsed_s + time.monotonic() - started >= loop.deadline_s:
+                code = BUDGET
+        code = loop.dist.decide(code)
+        if code != CONTINUE:
+            return STOP_CODES[code]
     return None
+
+
+def _epoch_sums(loop: Loop, state: TrainState) -> dict[str, float]:
+    """The epoch's sums over every rank (seconds: the slowest rank's)."""
+    keys = ("loss", "correct", "images")
+    total = dict(zip(keys, loop.dist.sum([state.partial[k] for k in keys]), strict=True))
+    total["seconds"] = state.partial["seconds"]
+    return total
 
 
 @torch.no_grad()
@@ -213,46 +241,71 @@ def evaluate(loop: Loop, split: Split) -> tuple[float, float, np.ndarray]:
 
 def fit(loop: Loop, train: Split, val: Split, state: TrainState, run_dir: Path, recipe: dict[str, Any],
         labels: list[str], bn_images: int, patience: int) -> FitResult:
+    """Epochs until done, early stopping, the budget, a cancel or a preemption.
+
+    Only rank 0 evaluates, keeps the best weights and writes checkpoints; its decisions are shared.
+    """
     ckpt_dir = run_dir / "checkpoints"
     best_path, last_path = ckpt_dir / "best.pt", ckpt_dir / "last.pt"
+    main = loop.dist.main
     stopped = "completed"
     while state.epoch < loop.epochs:
         started = time.monotonic()
         stop = train_one_epoch(loop, train, state, started)
         state.elapsed_s += time.monotonic() - started
+        total = _epoch_sums(loop, state)  # a collective: every rank takes part
+        state.partial = total if main else dict.fromkeys(total, 0.0)
         if stop == "preempt":
-            save_checkpoint(last_path, model=loop.model, optimizer=loop.optimizer, scheduler=loop.scheduler,
-                            state=state, recipe=recipe, labels=labels)
+            if main:
+                save_checkpoint(last_path, model=loop.model, optimizer=loop.optimizer, scheduler=loop.scheduler,
+                                state=state, recipe=recipe, labels=labels)
+            loop.dist.barrier()
             raise Preempted(last_path, state.epoch, state.step)
-        loop.reporter.progress(Progress("evaluating", state.epoch + 1, loop.epochs, state.step, state.step))
-        recalibrate_batchnorm(loop, train, bn_images)
-        val_loss, val_acc, _ = evaluate(loop, val)
-        sums = state.partial
-        record = {"epoch": state.epoch + 1, "train_loss": sums["loss"] / sums["images"],
-                  "train_accuracy": sums["correct"] / sums["images"], "val_loss": val_loss,
-                  "val_accuracy": val_acc, "images_per_s": sums["images"] / max(sums["seconds"], 1e-9),
-                  "lr": loop.optimizer.param_groups[-1]["lr"], "partial": float(stop is not None)}
-        if state.improved_by(val_acc, val_loss):
-            state.best_accuracy, state.best_loss, state.best_epoch = val_acc, val_loss, state.epoch + 1
-            state.epochs_without_improvement = 0
-            atomic_save({"model": loop.model.state_dict(), "epoch": state.epoch + 1, "metrics": record}, best_path)
-        else:
-            state.epochs_without_improvement += 1
-        state.history.append(record)
+        decision: tuple[bool, bool] = (False, False)
+        if main:
+            decision = _end_epoch(loop, train, val, state, stop, bn_images, patience, best_path, last_path,
+                                  recipe, labels)
+        _, early = loop.dist.share(decision)
         state.epoch, state.step, state.partial = state.epoch + 1, 0, {}
-        save_checkpoint(last_path, model=loop.model, optimizer=loop.optimizer, scheduler=loop.scheduler,
-                        state=state, recipe=recipe, labels=labels)
-        loop.reporter.metrics(state.epoch, {k: v for k, v in record.items() if k not in ("epoch", "partial")})
         loop.reporter.checkpoint(last_path, state.epoch, 0)
         if stop:
             stopped = stop
             break
-        if state.epochs_without_improvement >= patience:
+        if early:
             stopped = "early_stopping"
-            loop.reporter.log(f"Early stopping: validation accuracy has not improved for {patience} epochs "
-                              f"(best {state.best_accuracy:.4f} at epoch {state.best_epoch}).")
             break
     return FitResult(state, stopped, best_path)
+
+
+def _end_epoch(loop: Loop, train: Split, val: Split, state: TrainState, stop: str | None, bn_images: int,
+               patience: int, best_path: Path, last_path: Path, recipe: dict[str, Any],
+               labels: list[str]) -> tuple[bool, bool]:
+    """Rank 0 at the end of an epoch: evaluate, keep the best, checkpoint, report. -> (improved, early stop)."""
+    loop.reporter.progress(Progress("evaluating", state.epoch + 1, loop.epochs, state.step, state.step))
+    recalibrate_batchnorm(loop, train, bn_images)
+    val_loss, val_acc, _ = evaluate(loop, val)
+    sums = state.partial
+    record = {"epoch": state.epoch + 1, "train_loss": sums["loss"] / sums["images"],
+              "train_accuracy": sums["correct"] / sums["images"], "val_loss": val_loss,
+              "val_accuracy": val_acc, "images_per_s": sums["images"] / max(sums["seconds"], 1e-9),
+              "lr": loop.optimizer.param_groups[-1]["lr"], "partial": float(stop is not None)}
+    improved = state.improved_by(val_acc, val_loss)
+    if improved:
+        state.best_accuracy, state.best_loss, state.best_epoch = val_acc, val_loss, state.epoch + 1
+        state.epochs_without_improvement = 0
+        atomic_save({"model": loop.model.state_dict(), "epoch": state.epoch + 1, "metrics": record}, best_path)
+    else:
+        state.epochs_without_improvement += 1
+    state.history.append(record)
+    done = TrainState(**{**state.__dict__, "epoch": state.epoch + 1, "step": 0, "partial": {}})
+    save_checkpoint(last_path, model=loop.model, optimizer=loop.optimizer, scheduler=loop.scheduler,
+                    state=done, recipe=recipe, labels=labels)
+    loop.reporter.metrics(state.epoch + 1, {k: v for k, v in record.items() if k not in ("epoch", "partial")})
+    early = state.epochs_without_improvement >= patience
+    if early and not stop:
+        loop.reporter.log(f"Early stopping: validation accuracy has not improved for {patience} epochs "
+                          f"(best {state.best_accuracy:.4f} at epoch {state.best_epoch}).")
+    return improved, early
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Any:
@@ -272,5 +325,8 @@ def resume_state(checkpoint: dict[str, Any], loop: Loop) -> TrainState:
     loop.optimizer.load_state_dict(checkpoint["optimizer"])
     loop.scheduler.load_state_dict(checkpoint["scheduler"])
     restore_rng(checkpoint["rng"])
-    return TrainState(**checkpoint["state"])
-
+    state = TrainState(**checkpoint["state"])
+    if not loop.dist.main and state.partial:
+        # The checkpoint holds the partial epoch's sums over all ranks; rank 0 carries them on.
+        state.partial = dict.fromkeys(state.partial, 0.0)
+    return state

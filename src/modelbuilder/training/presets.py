@@ -68,10 +68,16 @@ class ClassificationPresetTrain:
         y1 = torch.floor(torch.rand(n, generator=g) * (size - h + 1))
         return torch.stack([x1, y1, x1 + w, y1 + h], dim=1)
 
-    def __call__(self, batch_u8: torch.Tensor, g: torch.Generator, channels_last: bool = False) -> torch.Tensor:
+    def __call__(self, batch_u8: torch.Tensor, g: torch.Generator, channels_last: bool = False,
+                 shard: tuple[int, int] = (0, 1), total: int | None = None) -> torch.Tensor:
+        """Augment `batch_u8`, which is the share `shard` = (rank, world) of a global batch of `total`
+        images: the random choices are drawn for the whole global batch, so data-parallel ranks
+        together see exactly what a single process would."""
         n, size = batch_u8.shape[0], batch_u8.shape[1]
-        boxes = self.boxes(n, size, g)
-        flip = torch.rand(n, generator=g) < 0.5 if self.hflip else torch.zeros(n, dtype=torch.bool)
+        total = total or n
+        rank, world = shard
+        boxes = self.boxes(total, size, g)[rank::world]
+        flip = (torch.rand(total, generator=g) < 0.5)[rank::world] if self.hflip else torch.zeros(n, dtype=torch.bool)
         x = batch_u8.permute(0, 3, 1, 2).float()
         rois = torch.cat([torch.arange(n, dtype=torch.float32)[:, None], boxes], dim=1)
         # roi_align = bilinear crop-and-resize of every box in one call (sampling_ratio=2 smooths downscaling)

@@ -48,6 +48,7 @@ class TrainConfig:
     bn_recalibration_images: int = 512  # re-estimate BatchNorm statistics before each evaluation
     head_epochs: int = 30  # for mode head / the head phase of auto
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    processes: int | None = None  # data-parallel processes; None: one per GPU of the compute, else 1
     loader_threads: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -70,6 +71,8 @@ class TrainConfig:
             if self.image_size < 16:
                 raise InvalidInput(f"--image-size {self.image_size} is too small.", "use 16 or more pixels.")
         names.fraction(self.validation_fraction, "--validation-fraction")
+        if self.processes is not None:
+            names.positive_int(self.processes, "--processes", maximum=64)
         if self.time_budget_s is not None:
             names.duration_seconds(self.time_budget_s)
         if not self.lr > 0:
