@@ -121,7 +121,8 @@ class StoreReporter:
     # --- Reporter ---------------------------------------------------------------------------------
     def status(self, status: str, reason: str = "") -> None:
         self.flush()
-        if status in (e.RUNNING, e.FINALIZING):
+        # A run restarted inside the same attempt (Ray Train replacing a lost worker) is already there.
+        if status in (e.RUNNING, e.FINALIZING) and self.runs.get(self.run_id).status != status:
             self._write(self.runs.transition, self.run_id, status, reason, self.attempt)
         self.log(f"{status}: {reason}")
 

@@ -68,6 +68,8 @@ class Dist:
 
 def from_environment() -> Dist:
     """The process group of a torchrun/Ray launch, set up on first use; a single process otherwise."""
+    if dist.is_available() and dist.is_initialized():  # set up by the launcher (Ray Train does this)
+        return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
