@@ -71,6 +71,8 @@ class ProgressDisplay:
         key = (p.phase, p.epoch)
         if p.phase == "preparing":
             description, total = "Decoding images", p.steps
+        elif p.phase == "features":
+            description, total = "Backbone features", p.steps
         elif p.phase == "training":
             description, total = f"Epoch {p.epoch}/{p.epochs}", p.steps
         else:

@@ -17,17 +17,27 @@ import numpy as np
 import torch
 
 from modelbuilder import names
-from modelbuilder.errors import DataError
+from modelbuilder.errors import DataError, InvalidInput
 from modelbuilder.results.codegen import generate_projects
 from modelbuilder.results.pipeline import write_label_map, write_model_package
 from modelbuilder.results.runtime import MAP_FILE, MODEL_FILE, Preprocess
 from modelbuilder.training import data as data_mod
 from modelbuilder.training.cache import build_decoded_cache
-from modelbuilder.training.checkpoint import TrainState, load_checkpoint
+from modelbuilder.training.checkpoint import TrainState, atomic_save, load_checkpoint
 from modelbuilder.training.distributed import Dist, from_environment
 from modelbuilder.training.evaluate import classification_metrics, plot_confusion_matrix, plot_training_curves
 from modelbuilder.training.export import INPUT_NAME, OUTPUT_NAME, export_onnx, verify_onnx
-from modelbuilder.training.loop import Loop, Split, evaluate, fit, resume_state, steps_per_epoch, warmup_cosine
+from modelbuilder.training.head import extract_features, train_head
+from modelbuilder.training.loop import (
+    FitResult,
+    Loop,
+    Split,
+    evaluate,
+    fit,
+    resume_state,
+    steps_per_epoch,
+    warmup_cosine,
+)
 from modelbuilder.training.model import IMAGENET_MEAN, IMAGENET_STD, WeightsInfo, build_model, head_prefix
 from modelbuilder.training.presets import ClassificationPresetEval, ClassificationPresetTrain
 from modelbuilder.training.recipe import TrainConfig
@@ -198,12 +208,65 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
                  f"validation images at {data.image_size} px, {recipe.epochs} epochs of "
                  f"{steps_per_epoch(len(data.train), recipe.batch_size)} steps, {where}.")
     reporter.status("Running", f"training {where}")
-    result = fit(loop, data.train, data.val, state, run_dir, recipe.to_dict(), data.labels,
-                 recipe.bn_recalibration_images, recipe.early_stopping_patience)
+    phases = training_phases(recipe.mode, weights)
+    head_history: list[dict[str, float]] = []
+    if "head" in phases and checkpoint is None:
+        head_history = head_phase(loop, data, recipe, weights, cache_root or settings.decoded_cache, d)
+    if "full" in phases:
+        result = fit(loop, data.train, data.val, state, run_dir, recipe.to_dict(), data.labels,
+                     recipe.bn_recalibration_images, recipe.early_stopping_patience)
+    else:
+        result = _head_only_result(loop, run_dir, head_history)
     if not d.main:
         return TrainResult(run_dir, name, data.labels, {}, result.stopped, 0)
     reporter.status("Finalizing", f"training stopped ({result.stopped}); evaluating the best epoch and exporting")
-    return finalize(loop, data, recipe, run_dir, result, weights.detail, reporter)
+    final = finalize(loop, data, recipe, run_dir, result, weights.detail, reporter)
+    if head_history and "full" in phases:
+        final.metrics["head_history"] = head_history
+        (run_dir / "metrics.json").write_text(json.dumps(final.metrics, indent=2))
+    return final
+
+
+def training_phases(mode: str, weights: WeightsInfo) -> tuple[str, ...]:
+    """head: the new head on frozen features; full: every layer. auto: head then full where pretrained."""
+    if mode == "head":
+        if not weights.pretrained:
+            raise InvalidInput("--mode head needs pretrained weights, and none could be loaded.",
+                               "make ImageNet weights available (see the warning above), pass --weights PATH, "
+                               "or use --mode full.")
+        return ("head",)
+    if mode == "auto" and weights.pretrained:
+        return ("head", "full")
+    return ("full",)
+
+
+def head_phase(loop: Loop, data: PreparedData, recipe: TrainConfig, weights: WeightsInfo, cache_root: Path,
+               d: Dist) -> list[dict[str, float]]:
+    """Train the new head on cached backbone features (rank 0), then give every rank its weights."""
+    history: list[dict[str, float]] = []
+    if d.main:
+        args = (cache_root, recipe.architecture, weights.detail, data.image_size)
+        train_x = extract_features(loop, data.train, *args, what="training")
+        val_x = extract_features(loop, data.val, *args, what="validation")
+        history = train_head(loop.model.head, train_x, data.train.targets, val_x, data.val.targets,
+                             recipe.head_epochs, recipe.head_lr, recipe.weight_decay, recipe.label_smoothing,
+                             recipe.seed)
+        loop.model.head.to(loop.device)
+        best = max(history, key=lambda h: (h["val_accuracy"], -h["val_loss"]))
+        loop.reporter.log(f"Head trained on frozen features: validation accuracy {best['val_accuracy']:.4f} "
+                          f"after {recipe.head_epochs} epochs.")
+    head_state = d.share({k: v.cpu() for k, v in loop.model.head.state_dict().items()})
+    loop.model.head.load_state_dict(head_state)
+    return history
+
+
+def _head_only_result(loop: Loop, run_dir: Path, history: list[dict[str, float]]) -> FitResult:
+    best = max(range(len(history)), key=lambda i: (history[i]["val_accuracy"], -history[i]["val_loss"]))
+    best_path = run_dir / "checkpoints" / "best.pt"
+    atomic_save({"model": loop.model.state_dict(), "epoch": best + 1, "metrics": history[best]}, best_path)
+    state = TrainState(epoch=len(history), best_accuracy=history[best]["val_accuracy"],
+                       best_loss=history[best]["val_loss"], best_epoch=best + 1, history=history)
+    return FitResult(state, "completed", best_path)
 
 
 def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: Dist,

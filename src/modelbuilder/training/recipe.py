@@ -47,6 +47,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile, CUDA only
     bn_recalibration_images: int = 512  # re-estimate BatchNorm statistics before each evaluation
     head_epochs: int = 30  # for mode head / the head phase of auto
+    head_lr: float = 1e-2
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     processes: int | None = None  # data-parallel processes; None: one per GPU of the compute, else 1
     loader_threads: int | None = None
@@ -64,6 +65,9 @@ class TrainConfig:
             raise InvalidInput(f"Mode {self.mode!r} is not valid.", "use auto, full or head.")
         if self.name is not None:
             names.project_name(self.name)
+        if self.mode == "head" and self.weights == "none":
+            raise InvalidInput("--mode head trains only a new head on pretrained features, but --weights is none.",
+                               "use --weights auto or a weights file, or --mode full.")
         names.positive_int(self.epochs, "--epochs", maximum=10_000)
         names.positive_int(self.batch_size, "--batch-size", maximum=4096)
         if self.image_size is not None:

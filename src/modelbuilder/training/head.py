@@ -1,0 +1,104 @@
+"""Head-only training: features of the frozen pretrained backbone computed once, then only the new
+head is trained on them, in seconds.
+
+This is how the reference system's local trainer works, and it wins whenever the backbone's ImageNet
+features already separate the labels (photos of everyday things, few images): one forward pass per
+image instead of a forward and a backward pass per image per epoch. It cannot adapt the features,
+so on unusual images (digits, X-rays, satellite tiles) a full fine-tune goes further; `--mode auto`
+does the head first and then a full fine-tune starting from it.
+
+Features are cached on disk next to the decoded images, keyed by the images and by the backbone's
+weights, so a second run on the same data skips straight to the head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from modelbuilder.training.loop import Loop, Split, eval_batches
+from modelbuilder.training.reporter import Progress
+
+
+def _features_key(split: Split, architecture: str, weights: str, image_size: int) -> str:
+    h = hashlib.sha256(f"{split.cache.path.name}:{architecture}:{weights}:{image_size}:".encode())
+    h.update(np.asarray(split.records, dtype=np.int64).tobytes())
+    return h.hexdigest()[:32]
+
+
+@torch.no_grad()
+def extract_features(loop: Loop, split: Split, cache_root: Path, architecture: str, weights: str,
+                     image_size: int, what: str) -> np.ndarray:
+    """The head's inputs for every image of `split` (eval transform), from the cache when there."""
+    path = cache_root / "features" / f"{_features_key(split, architecture, weights, image_size)}.npy"
+    if path.is_file():
+        return np.load(path)
+    captured: list[torch.Tensor] = []
+    hook = loop.model.head.register_forward_pre_hook(lambda module, args: captured.append(args[0].float().cpu()))
+    loop.model.eval()
+    done, started = 0, time.perf_counter()
+    try:
+        for x, _ in eval_batches(loop, split):
+            with loop.autocast():
+                loop.model(x.to(loop.device))
+            done += len(x)
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            loop.reporter.progress(Progress("features", 0, 0, done, len(split), images_per_s=rate,
+                                            eta_s=(len(split) - done) / rate))
+    finally:
+        hook.remove()
+    features = torch.cat(captured).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npy")
+    np.save(tmp, features)
+    os.replace(tmp, path)
+    loop.reporter.log(f"Computed backbone features of {len(split)} {what} images ({features.shape[1]} each) once; "
+                      "later runs on the same data reuse them.")
+    return features
+
+
+def train_head(head: nn.Linear, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+               epochs: int, lr: float, weight_decay: float, label_smoothing: float, seed: int,
+               batch_size: int = 256) -> list[dict[str, float]]:
+    """Full-batch-ish AdamW on the cached features; keeps the epoch with the best validation accuracy."""
+    g = torch.Generator().manual_seed(seed)
+    xs, ys = torch.from_numpy(train_x), torch.from_numpy(train_y)
+    vx, vy = torch.from_numpy(val_x), torch.from_numpy(val_y)
+    head = head.to("cpu").float()
+    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * max(1, -(-len(xs) // batch_size))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    history, best = [], (-1.0, float("inf"), None)
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(len(xs), generator=g)
+        seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
+        for start in range(0, len(xs), batch_size):
+            idx = order[start : start + batch_size]
+            logits = head(xs[idx])
+            loss = criterion(logits, ys[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            seen, loss_sum = seen + len(idx), loss_sum + loss.item() * len(idx)
+            correct += int((logits.argmax(1) == ys[idx]).sum())
+        with torch.no_grad():
+            val_logits = head(vx)
+            val_loss = float(nn.functional.cross_entropy(val_logits, vy))
+            val_acc = float((val_logits.argmax(1) == vy).float().mean())
+        history.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+                        "val_loss": val_loss, "val_accuracy": val_acc,
+                        "images_per_s": seen / max(time.perf_counter() - t0, 1e-9),
+                        "lr": optimizer.param_groups[0]["lr"], "partial": 0.0})
+        if val_acc > best[0] or (val_acc == best[0] and val_loss < best[1]):
+            best = (val_acc, val_loss, {k: v.clone() for k, v in head.state_dict().items()})
+    assert best[2] is not None
+    head.load_state_dict(best[2])
+    return history

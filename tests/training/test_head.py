@@ -1,0 +1,65 @@
+"""Head-only training on cached backbone features, and --mode auto (head, then a full fine-tune)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from modelbuilder.errors import InvalidInput
+from modelbuilder.training.job import run_training
+from modelbuilder.training.recipe import TrainConfig
+from modelbuilder.training.reporter import MemoryReporter
+
+
+@pytest.fixture(scope="module")
+def backbone_file(tmp_path_factory):
+    """Stands in for pretrained weights (none can be downloaded here): a saved torchvision state dict."""
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    return path
+
+
+def _recipe(data, weights, **changes):
+    return TrainConfig(**{"data": str(data), "architecture": "resnet18", "weights": str(weights),
+                          "image_size": 32, "batch_size": 8, "epochs": 2, "head_epochs": 15, **changes})
+
+
+def test_head_mode_trains_only_the_head_on_cached_features(image_folder, backbone_file, tmp_path, home):
+    data = image_folder(per_label=10, labels=("cat", "dog", "fox"))
+    first = MemoryReporter()
+    result = run_training(_recipe(data, backbone_file, mode="head"), tmp_path / "a", first, cache_root=tmp_path / "c")
+    assert len(result.metrics["history"]) == 15
+    assert result.stopped == "completed"
+    assert result.outputs["zip"].is_file()
+    assert not any(p.phase == "training" for p in first.progresses)  # no backbone training step at all
+    assert any("Computed backbone features" in m for m in first.messages())
+    trained = torch.load(tmp_path / "a" / "checkpoints" / "best.pt", weights_only=False)["model"]
+    original = torch.load(backbone_file)
+    assert torch.equal(trained["body.conv1.weight"], original["conv1.weight"])  # the backbone stayed frozen
+    assert result.metrics["accuracy"] > 1 / 3  # better than chance on three labels
+
+    second = MemoryReporter()
+    run_training(_recipe(data, backbone_file, mode="head"), tmp_path / "b", second, cache_root=tmp_path / "c")
+    assert not any("Computed backbone features" in m for m in second.messages())  # reused
+
+
+def test_auto_mode_does_the_head_then_a_full_fine_tune(image_folder, backbone_file, tmp_path, home):
+    data = image_folder(per_label=8)
+    result = run_training(_recipe(data, backbone_file, mode="auto"), tmp_path / "r", MemoryReporter(),
+                          cache_root=tmp_path / "c")
+    assert len(result.metrics["head_history"]) == 15
+    assert len(result.metrics["history"]) == 2
+
+
+def test_auto_without_pretrained_weights_is_a_full_training(image_folder, tmp_path, home):
+    data = image_folder(per_label=6)
+    result = run_training(TrainConfig(data=str(data), architecture="tiny", weights="none", image_size=32, epochs=1,
+                                      batch_size=4), tmp_path / "r", MemoryReporter(), cache_root=tmp_path / "c")
+    assert "head_history" not in result.metrics
+
+
+def test_head_mode_without_weights_is_refused():
+    with pytest.raises(InvalidInput, match="--mode head"):
+        TrainConfig(data="x", mode="head", weights="none")
