@@ -72,7 +72,7 @@ def train(
                                                     "(e.g. 10m, 1h30m).", show_default=False)] = None,
     image_size: Annotated[int | None, typer.Option(help="Input size in pixels (default: from the data, 32 to "
                                                    "224).", show_default=False)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per step (default 32).", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step (default: from the data, 16 to 64).", show_default=False)] = None,
     architecture: Annotated[str | None, typer.Option(help="resnet50 (default), resnet18, mobilenet_v3_large, "
                                                      "tiny.", show_default=False)] = None,
     weights: Annotated[str | None, typer.Option(help="auto (ImageNet weights if available, default), none, or "

@@ -190,7 +190,8 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
     reporter.status("Preparing", "reading, checking and decoding the data")
     data = prepare_data(recipe, cache_root or settings.decoded_cache, reporter)
     name = recipe.name or names.project_name_from(Path(recipe.data).expanduser().resolve().stem)
-    recipe = recipe.with_(image_size=data.image_size, name=name)
+    recipe = recipe.with_(image_size=data.image_size, name=name,
+                          batch_size=recipe.batch_size or TrainConfig.auto_batch_size(len(data.train)))
     if checkpoint is not None and checkpoint["labels"] != data.labels:
         raise DataError("The data's labels differ from the checkpoint's.", "resume with the same data.")
     if d.main:

@@ -30,13 +30,13 @@ class TrainConfig:
     mode: str = "auto"  # auto | full | head (head needs pretrained weights)
     image_size: int | None = None  # None: chosen from the data (median short side, 32..224)
     epochs: int = 15
-    batch_size: int = 32
+    batch_size: int | None = None  # None: from the data, 16..64 (about 20 steps per epoch at least)
     lr: float = 2e-3
     backbone_lr_scale: float = 0.1  # applied to pretrained backbones only
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
-    crop_scale_min: float = 0.35  # random resized crop: smallest area kept
+    crop_scale_min: float = 0.5  # random resized crop: smallest area kept
     hflip: bool = True  # random horizontal flips (turn off where mirrored images mean something else)
     validation_fraction: float = 0.2
     early_stopping_patience: int = 5
@@ -69,7 +69,8 @@ class TrainConfig:
             raise InvalidInput("--mode head trains only a new head on pretrained features, but --weights is none.",
                                "use --weights auto or a weights file, or --mode full.")
         names.positive_int(self.epochs, "--epochs", maximum=10_000)
-        names.positive_int(self.batch_size, "--batch-size", maximum=4096)
+        if self.batch_size is not None:
+            names.positive_int(self.batch_size, "--batch-size", maximum=4096)
         if self.image_size is not None:
             names.positive_int(self.image_size, "--image-size", maximum=1024)
             if self.image_size < 16:
@@ -83,6 +84,12 @@ class TrainConfig:
             raise InvalidInput(f"--lr must be positive, got {self.lr}.", "use a learning rate such as 1e-3.")
 
     # --- derived -----------------------------------------------------------------------------------
+    @staticmethod
+    def auto_batch_size(train_images: int) -> int:
+        """64 where there is data enough (fewer, larger steps run faster), down to 16 on a couple of hundred
+        images so that an epoch still has a dozen or more steps to learn from."""
+        return int(min(64, max(16, train_images // 20 // 8 * 8)))
+
     @property
     def resize_size(self) -> int:
         """Short side before the center crop (the usual 256 -> 224 ratio)."""
