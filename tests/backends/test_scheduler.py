@@ -81,7 +81,11 @@ def test_compute_evict_interrupts_low_priority_runs_which_resume(plane, agent):
     plane.computes.create("default", "spot", "Standard_D2s_v3", priority="low-priority")
     run = plane.submit(compute="spot", architecture="resnet18", epochs=3)
     plane.wait_epoch(run.id, 1)
-    assert evict(plane.store, "default", "spot") == [run.id]
+    env = {**os.environ, "MODELBUILDER_HOME": str(plane.home)}
+    evicted = subprocess.run([sys.executable, "-m", "modelbuilder", "compute", "evict", "spot"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert evicted.returncode == 0, evicted.stderr
+    assert run.id in evicted.stdout
     done = plane.wait_ended(run.id)
     assert done.status == "Completed"
     assert done.preemptions == 1

@@ -105,6 +105,23 @@ def delete(
     out(f"Deleted compute [bold]{name}[/] from workspace {workspace}{note}.")
 
 
+@compute_app.command("evict")
+def evict(name: NameArgument, workspace: WorkspaceOption = None) -> None:
+    """Interrupt the running runs of a low-priority compute, as a spot eviction would (a drill): each
+    checkpoints at its next step, goes back to the queue and resumes from there."""
+    from modelbuilder import names
+    from modelbuilder.core.scheduler import evict as evict_compute
+
+    with services() as s:
+        workspace = s.workspace(workspace)
+        evicted = evict_compute(s.store, workspace, names.compute_name(name))
+    if evicted:
+        out(f"Evicting {len(evicted)} run(s) from [bold]{name}[/]: {', '.join(evicted)}; each resumes from its "
+            "checkpoint when capacity allows.")
+    else:
+        out(f"No running runs on [bold]{name}[/]; nothing to evict.")
+
+
 @compute_app.command("sizes")
 def sizes(as_json: JsonOption = False) -> None:
     """The size catalog with hourly list prices (USD); 'auto' is this host. Needs no store."""
