@@ -79,7 +79,7 @@ def test_a_dedicated_run_preempts_a_low_priority_run_which_resumes(plane, agent)
 
 def test_compute_evict_interrupts_low_priority_runs_which_resume(plane, agent):
     plane.computes.create("default", "spot", "Standard_D2s_v3", priority="low-priority")
-    run = plane.submit(compute="spot", architecture="resnet18", epochs=3)
+    run = plane.submit(compute="spot", architecture="resnet18", epochs=10)
     plane.wait_epoch(run.id, 1)
     env = {**os.environ, "MODELBUILDER_HOME": str(plane.home)}
     evicted = subprocess.run([sys.executable, "-m", "modelbuilder", "compute", "evict", "spot"], env=env,
