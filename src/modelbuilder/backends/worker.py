@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -173,6 +174,7 @@ def execute(run_id: str, attempt: int, owner: str) -> int:
     artifacts = ArtifactStore(settings.artifacts)
     run_dir = artifacts.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(run_dir)
     reporter = StoreReporter(runs, leases, run, owner, run_dir)
     _install_signal_handlers(reporter)
     reporter.start()
@@ -183,7 +185,8 @@ def execute(run_id: str, attempt: int, owner: str) -> int:
         resume = artifacts.resolve(run_id, run.resume_from) if run.resume_from else None
         result = run_training(recipe, run_dir, reporter, resume=resume)
         reporter.flush()
-        runs.record_artifacts(run_id, artifacts.list(run_id), attempt)
+        # logs/ holds this process's own output, still growing: it is a diagnostic, not a result.
+        runs.record_artifacts(run_id, [a for a in artifacts.list(run_id) if not a.path.startswith("logs/")], attempt)
         best = {k: float(result.metrics[k]) for k in ("accuracy", "macro_accuracy", "macro_f1", "log_loss")}
         runs.set_best_metrics(run_id, attempt, {**best, "best_epoch": float(result.best_epoch)})
         if result.stopped == "cancel":
@@ -224,6 +227,20 @@ def execute(run_id: str, attempt: int, owner: str) -> int:
         except ModelBuilderError:
             pass  # fenced or the store is gone: the reaper settles the lease
     return code
+
+
+def remove_leftovers(run_dir: Path) -> list[Path]:
+    """Half-written files of an attempt that was killed (temporary names of atomic writes)."""
+    removed = []
+    for path in sorted(run_dir.rglob("*"), reverse=True):
+        name = path.name
+        if path.is_file() and (name.endswith(".tmp") or name.startswith(".tmp-")):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        elif path.is_dir() and name.startswith(".") and ".generating-" in name:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _follow_rank_zero(run_id: str) -> int:

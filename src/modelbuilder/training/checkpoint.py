@@ -8,6 +8,7 @@ leaves either the old checkpoint or the new one, never half of one.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 from dataclasses import asdict, dataclass, field
@@ -34,13 +35,25 @@ class TrainState:
         return accuracy > self.best_accuracy or (accuracy == self.best_accuracy and loss < self.best_loss)
 
 
+class DiskFull(OSError):
+    """No space left while writing a checkpoint; the previous checkpoint is untouched."""
+
+
 def atomic_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as exc:  # torch.save wraps a failed write in a RuntimeError
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "No space left" in str(exc):
+            raise DiskFull(errno.ENOSPC, f"No space left on the disk while writing {path.name} in {path.parent}; "
+                           f"the previous {path.name} is intact. Free some space there (or move "
+                           "MODELBUILDER_ARTIFACT_ROOT) and the run resumes from it") from None
+        raise
     os.replace(tmp, path)
 
 
