@@ -1,0 +1,142 @@
+"""The portal: server-rendered pages (Jinja, autoescaped) that small scripts in static/ keep live.
+
+    /                                        workspaces
+    /workspaces/{ws}                         computes (state, error), experiments, recent runs
+    /workspaces/{ws}/experiments/{name}      runs table (sortable), compare selected runs' curves
+    /workspaces/{ws}/runs/{run_id}           the run page: status, progress, charts, log, data report,
+                                             evaluation, downloads, "try the model"
+    /login, /logout                          the token sign-in (only when the server has a token)
+
+Pages render what the store holds at request time; the run page's script then polls the JSON API every
+second, so status, charts and the log move without a reload. Data reaches scripts only through
+`data-*` attributes and JSON responses, never through inline script, and the pages' CSP forbids inline code.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Form, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from modelbuilder import __version__
+from modelbuilder.server.auth import COOKIE, safe_next, session_value, token_matches
+from modelbuilder.server.deps import ServicesDep, check_run_id
+from modelbuilder.server.schemas import EXPERIMENT_PATTERN, WORKSPACE_PATTERN
+
+router = APIRouter(include_in_schema=False)
+TEMPLATES = Path(__file__).parent / "templates"
+RECENT_RUNS = 20
+EXPERIMENT_RUNS = 500
+
+Workspace = Annotated[str, PathParam(pattern=WORKSPACE_PATTERN)]
+Experiment = Annotated[str, PathParam(pattern=EXPERIMENT_PATTERN)]
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _accuracy(metrics: dict[str, Any]) -> float | None:
+    value = metrics.get("accuracy", metrics.get("val_accuracy"))
+    return float(value) if isinstance(value, int | float) else None
+
+
+env = Environment(loader=FileSystemLoader(TEMPLATES),
+                  autoescape=select_autoescape(default=True, default_for_string=True))
+env.filters.update(when=_when, duration=_duration)
+env.globals.update(version=__version__, accuracy=_accuracy)
+
+
+def page(request: Request, template: str, status_code: int = 200, headers: dict[str, str] | None = None,
+         **context: Any) -> HTMLResponse:
+    token_set = bool(request.app.state.server.settings.token)
+    html = env.get_template(template).render(request=request, signed_in=token_set, **context)
+    return HTMLResponse(html, status_code=status_code, headers=headers)
+
+
+def render_error(request: Request, status: int, body: dict[str, str], headers: dict[str, str] | None) -> Response:
+    return page(request, "error.html", status_code=status, headers=headers, error=body, status=status,
+                title=f"{status} {body.get('code', 'error')}")
+
+
+# --- sign-in ---------------------------------------------------------------------------------------------
+@router.get("/login")
+def login_form(request: Request, next: str = "/") -> Response:  # noqa: A002 - the query parameter's name
+    if not request.app.state.server.settings.token:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return page(request, "login.html", next=safe_next(next), title="Sign in")
+
+
+@router.post("/login")
+async def login(request: Request, token: Annotated[str, Form(max_length=1024)] = "",
+                next: Annotated[str, Form(max_length=2048)] = "/") -> Response:  # noqa: A002
+    expected = request.app.state.server.settings.token
+    if not expected:
+        return RedirectResponse(safe_next(next), status_code=303)
+    if not token_matches(token, expected):
+        await anyio.sleep(0.5)  # slows down guessing; the token itself is long
+        return page(request, "login.html", status_code=401, next=safe_next(next), title="Sign in",
+                    failed=True)
+    response = RedirectResponse(safe_next(next), status_code=303)
+    response.set_cookie(COOKIE, session_value(expected), httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/")
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+# --- pages ---------------------------------------------------------------------------------------------
+@router.get("/")
+def workspaces_page(request: Request, services: ServicesDep) -> Response:
+    return page(request, "workspaces.html", workspaces=services.workspaces.list(), title="Workspaces")
+
+
+@router.get("/workspaces/{workspace}")
+def workspace_page(request: Request, workspace: Workspace, services: ServicesDep) -> Response:
+    ws = services.workspaces.get(workspace)
+    runs = services.runs.list(workspace, limit=EXPERIMENT_RUNS)
+    names = {ws.id: ws.name}
+    counts = Counter(run.experiment_name for run in runs)
+    return page(request, "workspace.html", workspace=ws, computes=services.computes.list(workspace),
+                experiments=services.workspaces.list_experiments(workspace), counts=counts,
+                runs=[services.run_public(run, names) for run in runs[:RECENT_RUNS]], title=ws.name)
+
+
+@router.get("/workspaces/{workspace}/experiments/{experiment}")
+def experiment_page(request: Request, workspace: Workspace, experiment: Experiment, services: ServicesDep
+                    ) -> Response:
+    ws = services.workspaces.get(workspace)
+    exp = services.workspaces.get_experiment(workspace, experiment)
+    runs = services.runs.list(workspace, experiment=experiment, limit=EXPERIMENT_RUNS)
+    names = {ws.id: ws.name}
+    return page(request, "experiment.html", workspace=ws, experiment=exp,
+                runs=[services.run_public(run, names) for run in runs], title=f"{exp.name} - {ws.name}")
+
+
+@router.get("/workspaces/{workspace}/runs/{run_id}")
+def run_page(request: Request, workspace: Workspace, run_id: str, services: ServicesDep) -> Response:
+    run = services.run_in(workspace, check_run_id(run_id))
+    public = services.run_public(run, {run.workspace_id: workspace})
+    return page(request, "run.html", workspace=workspace, run=public, history=services.runs.history(run.id),
+                title=f"{run.id} - {run.experiment_name}")

@@ -1,0 +1,46 @@
+"""`/api/v1/workspaces`: create, list, show and delete workspaces (with the CLI's rules and errors)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+
+from modelbuilder.server.deps import ServicesDep
+from modelbuilder.server.schemas import WORKSPACE_PATTERN, WorkspaceCreate, WorkspaceDeleted, WorkspacePublic
+
+router = APIRouter(prefix="/workspaces", tags=["workspaces"])
+
+WorkspacePath = Annotated[str, Path(pattern=WORKSPACE_PATTERN, description="The workspace's name.")]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_workspace(body: WorkspaceCreate, services: ServicesDep) -> WorkspacePublic:
+    """Create a workspace. 409 when the name is taken."""
+    return WorkspacePublic.of(services.workspaces.create(body.name, body.region, body.resource_group))
+
+
+@router.get("")
+def list_workspaces(services: ServicesDep) -> list[WorkspacePublic]:
+    return [WorkspacePublic.of(ws) for ws in services.workspaces.list()]
+
+
+@router.get("/{workspace}")
+def show_workspace(workspace: WorkspacePath, services: ServicesDep) -> WorkspacePublic:
+    return WorkspacePublic.of(services.workspaces.get(workspace))
+
+
+@router.delete("/{workspace}")
+def delete_workspace(
+    workspace: WorkspacePath,
+    services: ServicesDep,
+    force: Annotated[bool, Query(description="Cancel its runs that have not ended, then delete.")] = False,
+) -> WorkspaceDeleted:
+    """Delete a workspace with its experiments, computes, runs and their artifacts.
+
+    409 while some of its runs have not ended, unless `force`.
+    """
+    run_ids = services.workspaces.delete(workspace, force=force)
+    for run_id in run_ids:
+        services.artifacts.delete_run(run_id)
+    return WorkspaceDeleted(deleted=workspace, runs_deleted=run_ids)

@@ -1,0 +1,307 @@
+"""The API's request and response bodies: `XCreate` for what a client sends, `XPublic` for what it gets.
+
+Every field a client sends carries explicit bounds (length, pattern, range), so a request that is
+out of shape is answered 422 before any service runs. Patterns repeat `modelbuilder.names`; the
+services validate again with the shared validators, which stay the one source of truth.
+
+No field names a storage location: a run's artifact folder is derived from its id on the server. The
+recipe's `data` (and `validation_data`, `weights`) are paths on the server host that training *reads*.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from modelbuilder.core import entities as e
+
+WORKSPACE_PATTERN = r"^[A-Za-z0-9-]{3,33}$"
+EXPERIMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,35}$"
+COMPUTE_PATTERN = r"^[A-Za-z0-9-]{2,16}$"
+PROJECT_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+IDEMPOTENCY_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+RESOURCE_GROUP_PATTERN = r"^[A-Za-z0-9_.()-]{0,89}[A-Za-z0-9_()-]$"
+MAX_PATH = 4096
+
+
+def _host_path(value: str) -> str:
+    """A path on the server host: absolute, printable, no NUL (the OS would refuse it anyway)."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain control characters (NUL, newline, ...)")
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path on the server host, like '/data/pets'")
+    return value
+
+
+HostPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH), AfterValidator(_host_path)]
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+Finite = Annotated[float, AfterValidator(_finite)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors ---------------------------------------------------------------------------------------------
+class ErrorPublic(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. not_found, invalid_input.")
+    message: str = Field(description="What was wrong.")
+    hint: str = Field(description="How to fix it, in one line.")
+
+
+# --- workspaces and experiments -------------------------------------------------------------------------
+class WorkspaceCreate(Strict):
+    name: str = Field(pattern=WORKSPACE_PATTERN, description="3 to 33 letters, digits and hyphens.")
+    region: str = Field(default="local", min_length=1, max_length=64, description="A configured region.")
+    resource_group: str = Field(default="default", pattern=RESOURCE_GROUP_PATTERN, max_length=90)
+
+
+class WorkspacePublic(BaseModel):
+    id: str
+    name: str
+    region: str
+    resource_group: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, ws: e.Workspace) -> WorkspacePublic:
+        return cls(id=ws.id, name=ws.name, region=ws.region, resource_group=ws.resource_group,
+                   created_at=ws.created_at)
+
+
+class WorkspaceDeleted(BaseModel):
+    deleted: str
+    runs_deleted: list[str]
+
+
+class ExperimentPublic(BaseModel):
+    id: str
+    workspace: str
+    name: str
+    created_at: datetime
+    runs: int = Field(description="How many runs the experiment has (up to 10,000 counted).")
+
+
+# --- computes -------------------------------------------------------------------------------------------
+class ComputeCreate(Strict):
+    name: str = Field(pattern=COMPUTE_PATTERN, description="2 to 16 letters, digits and hyphens.")
+    size: str = Field(min_length=1, max_length=64, description="A size from GET /api/v1/sizes, or 'auto'.")
+    priority: Literal["dedicated", "low-priority"] = "dedicated"
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(default=None, min_length=1, max_length=512,
+                                description="The Ray cluster's address (kind ray only).")
+
+
+class ComputePublic(BaseModel):
+    id: str
+    workspace: str
+    name: str
+    size: str
+    priority: str
+    kind: str
+    address: str | None
+    state: str = Field(description="Creating, Succeeded, Failed or Deleting.")
+    error: str | None = Field(description="Why provisioning failed (state Failed).")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, c: e.Compute, workspace: str) -> ComputePublic:
+        return cls(id=c.id, workspace=workspace, name=c.name, size=c.size, priority=c.priority, kind=c.kind,
+                   address=c.address, state=c.state, error=c.error, created_at=c.created_at,
+                   updated_at=c.updated_at)
+
+
+class ComputeDeleted(BaseModel):
+    deleted: str
+    canceled_runs: list[str]
+
+
+class SizePublic(BaseModel):
+    name: str
+    vcpus: int
+    memory_gib: float
+    temp_storage_gib: float
+    gpus: int
+    gpu_memory_gib: float
+    max_data_disks: int
+    max_nics: int
+    price_per_hour: float
+    gpu_model: str
+
+
+# --- runs -----------------------------------------------------------------------------------------------
+class RecipeCreate(Strict):
+    """The training recipe (`TrainConfig`); anything left out keeps the recipe's default."""
+
+    data: HostPath = Field(description="Training data on the server host: a folder with one sub-folder per "
+                                       "label, or a .tsv/.csv manifest.")
+    validation_data: HostPath | None = None
+    name: str | None = Field(default=None, pattern=PROJECT_PATTERN,
+                             description="<Name> of the generated projects (default: from the data folder).")
+    architecture: Literal["resnet50", "resnet18", "mobilenet_v3_large", "tiny"] | None = None
+    weights: Literal["auto", "none"] | None = Field(
+        default=None, description="auto (ImageNet weights when available) or none (random initialisation).")
+    mode: Literal["auto", "full", "head"] | None = None
+    image_size: int | None = Field(default=None, ge=16, le=1024)
+    epochs: int | None = Field(default=None, ge=1, le=10_000)
+    batch_size: int | None = Field(default=None, ge=1, le=4096)
+    lr: Finite | None = Field(default=None, gt=0, le=10)
+    backbone_lr_scale: Finite | None = Field(default=None, ge=0, le=10)
+    weight_decay: Finite | None = Field(default=None, ge=0, le=10)
+    warmup_epochs: Finite | None = Field(default=None, ge=0, le=1000)
+    label_smoothing: Finite | None = Field(default=None, ge=0, lt=1)
+    crop_scale_min: Finite | None = Field(default=None, gt=0, le=1)
+    hflip: bool | None = None
+    validation_fraction: Finite | None = Field(default=None, gt=0, lt=1)
+    early_stopping_patience: int | None = Field(default=None, ge=1, le=10_000)
+    time_budget_s: Finite | None = Field(default=None, gt=0, le=30 * 24 * 3600)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    precision: Literal["auto", "bf16", "fp32"] | None = None
+    channels_last: bool | None = None
+    compile: bool | None = None
+    bn_recalibration_images: int | None = Field(default=None, ge=0, le=1_000_000)
+    head_epochs: int | None = Field(default=None, ge=1, le=10_000)
+    device: str | None = Field(default=None, pattern=r"^(auto|cpu|cuda|cuda:[0-9]{1,2})$")
+    loader_threads: int | None = Field(default=None, ge=1, le=256)
+
+
+class RunCreate(Strict):
+    workspace: str = Field(default="default", pattern=WORKSPACE_PATTERN,
+                           description="'default' is made on first use with its local compute 'local'.")
+    experiment: str = Field(pattern=EXPERIMENT_PATTERN, description="The first run under a new name registers it.")
+    compute: str = Field(default="local", pattern=COMPUTE_PATTERN)
+    recipe: RecipeCreate
+    idempotency_key: str | None = Field(default=None, pattern=IDEMPOTENCY_PATTERN,
+                                        description="Submitting the same request again with this key returns the "
+                                                    "same run (also accepted as the Idempotency-Key header).")
+
+
+class StatusChangePublic(BaseModel):
+    status: str
+    reason: str
+    at: datetime
+    attempt: int
+
+    @classmethod
+    def of(cls, change: e.StatusChange) -> StatusChangePublic:
+        return cls(status=change.status, reason=change.reason, at=change.at, attempt=change.attempt)
+
+
+class RunPublic(BaseModel):
+    id: str
+    workspace: str
+    experiment: str
+    compute: str
+    compute_size: str
+    priority: str
+    status: str = Field(description="Queued, Preparing, Running, Finalizing, Completed, Failed, Canceled or "
+                                    "Preempted.")
+    status_reason: str
+    terminal: bool
+    project_name: str | None
+    recipe: dict[str, Any]
+    progress: dict[str, Any] = Field(description="phase, epoch, epochs, step, steps, loss, accuracy, "
+                                                 "images_per_s, eta_s (what the worker last reported).")
+    best_metrics: dict[str, Any]
+    error: str | None
+    attempt: int
+    preemptions: int
+    error_retries: int
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_s: float | None = Field(description="From the start of training to its end (or to now).")
+    compute_seconds: float
+    cost: float
+    has_results: bool = Field(description="Whether MLModel.zip and the projects can be downloaded.")
+    portal_path: str = Field(description="The run's page in the portal, relative to the server's address.")
+
+    @classmethod
+    def of(cls, run: e.Run, workspace: str, has_results: bool) -> RunPublic:
+        duration = None
+        if run.started_at is not None:
+            duration = ((run.ended_at or e.utcnow()) - run.started_at).total_seconds()
+        return cls(
+            id=run.id, workspace=workspace, experiment=run.experiment_name, compute=run.compute_name,
+            compute_size=run.compute_size, priority=run.priority, status=run.status,
+            status_reason=run.status_reason, terminal=run.terminal, project_name=run.project_name,
+            recipe=run.recipe, progress=run.progress, best_metrics=run.best_metrics, error=run.error,
+            attempt=run.attempt, preemptions=run.preemptions, error_retries=run.error_retries,
+            cancel_requested=run.cancel_requested, created_at=run.created_at, started_at=run.started_at,
+            ended_at=run.ended_at, duration_s=duration, compute_seconds=run.compute_seconds, cost=run.cost,
+            has_results=has_results, portal_path=f"/workspaces/{workspace}/runs/{run.id}",
+        )
+
+
+# --- what a run records ---------------------------------------------------------------------------------
+class MetricPointPublic(BaseModel):
+    key: str
+    step: int = Field(description="The epoch (1-based).")
+    value: float | None = Field(description="null stands for NaN (a diverged loss).")
+    at: datetime
+
+    @classmethod
+    def of(cls, point: e.MetricPoint) -> MetricPointPublic:
+        return cls(key=point.key, step=point.step, value=point.value, at=point.at)
+
+
+class StepMetricsPublic(BaseModel):
+    step: int
+    values: dict[str, float | None]
+
+
+class LogLinePublic(BaseModel):
+    seq: int
+    at: datetime
+    level: str
+    message: str
+    attempt: int
+
+    @classmethod
+    def of(cls, line: e.LogLine) -> LogLinePublic:
+        return cls(seq=line.seq, at=line.at, level=line.level, message=line.message, attempt=line.attempt)
+
+
+class LogTailPublic(BaseModel):
+    lines: list[LogLinePublic]
+    next_seq: int = Field(description="Pass as after_seq to get only newer lines.")
+    status: str
+    terminal: bool
+
+
+class ArtifactPublic(BaseModel):
+    path: str
+    size: int
+    sha256: str
+    created_at: datetime
+    url: str
+
+    @classmethod
+    def of(cls, record: e.ArtifactRecord) -> ArtifactPublic:
+        return cls(path=record.path, size=record.size, sha256=record.sha256, created_at=record.created_at,
+                   url=f"/api/v1/runs/{record.run_id}/artifacts/{record.path}")
+
+
+class PredictionPublic(BaseModel):
+    prediction: str
+    score: list[float] = Field(description="The probability of every label, in labels order.")
+    labels: list[str]
+    scores: dict[str, float]
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok"]
+    version: str
+    agent: bool = Field(description="Whether this server runs a scheduler agent that starts queued runs.")

@@ -1,0 +1,202 @@
+/* The run page, kept live: twice a second it reads the run, its status history, metrics and new log lines
+   from the JSON API and updates the page in place (no reload). When the run ends it shows the
+   evaluation, the downloads and the "try the model" box, and stops polling. */
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  const root = document.getElementById("run-page");
+  if (!root) return;
+  const api = root.dataset.api;
+  const $ = (id) => document.getElementById(id);
+  const POLL_MS = 500;
+  let logSeq = 0, historyShown = -1, metricsShown = null, dataReportShown = false, finished = false, epochs = 0;
+
+  function showStatus(run) {
+    const status = $("run-status");
+    status.textContent = run.status;
+    status.className = `status status-${run.status.toLowerCase()}`;
+    root.dataset.status = run.status;
+    $("run-reason").textContent = run.status_reason;
+    $("run-duration").textContent = MB.duration(run.duration_s);
+    $("run-cost").textContent = run.cost.toFixed(4);
+    $("cancel-run").hidden = run.terminal || run.cancel_requested;
+    const error = $("run-error");
+    error.hidden = !run.error;
+    error.textContent = run.error || "";
+  }
+
+  function showProgress(run) {
+    const p = run.progress || {};
+    epochs = p.epochs || epochs;
+    $("progress-phase").textContent = p.phase || (run.terminal ? "done" : "-");
+    $("progress-epoch").textContent = p.epochs ? `${p.epoch} / ${p.epochs}` : "-";
+    $("progress-step").textContent = p.steps ? `${p.step} / ${p.steps}` : "-";
+    $("progress-eta").textContent = run.terminal ? "-" : MB.duration(p.eta_s);
+    $("progress-speed").textContent = MB.fmt(p.images_per_s, 1);
+    $("progress-loss").textContent = MB.fmt(p.loss, 4);
+    let done = 0;
+    if (run.status === "Completed") done = 1;
+    else if (p.epochs && p.steps) done = ((p.epoch - 1) + p.step / p.steps) / p.epochs;
+    $("progress-bar").style.width = `${Math.max(0, Math.min(1, done)) * 100}%`;
+  }
+
+  function showHistory(history) {
+    if (history.length === historyShown) return;
+    historyShown = history.length;
+    $("status-history").tBodies[0].replaceChildren(...history.map((change) => MB.el("tr", {},
+      MB.el("td", { text: new Date(change.at).toISOString().replace("T", " ").slice(0, 19) + " UTC" }),
+      MB.el("td", {}, MB.el("span", { class: `status status-${change.status.toLowerCase()}`, text: change.status })),
+      MB.el("td", { text: change.reason }))));
+  }
+
+  function showMetrics(points) {
+    const stamp = points.map((p) => `${p.key}:${p.step}:${p.value}`).join("|");
+    if (stamp === metricsShown) return;
+    metricsShown = stamp;
+    const series = (key) => points.filter((p) => p.key === key).map((p) => [p.step, p.value]);
+    MB.lineChart($("chart-loss"), [
+      { name: "training", cls: "series-train", points: series("train_loss") },
+      { name: "validation", cls: "series-val", points: series("val_loss") },
+    ], { epochs });
+    MB.lineChart($("chart-accuracy"), [
+      { name: "training", cls: "series-train", points: series("train_accuracy") },
+      { name: "validation", cls: "series-val", points: series("val_accuracy") },
+    ], { range: [0, 1], epochs });
+  }
+
+  function showLogs(tail) {
+    if (!tail.lines.length) return;
+    const pre = $("log-tail");
+    const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
+    const text = tail.lines.map((line) => {
+      const at = new Date(line.at).toISOString().slice(11, 19);
+      return `${at} ${line.level.padEnd(7)} ${line.message}\n`;
+    }).join("");
+    pre.append(document.createTextNode(text));
+    logSeq = tail.next_seq;
+    if (atBottom) pre.scrollTop = pre.scrollHeight;
+  }
+
+  async function artifact(path) {
+    try {
+      return await MB.api(`${api}/artifacts/${path}`);
+    } catch (error) {
+      if (error instanceof MB.ApiError && error.status === 404) return null;
+      throw error;
+    }
+  }
+
+  async function showDataReport() {
+    const report = await artifact("data_report.json");
+    if (!report) return;
+    dataReportShown = true;
+    $("data-report-empty").hidden = true;
+    $("data-report-body").hidden = false;
+    $("data-summary").textContent = `${report.train_images} training and ${report.validation_images} validation ` +
+      `images in ${report.labels.length} labels, at ${report.image_size} px; validation: ${report.validation_source}.`;
+    $("data-per-label").tBodies[0].replaceChildren(...report.labels.map((label) => MB.el("tr", {},
+      MB.el("td", { text: label }),
+      MB.el("td", { text: String((report.train_per_label || {})[label] || 0) }),
+      MB.el("td", { text: String((report.validation_per_label || {})[label] || 0) }))));
+    const skipped = report.skipped || [];
+    $("data-skipped-none").hidden = skipped.length > 0;
+    $("data-skipped").hidden = skipped.length === 0;
+    $("data-skipped").tBodies[0].replaceChildren(...skipped.map((s) => MB.el("tr", {},
+      MB.el("td", { text: s.path }), MB.el("td", { text: s.reason }))));
+  }
+
+  async function showEvaluation() {
+    const m = await artifact("metrics.json");
+    if (!m) return;
+    $("evaluation").hidden = false;
+    $("eval-summary").textContent = `Validation accuracy ${MB.fmt(m.accuracy)}, macro F1 ${MB.fmt(m.macro_f1)}, ` +
+      `log loss ${MB.fmt(m.log_loss)} on ${m.num_images} images; best epoch ${m.best_epoch} of ${m.epochs_run} ` +
+      `(${String(m.stopped).replace(/_/g, " ")}), ${MB.fmt(m.images_per_s, 0)} images/s.`;
+    $("per-label").tBodies[0].replaceChildren(...(m.per_label || []).map((row) => MB.el("tr", {},
+      MB.el("td", { text: row.label }), MB.el("td", { text: MB.fmt(row.precision) }),
+      MB.el("td", { text: MB.fmt(row.recall) }), MB.el("td", { text: MB.fmt(row.f1) }),
+      MB.el("td", { text: String(row.support) }))));
+    const labels = m.labels || [];
+    const matrix = $("confusion-matrix");
+    matrix.tHead.replaceChildren(MB.el("tr", {}, MB.el("th", { text: "" }),
+      ...labels.map((label) => MB.el("th", { text: label }))));
+    matrix.tBodies[0].replaceChildren(...(m.confusion_matrix || []).map((row, i) => MB.el("tr", {},
+      MB.el("th", { text: labels[i] }),
+      ...row.map((count, j) => MB.el("td", { text: String(count), class: i === j ? "diagonal" : "" })))));
+    const image = $("confusion-image");
+    image.src = `${api}/artifacts/confusion_matrix.png`;
+    image.hidden = false;
+  }
+
+  async function finish(run) {
+    finished = true;
+    $("progress-phase").textContent = run.status.toLowerCase();
+    if (!dataReportShown) await showDataReport();
+    await showEvaluation();
+    $("downloads").hidden = !run.has_results;
+    $("try-model").hidden = !run.has_results;
+  }
+
+  async function tick() {
+    try {
+      const run = await MB.api(api);
+      showStatus(run);
+      showProgress(run);
+      const [history, metrics, tail] = await Promise.all([
+        MB.api(`${api}/history`), MB.api(`${api}/metrics`), MB.api(`${api}/logs?after_seq=${logSeq}&limit=1000`)]);
+      showHistory(history);
+      showMetrics(metrics);
+      showLogs(tail);
+      if (!dataReportShown && run.status !== "Queued") await showDataReport();
+      $("connection").hidden = true;
+      if (run.terminal && tail.lines.length < 1000) {
+        if (!finished) await finish(run);
+        return;
+      }
+      setTimeout(tick, POLL_MS);
+    } catch (error) {
+      $("connection").hidden = false;
+      setTimeout(tick, POLL_MS * 2);
+    }
+  }
+
+  $("cancel-run").addEventListener("click", async () => {
+    $("cancel-run").disabled = true;
+    try {
+      showStatus(await MB.api(`${api}/cancel`, { method: "POST" }));
+    } catch (error) {
+      $("run-error").hidden = false;
+      $("run-error").textContent = error.message;
+    }
+  });
+
+  $("predict-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const file = $("predict-file").files[0];
+    if (!file) return;
+    const form = new FormData();
+    form.append("file", file);
+    $("predict-button").disabled = true;
+    $("predict-error").hidden = true;
+    try {
+      const result = await MB.api(`${api}/predict`, { method: "POST", body: form });
+      $("predict-label").textContent = result.prediction;
+      $("predict-scores").tBodies[0].replaceChildren(...result.labels.map((label, i) => {
+        const bar = MB.el("div", { class: "score-bar" });
+        bar.style.width = `${Math.round(result.score[i] * 100)}%`;
+        return MB.el("tr", { class: label === result.prediction ? "predicted" : "" },
+          MB.el("td", { text: label }), MB.el("td", { text: MB.fmt(result.score[i]) }), MB.el("td", {}, bar));
+      }));
+      $("predict-result").hidden = false;
+    } catch (error) {
+      $("predict-result").hidden = true;
+      $("predict-error").textContent = error.body && error.body.hint ? `${error.message} Fix: ${error.body.hint}` : error.message;
+      $("predict-error").hidden = false;
+    } finally {
+      $("predict-button").disabled = false;
+    }
+  });
+
+  showMetrics([]);
+  tick();
+});
