@@ -1,0 +1,179 @@
+"""Fixtures for the server tests: the app over a fresh home, a test client, and a real completed run.
+
+`completed_run` is a run that really trained: one tiny training per test session (in this process, a
+few seconds), whose folder is copied under each test's artifact root and walked through the store's
+lifecycle (claimed, Running, metrics per epoch, Finalizing, Completed), as a worker would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from modelbuilder.config import Settings
+from modelbuilder.server.api import create_app
+from modelbuilder.server.deps import ServerState
+from tests.imagery import make_image_folder
+
+TOKEN = "test-token-0123456789abcdef"
+TINY_RECIPE = {"architecture": "tiny", "weights": "none", "image_size": 32, "epochs": 2, "batch_size": 4,
+               "name": "Tiny"}
+
+
+@pytest.fixture
+def app(home: Path) -> FastAPI:
+    return create_app(start_agents=False)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, base_url="http://127.0.0.1") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def services(app: FastAPI, client: TestClient) -> ServerState:
+    """The app's own services (the store it opened), for arranging what a test then reads."""
+    return app.state.server  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def token_client(home: Path) -> Iterator[TestClient]:
+    app = create_app(Settings(token=TOKEN), start_agents=False)
+    with TestClient(app, base_url="http://testserver.example") as test_client:
+        yield test_client
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    data: Path  # the images it trained on
+    folder: Path  # the run folder the engine wrote
+    metrics: dict[str, object]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """One real tiny training (2 labels x 10 images, 32 px, 2 epochs) and its exported results."""
+    from modelbuilder.training.job import run_training
+    from modelbuilder.training.recipe import TrainConfig
+    from modelbuilder.training.reporter import NullReporter
+
+    root = tmp_path_factory.mktemp("trained")
+    data = make_image_folder(root / "pets", per_label=10)
+    recipe = TrainConfig.from_dict({"data": str(data), **TINY_RECIPE})
+    result = run_training(recipe, root / "run", NullReporter(), cache_root=root / "cache", offline=True)
+    return TrainedRun(data, result.run_dir, json.loads((result.run_dir / "metrics.json").read_text()))
+
+
+@pytest.fixture
+def completed_run(services: ServerState, trained: TrainedRun) -> str:
+    """A Completed run in the store whose folder holds the real results of `trained`."""
+    return make_completed_run(services, trained)
+
+
+def make_completed_run(services: ServerState, trained: TrainedRun) -> str:
+    """Walk a run through its lifecycle as a worker would, with `trained`'s real results; returns its id."""
+    from modelbuilder.core import entities as e
+    from modelbuilder.core.leases import LeaseService
+
+    _, compute = services.workspaces.ensure_default()
+    run = services.runs.submit("default", "pets", "local", {"data": str(trained.data), **TINY_RECIPE},
+                               project_name="Tiny")
+    claimed = LeaseService(services.store).claim_next_run([compute.id], "test-worker", 60)
+    assert claimed is not None
+    assert claimed.id == run.id
+    attempt = claimed.attempt
+    services.runs.transition(run.id, e.RUNNING, "training from the start", attempt)
+    services.runs.append_logs(run.id, attempt, ["Running: training from the start", ("warning", "a <b>warning</b>")])
+    for record in trained.metrics["history"]:  # type: ignore[union-attr]
+        values = {k: v for k, v in record.items() if k not in ("epoch", "partial")}
+        services.runs.log_metrics(run.id, attempt, int(record["epoch"]), values)
+    services.runs.transition(run.id, e.FINALIZING, "evaluating and exporting", attempt)
+    shutil.copytree(trained.folder, services.artifacts.run_dir(run.id))
+    services.runs.record_artifacts(run.id, services.artifacts.list(run.id), attempt)
+    services.runs.set_best_metrics(run.id, attempt, {"accuracy": float(trained.metrics["accuracy"])})  # type: ignore[arg-type]
+    services.runs.transition(run.id, e.COMPLETED, "validation accuracy 1.0", attempt)
+    return run.id
+
+
+@pytest.fixture
+def queued_run(services: ServerState, trained: TrainedRun) -> str:
+    """A run that waits in the queue (no agent runs in these tests)."""
+    services.workspaces.ensure_default()
+    return services.runs.submit("default", "pets", "local", {"data": str(trained.data), **TINY_RECIPE},
+                                project_name="Tiny").id
+
+
+# --- a real server in a subprocess ------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen[str]
+    home: Path
+
+    def stop(self) -> str:
+        """Stop it as Ctrl-C would; returns its output."""
+        if self.process.poll() is None:
+            self.process.send_signal(2)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.stdout.read() if self.process.stdout else ""
+
+
+def server_env(home: Path) -> dict[str, str]:
+    env = {**os.environ, "MODELBUILDER_HOME": str(home), "MODELBUILDER_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONUNBUFFERED": "1"}
+    env.pop("MODELBUILDER_TOKEN", None)
+    env.pop("MODELBUILDER_DB_URL", None)
+    return env
+
+
+@pytest.fixture
+def start_server(home: Path) -> Iterator[Callable[..., LiveServer]]:
+    """start_server('--token', T, host=...) -> a `modelbuilder server` on a free port, up and answering
+    (reached through loopback whatever it binds to)."""
+    started: list[LiveServer] = []
+
+    def start(*args: str, host: str = "127.0.0.1", timeout: float = 60.0) -> LiveServer:
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "modelbuilder", "server", "--host", host, "--port", str(port), *args],
+            env=server_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        server = LiveServer(f"http://127.0.0.1:{port}", process, home)
+        started.append(server)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise AssertionError(f"server exited {process.returncode}: {server.stop()}")
+            try:
+                httpx.get(f"{server.url}/api/v1/health", timeout=2)
+                return server
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise AssertionError(f"server did not answer within {timeout} s: {server.stop()}")
+
+    yield start
+    for server in started:
+        server.stop()

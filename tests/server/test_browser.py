@@ -1,0 +1,173 @@
+"""The portal in headless Chromium while a real run trains: the run page goes live without a reload.
+
+Starts `modelbuilder server` (with its agent) on a free loopback port over a fresh home, submits a
+tiny run through the API, and watches its page: the status reaches Running and then Completed, the
+accuracy chart gains one point per epoch as epochs finish, the downloads work, "try the model"
+answers, and the experiment page compares the run's curves. Screenshots go to the test's tmp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.imagery import make_image_folder
+
+from .conftest import LiveServer
+
+CHROMIUM = os.environ.get("MODELBUILDER_TEST_CHROMIUM") or shutil.which("chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+# Enough work for the Running phase to last a few seconds on a 2-core machine (6 epochs of 10 images per
+# label take under half a second now), so that a page polling twice a second sees it and its epochs.
+EPOCHS = 30
+PER_LABEL = 30
+RECIPE = {"architecture": "tiny", "weights": "none", "image_size": 32, "epochs": EPOCHS, "batch_size": 4,
+          "early_stopping_patience": EPOCHS, "name": "Tiny"}
+LONG_MS = 180_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium, or set "
+                                                 "MODELBUILDER_TEST_CHROMIUM)"),
+]
+
+# Installed before the page's own scripts: records every status the page shows and every count of
+# validation-accuracy points the chart draws, as they happen.
+RECORDER = """
+window.__seen = {statuses: [], points: []};
+document.addEventListener("DOMContentLoaded", () => {
+  const status = document.getElementById("run-status");
+  const chart = document.getElementById("chart-accuracy");
+  if (!status || !chart) return;
+  const record = () => {
+    const text = status.textContent.trim();
+    if (window.__seen.statuses[window.__seen.statuses.length - 1] !== text) window.__seen.statuses.push(text);
+    const points = chart.querySelectorAll("circle.point.series-val").length;
+    if (window.__seen.points[window.__seen.points.length - 1] !== points) window.__seen.points.push(points);
+  };
+  record();
+  new MutationObserver(record).observe(document.getElementById("run-page"),
+                                       {subtree: true, childList: true, characterData: true});
+});
+"""
+
+
+def test_run_page_follows_a_real_run(start_server: Callable[..., LiveServer], tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    data = make_image_folder(tmp_path / "pets", per_label=PER_LABEL)
+    server = start_server()
+    submitted = httpx.post(f"{server.url}/api/v1/runs", json={"experiment": "pets",
+                                                              "recipe": {"data": str(data), **RECIPE}})
+    assert submitted.status_code == 201, submitted.text
+    run = submitted.json()
+    run_url = server.url + run["portal_path"]
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            # Playwright's wait_for_function evaluates strings in the page, which the portal's CSP forbids;
+            # this context lets it, and the last check below loads the page again under the real CSP.
+            context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 1000},
+                                          bypass_csp=True)
+            page = context.new_page()
+            page.add_init_script(RECORDER)
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text
+                    else None)
+            navigations: list[str] = []
+            page.on("framenavigated", lambda frame: navigations.append(frame.url) if frame == page.main_frame
+                    else None)
+            page.goto(run_url)
+            try:
+                follow_live(page, run_url, navigations)
+            except Exception:
+                page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
+                print("seen:", page.evaluate("window.__seen"), "\nrun:", httpx.get(
+                    f"{server.url}/api/v1/runs/{run['id']}").text, "\nserver:", server.stop()[-3000:])
+                raise
+            # Downloads, through the page's own links.
+            with page.expect_download() as download_info:
+                page.click("#download-bundle")
+            bundle = tmp_path / "bundle.zip"
+            download_info.value.save_as(bundle)
+            with zipfile.ZipFile(bundle) as archive:
+                names = set(archive.namelist())
+            assert {"Tiny.ConsoleApp/main.py", "bestModel.onnx", "bestModelMap.json", "MLModel.zip"} <= names
+            for link in ("#download-onnx", "#download-map", "#download-mlmodel"):
+                href = page.get_attribute(link, "href")
+                assert href is not None, link
+                assert context.request.get(server.url + href).status == 200, link
+
+            # Try the model with one of the training images.
+            page.set_input_files("#predict-file", str(data / "dog" / "001.png"))
+            page.click("#predict-button")
+            page.wait_for_selector("#predict-result:not([hidden])", timeout=30_000)
+            assert page.inner_text("#predict-label") in ("cat", "dog")
+            assert page.locator("#predict-scores tbody tr").count() == 2
+            page.screenshot(path=str(tmp_path / "run-page.png"), full_page=True)
+
+            # The experiment page: sort by a header, tick the run, compare its curves.
+            page.goto(f"{server.url}/workspaces/default/experiments/pets")
+            page.click("#runs th:has-text('accuracy')")
+            assert page.get_attribute("#runs th:has-text('accuracy')", "aria-sort") == "ascending"
+            page.check(f"input.compare-pick[value='{run['id']}']")
+            page.click("#compare-button")
+            page.wait_for_function(f"document.querySelectorAll('#compare-accuracy circle.point').length === {EPOCHS}",
+                                   timeout=30_000)
+            page.screenshot(path=str(tmp_path / "experiment-page.png"), full_page=True)
+            assert not problems, problems
+
+            # The finished run's page under the real Content-Security-Policy: its scripts still do everything.
+            strict = browser.new_context().new_page()
+            strict.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            strict.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text
+                      else None)
+            strict.goto(run_url)
+            strict.wait_for_selector("#evaluation:not([hidden])", timeout=30_000)
+            assert strict.locator("#chart-accuracy circle.point.series-val").count() == EPOCHS
+            assert not problems, problems
+        finally:
+            browser.close()
+    print(f"screenshots: {tmp_path / 'run-page.png'}, {tmp_path / 'experiment-page.png'}")
+
+
+def follow_live(page: Any, run_url: str, navigations: list[str]) -> None:
+    """Running, then validation points arriving epoch by epoch, then Completed, all without a reload."""
+    page.wait_for_function("window.__seen.statuses.includes('Running')", timeout=LONG_MS, polling=100)
+    first = page.wait_for_function("document.querySelectorAll('#chart-accuracy circle.point.series-val')"
+                                   ".length || false", timeout=LONG_MS, polling=100).json_value()
+    later = page.wait_for_function(
+        f"(n => n > {first} ? n : false)(document.querySelectorAll("
+        "'#chart-accuracy circle.point.series-val').length)", timeout=LONG_MS, polling=100).json_value()
+    assert later > first >= 1
+    page.wait_for_function("document.getElementById('run-status').textContent.trim() === 'Completed'",
+                           timeout=LONG_MS, polling=100)
+    page.wait_for_selector("#downloads:not([hidden])", timeout=30_000)
+    page.wait_for_selector("#evaluation:not([hidden])", timeout=30_000)
+    seen = page.evaluate("window.__seen")
+    assert navigations == [run_url], navigations  # never reloaded
+    statuses = seen["statuses"]
+    assert statuses[-1] == "Completed", statuses
+    assert "Running" in statuses, statuses
+    order = ["Queued", "Preparing", "Running", "Finalizing", "Completed"]
+    assert [order.index(s) for s in statuses] == sorted(order.index(s) for s in statuses), statuses
+    assert len([n for n in seen["points"] if n > 0]) >= 2, seen["points"]  # gained points while live
+    assert page.locator("#chart-accuracy circle.point.series-val").count() == EPOCHS  # one per epoch
+    assert page.locator("#chart-loss circle.point.series-val").count() == EPOCHS
+    history = page.locator("#status-history tbody tr")
+    assert history.count() >= 5
+    assert "Completed" in history.last.inner_text()
+    assert page.locator("#data-per-label tbody tr").count() == 2
+    assert page.locator("#per-label tbody tr").count() == 2
+    assert page.locator("#confusion-matrix tbody tr").count() == 2
+    assert "Running: training from the start" in page.locator("#log-tail").inner_text()
