@@ -190,7 +190,8 @@ def test_preemption_requeues_to_resume_with_its_own_budget(
 
     resumed = _claim(leases, team)
     assert resumed.attempt == 2
-    assert resumed.status_reason == "claimed by agent-a (attempt 2); resumes at epoch 3, step 40 (checkpoints/epoch-2.pt)"
+    assert resumed.status_reason == (
+        "claimed by agent-a (attempt 2); resumes at epoch 3, step 40 (checkpoints/epoch-2.pt)")
     assert runs.history(run.id)[-1].details["resume_epoch"] == 2
     runs.transition(run.id, "Running", "training", attempt=2)
     failed = leases.preempted(run.id, 2, "evicted")  # the second preemption is over the budget of 1

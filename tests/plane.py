@@ -1,22 +1,18 @@
-"""Real runs: a store in a tmp home, an agent in this process, workers as real subprocesses."""
+"""The control plane of one test, over a store in the test's home: services and helpers to wait on runs."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from modelbuilder.backends import start_agent
 from modelbuilder.core.compute import ComputeService
 from modelbuilder.core.leases import LeaseService
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.store import Store
 from modelbuilder.core.workspace import WorkspaceService
-from tests.imagery import make_image_folder
 
 TINY = {"architecture": "tiny", "weights": "none", "image_size": 32, "batch_size": 4, "name": "Tiny"}
 
@@ -57,20 +53,3 @@ class Plane:
                          timeout, f"epoch {epoch} checkpointed")
 
 
-@pytest.fixture
-def plane(home: Path, tmp_path: Path) -> Iterator[Plane]:
-    store = Store.open()
-    workspaces = WorkspaceService(store)
-    workspaces.ensure_default()
-    data = make_image_folder(tmp_path / "pets", per_label=10, labels=("cat", "dog"))
-    yield Plane(store, workspaces, ComputeService(store), RunService(store), LeaseService(store), data, home)
-    store.close()
-
-
-@pytest.fixture
-def agent(plane: Plane) -> Iterator[Any]:
-    running = start_agent(plane.store, poll_s=0.2)
-    yield running
-    running.stop()
-    for worker in running.workers.values():  # leave no worker behind
-        worker.kill()
