@@ -35,3 +35,6 @@ lint: $(VENV)/.dev
 
 clean:
 	rm -rf .demo demo-output
+
+reliability: $(VENV)/.dev
+	$(BIN)/python tools/reliability.py
