@@ -170,4 +170,4 @@ def follow_live(page: Any, run_url: str, navigations: list[str]) -> None:
     assert page.locator("#data-per-label tbody tr").count() == 2
     assert page.locator("#per-label tbody tr").count() == 2
     assert page.locator("#confusion-matrix tbody tr").count() == 2
-    assert "Running: training from the start" in page.locator("#log-tail").inner_text()
+    assert "Running" in page.locator("#log-tail").inner_text()

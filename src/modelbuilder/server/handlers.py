@@ -77,7 +77,7 @@ def _validation_body(request: Request, exc: RequestValidationError) -> dict[str,
     message = f"{where.capitalize()} field {field!r}: {first.get('msg', 'is not valid')}{more}."
     hint = "check the request against the API schema at /docs."
     check = _NAME_CHECKS.get(loc[-1] if loc else "")
-    if loc and loc[-1] == "name":
+    if loc == ["body", "name"]:  # the name of what the route creates
         check = names.compute_name if "/computes" in request.url.path else names.workspace_name
     if check is not None and isinstance(first.get("input"), str):
         try:

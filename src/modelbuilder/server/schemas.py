@@ -172,7 +172,10 @@ class RecipeCreate(Strict):
     compile: bool | None = None
     bn_recalibration_images: int | None = Field(default=None, ge=0, le=1_000_000)
     head_epochs: int | None = Field(default=None, ge=1, le=10_000)
+    head_lr: Finite | None = Field(default=None, gt=0, le=10)
     device: str | None = Field(default=None, pattern=r"^(auto|cpu|cuda|cuda:[0-9]{1,2})$")
+    processes: int | None = Field(default=None, ge=1, le=64, description="Data-parallel processes (default: one "
+                                                                         "per GPU of the compute).")
     loader_threads: int | None = Field(default=None, ge=1, le=256)
 
 
