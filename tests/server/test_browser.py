@@ -20,7 +20,7 @@ import pytest
 
 from tests.imagery import make_image_folder
 
-from .conftest import LiveServer
+from .conftest import TOKEN, LiveServer
 
 CHROMIUM = os.environ.get("MODELBUILDER_TEST_CHROMIUM") or shutil.which("chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -171,3 +171,31 @@ def follow_live(page: Any, run_url: str, navigations: list[str]) -> None:
     assert page.locator("#per-label tbody tr").count() == 2
     assert page.locator("#confusion-matrix tbody tr").count() == 2
     assert "Running" in page.locator("#log-tail").inner_text()
+
+
+def test_sign_in_with_the_token(start_server: Callable[..., LiveServer]) -> None:
+    """With a token, a page sends the browser to the sign-in form; the token opens the portal (a cookie),
+    and signing out closes it again."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    server = start_server("--token", TOKEN, "--no-agent")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(f"{server.url}/workspaces/default")
+            assert page.url.startswith(f"{server.url}/login?next=")
+            page.fill("#login-token", "not-the-token-at-all")
+            page.click("#login-form button")
+            assert page.inner_text("#login-error") == "That token is not right."
+            page.fill("#login-token", TOKEN)
+            page.click("#login-form button")
+            page.wait_for_url(f"{server.url}/workspaces/default")
+            assert page.inner_text("h1") == "404"  # signed in: the page itself answers (no such workspace yet)
+            page.goto(f"{server.url}/")
+            assert page.inner_text("h1") == "Workspaces"
+            page.click("form.logout button")
+            page.wait_for_url(f"{server.url}/login")
+            page.goto(f"{server.url}/")
+            assert page.url.startswith(f"{server.url}/login")
+        finally:
+            browser.close()

@@ -1,6 +1,7 @@
 """Plain ASGI middleware that every request passes, outermost first:
 
-1. `SecurityHeaders`: nosniff, no framing, no referrer; a strict Content-Security-Policy on pages.
+1. `SecurityHeaders`: nosniff, no framing, no referrer to other sites (same-origin: with no referrer at all,
+   browsers send `Origin: null` on form posts); a strict Content-Security-Policy on pages.
 2. `CatchAll`: an unexpected exception is logged and answered 500 `{code, message, hint}`, never a traceback.
 3. `HostCheck`: without a token the server is loopback-only, so it answers only requests addressed to a
    loopback name (a DNS-rebinding page cannot reach it through its own domain name).
@@ -69,7 +70,7 @@ class SecurityHeaders:
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
                 names = {k.lower() for k, _ in headers}
                 extra = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-                         (b"referrer-policy", b"no-referrer")]
+                         (b"referrer-policy", b"same-origin")]
                 if page and b"content-security-policy" not in names:
                     extra.append((b"content-security-policy", PAGE_CSP.encode()))
                     extra.append((b"cache-control", b"no-store"))

@@ -65,8 +65,8 @@ env.globals.update(version=__version__, accuracy=_accuracy)
 
 def page(request: Request, template: str, status_code: int = 200, headers: dict[str, str] | None = None,
          **context: Any) -> HTMLResponse:
-    token_set = bool(request.app.state.server.settings.token)
-    html = env.get_template(template).render(request=request, signed_in=token_set, **context)
+    signed_in = bool(request.app.state.server.settings.token) and template != "login.html"  # offers "Sign out"
+    html = env.get_template(template).render(request=request, signed_in=signed_in, **context)
     return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
