@@ -22,7 +22,7 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.runtime
 	$(BIN)/modelbuilder demo-data digits .demo/digits
-	MODELBUILDER_HOME=$(DEMO_HOME) $(BIN)/modelbuilder train --data .demo/digits --epochs 6 --output demo-output
+	MODELBUILDER_HOME=$(DEMO_HOME) $(BIN)/modelbuilder train --data .demo/digits --epochs 6 --no-hflip --output demo-output
 	$(BIN)/python demo-output/Digits.ConsoleApp/main.py
 
 test: $(VENV)/.dev

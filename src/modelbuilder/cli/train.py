@@ -72,7 +72,8 @@ def train(
                                                     "(e.g. 10m, 1h30m).", show_default=False)] = None,
     image_size: Annotated[int | None, typer.Option(help="Input size in pixels (default: from the data, 32 to "
                                                    "224).", show_default=False)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per step (default: from the data, 16 to 64).", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step (default: from the data, 16 to 64).",
+                                                   show_default=False)] = None,
     architecture: Annotated[str | None, typer.Option(help="resnet50 (default), resnet18, mobilenet_v3_large, "
                                                      "tiny.", show_default=False)] = None,
     weights: Annotated[str | None, typer.Option(help="auto (ImageNet weights if available, default), none, or "
@@ -85,6 +86,9 @@ def train(
                                                          "--data).", show_default=False)] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the split, order and augmentation (default 0).",
                                              show_default=False)] = None,
+    hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip", help="Random horizontal flips while "
+                                               "training (default on; turn off where a mirrored image means "
+                                               "something else: digits, text).", show_default=False)] = None,
     precision: Annotated[str | None, typer.Option(help="auto (bf16 where the hardware has it), bf16, fp32.",
                                                   show_default=False)] = None,
     processes: Annotated[int | None, typer.Option(help="Data-parallel processes (default: one per GPU of the "
@@ -111,7 +115,7 @@ def train(
         data=data, name=name, epochs=epochs, time_budget=time_budget, image_size=image_size,
         batch_size=batch_size, architecture=architecture, weights=weights, mode=mode,
         validation_fraction=validation_fraction, validation_data=validation_data, seed=seed, precision=precision,
-        processes=processes, recipe=recipe)
+        processes=processes, hflip=hflip, recipe=recipe)
     config = config.with_(name=config.name or names.project_name_from(Path(config.data).stem))
     _check_data(config)
     from modelbuilder.cli.runs import follow_run, submit_run
