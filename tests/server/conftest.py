@@ -152,15 +152,16 @@ def server_env(home: Path) -> dict[str, str]:
 
 @pytest.fixture
 def start_server(home: Path) -> Iterator[Callable[..., LiveServer]]:
-    """start_server('--token', T, host=...) -> a `modelbuilder server` on a free port, up and answering
-    (reached through loopback whatever it binds to)."""
+    """start_server('--token', T, host=..., env={...}) -> a `modelbuilder server` on a free port, up and
+    answering (reached through loopback whatever it binds to)."""
     started: list[LiveServer] = []
 
-    def start(*args: str, host: str = "127.0.0.1", timeout: float = 60.0) -> LiveServer:
+    def start(*args: str, host: str = "127.0.0.1", timeout: float = 60.0, env: dict[str, str] | None = None
+              ) -> LiveServer:
         port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "modelbuilder", "server", "--host", host, "--port", str(port), *args],
-            env=server_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            env={**server_env(home), **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         server = LiveServer(f"http://127.0.0.1:{port}", process, home)
         started.append(server)
         deadline = time.monotonic() + timeout

@@ -48,11 +48,12 @@ def get_health(services: ServicesDep) -> HealthPublic:
     return HealthPublic(status="ok", version=__version__, agent=services.agent is not None)
 
 
-def _write_server_file(settings: Settings, url: str) -> Path:
+def _write_server_file(settings: Settings, url: str, agent: bool) -> Path:
+    """`{"url", "pid", "agent"}`: where the portal is, and whether this server starts queued runs."""
     path = settings.resolved_home / "server.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".server-{os.getpid()}.json.tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "agent": agent}))
     os.replace(tmp, path)
     return path
 
@@ -82,7 +83,7 @@ def create_app(settings: Settings | None = None, start_agents: bool = True, serv
             from modelbuilder.backends import start_agent
 
             state.agent = start_agent(state.store)
-        server_file = _write_server_file(settings, server_url) if server_url else None
+        server_file = _write_server_file(settings, server_url, start_agents) if server_url else None
         try:
             yield
         finally:

@@ -137,7 +137,7 @@ class ServerState:
 
 
 def get_state(request: Request) -> ServerState:
-    return request.app.state.server  # type: ignore[no-any-return]
+    return request.app.state.server
 
 
 ServicesDep = Annotated[ServerState, Depends(get_state)]

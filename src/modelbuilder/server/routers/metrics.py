@@ -39,5 +39,5 @@ def step_metrics(
     run: RunDep, step: Annotated[int, Path(ge=0, le=1_000_000)], services: ServicesDep
 ) -> StepMetricsPublic:
     """Every metric at one step (epoch)."""
-    values = {p.key: p.value for p in services.runs.metrics(run.id) if p.step == step}
+    values: dict[str, float | None] = {p.key: p.value for p in services.runs.metrics(run.id) if p.step == step}
     return StepMetricsPublic(step=step, values=values)
