@@ -79,8 +79,7 @@ const MB = (() => {
     for (let e = 1; e <= maxX; e += step) {
       root.append(svg("text", { x: x(e), y: H - B + 16, class: "tick", "text-anchor": "middle" }, String(e)));
     }
-    root.append(svg("text", { x: W - R, y: H - B + 16, class: "axis-label", "text-anchor": "start", dx: -28 },
-      "epoch"));
+    root.append(svg("text", { x: L - 6, y: H - B + 16, class: "axis-label", "text-anchor": "end" }, "epoch"));
     if (!all.length) {
       root.append(svg("text", { x: (L + W - R) / 2, y: H / 2, class: "empty-chart", "text-anchor": "middle" },
         options.empty || "no epoch finished yet"));
