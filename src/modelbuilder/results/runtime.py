@@ -358,6 +358,24 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
+def make_session(model: bytes | str | os.PathLike[str], *, providers: Sequence[str] | None = None,
+                 threads: int | None = None) -> Any:
+    """An onnxruntime session set up for prediction: every graph optimization, one intra-op thread per
+    usable core, operators run one after another (a CNN is a chain; parallel operators only contend)."""
+    import onnxruntime as ort  # imported here so that training's use of the image functions stays light
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads or usable_cores()
+    options.inter_op_num_threads = 1
+    if providers is None:
+        available = ort.get_available_providers()
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    return ort.InferenceSession(source, sess_options=options, providers=list(providers))
+
+
 class PredictionEngine:
     """An MLModel.zip ready to predict. Safe to share between threads (onnxruntime sessions are)."""
 
@@ -370,19 +388,9 @@ class PredictionEngine:
     def load(cls, path: str | os.PathLike[str], *, providers: Sequence[str] | None = None,
              threads: int | None = None) -> PredictionEngine:
         """Load an MLModel.zip (or its folder). Uses CUDA when onnxruntime offers it, else the CPU."""
-        import onnxruntime as ort  # imported here so that training's use of the image functions stays light
-
         package = read_model_package(path)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.intra_op_num_threads = threads or usable_cores()
-        options.inter_op_num_threads = 1
-        if providers is None:
-            available = ort.get_available_providers()
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         try:
-            session = ort.InferenceSession(package.onnx, sess_options=options, providers=list(providers))
+            session = make_session(package.onnx, providers=providers, threads=threads)
         except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
             raise InvalidModelPackageError(f"{MODEL_FILE} in {str(path)!r} cannot be loaded by onnxruntime "
                                            f"({str(exc).splitlines()[0]}).",

@@ -1,0 +1,227 @@
+"""Post-training int8 quantization of an exported model, and the numbers that say what it cost.
+
+`quantize_int8` writes a static int8 model (onnxruntime.quantization) calibrated on real images. It
+keeps the float model's contract: the same input and output names, float32 RGB in [0, 1] in, logits
+out, so it drops into an MLModel.zip (and PredictionEngine) in place of the float model.
+
+Choices, measured on a 2-core AVX2 CPU without VNNI (see benchmarks/bench_predict.py):
+- QDQ format, as onnxruntime recommends for its CPU kernels since 1.11: onnxruntime fuses each
+  DequantizeLinear -> Conv -> QuantizeLinear group into one QLinearConv. QOperator writes those
+  nodes directly and ran at the same speed here; QDQ stays the portable one.
+- uint8 activations, int8 weights, per-channel weights. Without VNNI, the u8 x s8 multiply-add used by
+  the int8 kernels can saturate its 16-bit intermediate sums, so weights keep 7 bits
+  (`reduce_range`) there; with VNNI (or AVX512-VNNI/AVX-VNNI) all 8 bits are used.
+- MinMax calibration: onnxruntime adds ReduceMin/ReduceMax outputs to the graph, so calibrating keeps
+  two numbers per tensor and batch, never the activations. (Its CalibMaxIntermediateOutputs option is
+  not used: in onnxruntime 1.32 it drops the batches it should merge.)
+Dynamic quantization is not offered: it only quantizes MatMul/Gemm, which in a ResNet is the head.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelbuilder.errors import InvalidInput
+from modelbuilder.results.pipeline import write_model_package
+from modelbuilder.results.runtime import Preprocess, make_session, to_model_input
+
+CALIBRATION_BATCH = 8
+INT8_MODEL_FILE, INT8_ZIP_FILE = "bestModel.int8.onnx", "MLModel.int8.zip"
+
+
+def has_vnni() -> bool:
+    """Whether this CPU has a VNNI dot-product instruction (Linux only; False when it cannot tell)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    except OSError:
+        pass
+    return False
+
+
+class _Batches:
+    """onnxruntime's CalibrationDataReader protocol over an in-memory NCHW array."""
+
+    def __init__(self, input_name: str, images: np.ndarray, batch_size: int) -> None:
+        self.input_name, self.images, self.batch_size = input_name, images, batch_size
+        self.start = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.start >= len(self.images):
+            return None
+        batch = self.images[self.start : self.start + self.batch_size]
+        self.start += self.batch_size
+        return {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+
+    def rewind(self) -> None:
+        self.start = 0
+
+
+def _check_images(images: np.ndarray, what: str) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1] != 3 or len(images) == 0:
+        raise InvalidInput(f"The {what} images have shape {images.shape}; an N x 3 x H x W batch is needed.",
+                           "pass preprocessed images (center-cropped, NCHW, float32 in [0, 1]).")
+    if images.dtype != np.float32:
+        images = images.astype(np.float32)
+    return images
+
+
+def _io_names(path: Path) -> tuple[list[str], list[str]]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in initializers], [o.name for o in model.graph.output]
+
+
+def quantize_int8(onnx_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
+                  calibration_images: np.ndarray, *, reduce_range: bool | None = None,
+                  quant_format: str = "qdq", per_channel: bool = True) -> Path:
+    """Write a static int8 version of `onnx_path` to `out_path`, calibrated on `calibration_images`
+    (N x 3 x H x W float32 in [0, 1], already resized and cropped like the model's input)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    if not onnx_path.is_file():
+        raise InvalidInput(f"ONNX model {str(onnx_path)!r} does not exist.", "export the model first.")
+    if quant_format not in ("qdq", "qoperator"):
+        raise InvalidInput(f"Quantization format {quant_format!r} is not known.", "use 'qdq' or 'qoperator'.")
+    images = _check_images(calibration_images, "calibration")
+    inputs, outputs = _io_names(onnx_path)
+    if len(inputs) != 1:
+        raise InvalidInput(f"ONNX model {str(onnx_path)!r} has inputs {inputs}; one image input is needed.",
+                           "quantize a model exported by modelbuilder.")
+    reduce_range = not has_vnni() if reduce_range is None else reduce_range
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    quant_logger = logging.getLogger()  # onnxruntime.quantization logs through the root logger
+    previous_level = quant_logger.level
+    with tempfile.TemporaryDirectory(prefix=".quantize-", dir=out_path.parent) as tmp:
+        prepared, written = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        quant_logger.setLevel(max(previous_level, logging.ERROR))
+        try:
+            # Shape inference + graph optimization (folds BatchNorm into Conv), as onnxruntime advises.
+            quant_pre_process(str(onnx_path), str(prepared))
+            quantize_static(
+                str(prepared), str(written), _Batches(inputs[0], images, CALIBRATION_BATCH),
+                quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
+                reduce_range=reduce_range, calibrate_method=CalibrationMethod.MinMax)
+        finally:
+            quant_logger.setLevel(previous_level)
+        new_inputs, new_outputs = _io_names(written)
+        if (new_inputs, new_outputs) != (inputs, outputs):
+            raise RuntimeError(f"quantization changed the model's signature: {inputs} -> {outputs} became "
+                               f"{new_inputs} -> {new_outputs}")
+        os.replace(written, out_path)
+    return out_path
+
+
+def predict_logits(model: str | os.PathLike[str] | Any, images: np.ndarray, batch_size: int = 32,
+                   threads: int | None = None) -> np.ndarray:
+    """Logits of an ONNX model (a path or an onnxruntime session) for N x 3 x H x W images in [0, 1]."""
+    session = model if hasattr(model, "run") else make_session(model, providers=["CPUExecutionProvider"],
+                                                                threads=threads)
+    images = _check_images(images, "input")
+    input_name, output_name = session.get_inputs()[0].name, session.get_outputs()[0].name
+    parts = [session.run([output_name], {input_name: images[s : s + batch_size]})[0]
+             for s in range(0, len(images), batch_size)]
+    return np.concatenate(parts)
+
+
+def evaluate_onnx(model: str | os.PathLike[str] | Any, images: np.ndarray, targets: np.ndarray,
+                  batch_size: int = 32) -> float:
+    """Top-1 accuracy of an ONNX model on N x 3 x H x W images in [0, 1] with label indices `targets`."""
+    targets = np.asarray(targets)
+    if len(targets) != len(images):
+        raise InvalidInput(f"{len(images)} images but {len(targets)} targets.", "pass one target per image.")
+    return float((predict_logits(model, images, batch_size).argmax(1) == targets).mean())
+
+
+def seconds_per_image(model: str | os.PathLike[str] | Any, images: np.ndarray, batch_size: int = 32,
+                      repeats: int = 3, threads: int | None = None) -> float:
+    """Best-of-`repeats` seconds per image of one batch of `batch_size` images, after a warm-up run."""
+    session = model if hasattr(model, "run") else make_session(model, providers=["CPUExecutionProvider"],
+                                                                threads=threads)
+    images = _check_images(images, "timing")
+    batch = np.ascontiguousarray(np.resize(images, (batch_size, *images.shape[1:])))
+    feed = {session.get_inputs()[0].name: batch}
+    session.run(None, feed)  # warm-up: first run allocates and picks kernels
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        best = min(best, time.perf_counter() - t0)
+    return best / batch_size
+
+
+@dataclass(frozen=True)
+class Int8Export:
+    """What `export_int8` wrote, and how the int8 model compares with the float one."""
+
+    onnx: Path
+    package: Path
+    images: int
+    calibration_images: int
+    float_accuracy: float
+    int8_accuracy: float
+    float_ms_per_image: float
+    int8_ms_per_image: float
+    float_bytes: int
+    int8_bytes: int
+    reduce_range: bool
+
+    @property
+    def speedup(self) -> float:
+        return self.float_ms_per_image / self.int8_ms_per_image
+
+    @property
+    def accuracy_delta(self) -> float:
+        return self.int8_accuracy - self.float_accuracy
+
+
+def export_int8(float_onnx: Path, out_dir: Path, crops: np.ndarray, targets: np.ndarray, labels: list[str],
+                spec: Preprocess, metrics: dict[str, Any], input_name: str, output_name: str, *,
+                calibration_limit: int = 200, seed: int = 0) -> Int8Export:
+    """Quantize `float_onnx` into `out_dir` (bestModel.int8.onnx + MLModel.int8.zip) and measure both.
+
+    `crops` are the validation images as the model sees them (N x crop x crop x 3 uint8); up to
+    `calibration_limit` of them (a seeded sample) calibrate, all of them measure accuracy.
+    """
+    if len(crops) == 0:
+        raise InvalidInput("No validation images to calibrate on.", "pass a folder with images of the model's labels.")
+    images = to_model_input(np.asarray(crops))
+    pick = np.sort(np.random.default_rng(seed).permutation(len(images))[:calibration_limit])
+    reduce_range = not has_vnni()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    int8_path = quantize_int8(float_onnx, out_dir / INT8_MODEL_FILE, images[pick], reduce_range=reduce_range)
+    float_session = make_session(float_onnx, providers=["CPUExecutionProvider"])
+    int8_session = make_session(int8_path, providers=["CPUExecutionProvider"])
+    targets = np.asarray(targets)
+    float_acc = evaluate_onnx(float_session, images, targets)
+    int8_acc = evaluate_onnx(int8_session, images, targets)
+    float_s = seconds_per_image(float_session, images, batch_size=min(32, len(images)))
+    int8_s = seconds_per_image(int8_session, images, batch_size=min(32, len(images)))
+    # The float model's scores stay, under "float"; the top level describes this model.
+    summary = {k: v for k, v in metrics.items() if k in ("architecture", "image_size", "best_epoch")}
+    summary.update({"accuracy": int8_acc, "num_images": len(images), "float": dict(metrics), "quantization": {
+        "type": "int8", "format": "QDQ", "activations": "uint8", "weights": "int8 per channel",
+        "weight_bits": 7 if reduce_range else 8, "calibration": "minmax", "calibration_images": len(pick),
+        "float_accuracy": float_acc, "int8_accuracy": int8_acc, "validation_images": len(images),
+        "speedup": float_s / int8_s}})
+    package = write_model_package(out_dir / INT8_ZIP_FILE, int8_path, labels, spec, summary, input_name, output_name)
+    return Int8Export(int8_path, package, len(images), len(pick), float_acc, int8_acc,
+                      float_s * 1000, int8_s * 1000, Path(float_onnx).stat().st_size, int8_path.stat().st_size,
+                      reduce_range)
