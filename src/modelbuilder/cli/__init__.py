@@ -41,11 +41,11 @@ def _root(
 
 
 def _register() -> None:
-    from modelbuilder.cli import agent, compute, db, experiment, predict, runs, server, train, workspace
+    from modelbuilder.cli import agent, compute, db, experiment, export, predict, runs, server, train, workspace
 
     train.register(app)
     predict.register(app)
-    for commands in (workspace, compute, experiment, runs, agent, db, server):
+    for commands in (workspace, compute, experiment, runs, agent, db, server, export):
         commands.register(app)
 
 

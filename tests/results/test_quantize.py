@@ -1,0 +1,193 @@
+"""int8 quantization: the int8 model keeps the float model's contract and answers, and `modelbuilder
+export` writes it beside a real run's float model with both accuracies side by side."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from modelbuilder.errors import InvalidInput
+from modelbuilder.results.quantize import (
+    INT8_MODEL_FILE,
+    INT8_ZIP_FILE,
+    evaluate_onnx,
+    export_int8,
+    predict_logits,
+    quantize_int8,
+)
+from modelbuilder.results.runtime import PredictionEngine, center_crop, make_session, read_model_package, to_model_input
+from tests.cli.driver import ANSI, Result
+from tests.imagery import make_image_folder
+
+RUN_ID = "run-0123456789ab"
+LABELS = ("cat", "dog", "fox")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny model really trained by the engine at 32 px, and its validation images as the model sees them."""
+    from modelbuilder.training.job import prepare_data, run_training
+    from modelbuilder.training.recipe import TrainConfig
+    from modelbuilder.training.reporter import MemoryReporter
+
+    root = tmp_path_factory.mktemp("quantize")
+    data = make_image_folder(root / "pets", per_label=16, labels=LABELS)
+    recipe = TrainConfig(data=str(data), architecture="tiny", weights="none", image_size=32, epochs=4,
+                         batch_size=8, lr=5e-3, seed=1, validation_fraction=0.25)
+    result = run_training(recipe, root / "run", MemoryReporter(), cache_root=root / "cache", offline=True)
+    prepared = prepare_data(recipe, root / "cache", MemoryReporter())
+    crops = np.stack([center_crop(r, 32) for r in prepared.val.cache.read(prepared.val.records)])
+    return {"run_dir": result.run_dir, "metrics": result.metrics, "crops": crops, "targets": prepared.val.targets,
+            "labels": prepared.labels, "data": data}
+
+
+def _signature(path: Path) -> tuple:
+    model = onnx.load(str(path))
+    initializers = {i.name for i in model.graph.initializer}
+
+    def describe(values):
+        return [(v.name, v.type.tensor_type.elem_type,
+                 [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim])
+                for v in values if v.name not in initializers]
+
+    return describe(model.graph.input), describe(model.graph.output)
+
+
+def test_int8_model_keeps_the_contract_and_agrees_with_float(trained, tmp_path):
+    float_onnx = trained["run_dir"] / "bestModel.onnx"
+    images = to_model_input(trained["crops"])
+    int8 = quantize_int8(float_onnx, tmp_path / "int8.onnx", images)
+
+    assert _signature(int8) == _signature(float_onnx)  # same names, float32 in, logits out, dynamic batch
+    ops = {n.op_type for n in onnx.load(str(int8)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # really quantized, not a copy
+    weights = [i for i in onnx.load(str(int8)).graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert weights, "no int8 weights in the quantized model"
+
+    session = make_session(int8)
+    assert session.run(None, {"image": images[:1]})[0].shape == (1, len(LABELS))
+    float_top1 = predict_logits(float_onnx, images).argmax(1)
+    int8_top1 = predict_logits(session, images).argmax(1)
+    assert (float_top1 == int8_top1).mean() >= 0.9
+
+
+def test_evaluate_onnx_matches_the_runs_own_accuracy(trained):
+    accuracy = evaluate_onnx(trained["run_dir"] / "bestModel.onnx", to_model_input(trained["crops"]),
+                             trained["targets"])
+    assert accuracy == pytest.approx(trained["metrics"]["accuracy"])
+    with pytest.raises(InvalidInput, match="targets"):
+        evaluate_onnx(trained["run_dir"] / "bestModel.onnx", to_model_input(trained["crops"]), trained["targets"][:2])
+
+
+def test_bad_inputs_are_refused_with_a_fix(trained, tmp_path):
+    with pytest.raises(InvalidInput, match="does not exist"):
+        quantize_int8(tmp_path / "missing.onnx", tmp_path / "out.onnx", np.zeros((1, 3, 32, 32), np.float32))
+    with pytest.raises(InvalidInput, match="N x 3 x H x W"):
+        quantize_int8(trained["run_dir"] / "bestModel.onnx", tmp_path / "out.onnx", np.zeros((4, 32, 32, 3)))
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_int8_package_loads_in_the_prediction_engine(trained, tmp_path):
+    package = read_model_package(trained["run_dir"] / "MLModel.zip")
+    result = export_int8(trained["run_dir"] / "bestModel.onnx", tmp_path, trained["crops"], trained["targets"],
+                         trained["labels"], package.preprocess, package.pipeline["metrics"], "image", "logits")
+    assert result.onnx == tmp_path / INT8_MODEL_FILE
+    assert result.package == tmp_path / INT8_ZIP_FILE
+    assert result.float_accuracy == pytest.approx(trained["metrics"]["accuracy"])
+    assert abs(result.accuracy_delta) <= 0.15
+
+    engine = PredictionEngine.load(result.package)
+    assert engine.labels == trained["labels"]
+    assert engine.preprocess == package.preprocess
+    quantization = engine.metrics["quantization"]
+    assert quantization["type"] == "int8"
+    assert quantization["float_accuracy"] == result.float_accuracy
+    assert engine.metrics["accuracy"] == result.int8_accuracy
+    assert engine.metrics["float"]["accuracy"] == package.pipeline["metrics"]["accuracy"]
+    image = next((trained["data"] / "dog").glob("*.png"))
+    out = engine.predict(str(image))
+    assert out.prediction in trained["labels"]
+    assert sum(out.score) == pytest.approx(1.0, abs=1e-5)
+
+
+# --- the command -----------------------------------------------------------------------------------
+@pytest.fixture
+def cli(home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    from modelbuilder.cli import main
+    from modelbuilder.cli.console import console, err_console
+
+    monkeypatch.setattr(console, "width", 250)
+    monkeypatch.setattr(err_console, "width", 250)
+
+    def invoke(*args: str) -> Result:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["modelbuilder", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        captured = capsys.readouterr()
+        return Result(code, ANSI.sub("", captured.out), ANSI.sub("", captured.err))
+
+    return invoke
+
+
+@pytest.fixture
+def finished_run(trained, home: Path) -> Path:
+    """The trained run, placed where the artifact store keeps run RUN_ID."""
+    from modelbuilder.config import get_settings
+    from modelbuilder.core.artifacts import ArtifactStore
+
+    run_dir = ArtifactStore(get_settings().artifacts).run_dir(RUN_ID)
+    shutil.copytree(trained["run_dir"], run_dir)
+    return run_dir
+
+
+def _accuracies(result: Result) -> tuple[float, float]:
+    row = next(r for r in result.rows() if r[0] == "validation accuracy")
+    return float(row[1]), float(row[2])
+
+
+def test_export_a_run_prints_both_accuracies_and_writes_beside_the_float_model(cli, finished_run, trained):
+    result = cli("export", RUN_ID, "--quantize", "int8").ok()
+    float_acc, int8_acc = _accuracies(result)
+    assert float_acc == pytest.approx(trained["metrics"]["accuracy"], abs=1e-4)  # the same validation images
+    assert "as fast" in result.stdout
+    assert (finished_run / INT8_MODEL_FILE).is_file()
+    pipeline = read_model_package(finished_run / INT8_ZIP_FILE).pipeline
+    assert pipeline["metrics"]["quantization"]["validation_images"] == len(trained["targets"])
+    assert pipeline["metrics"]["accuracy"] == pytest.approx(int8_acc, abs=1e-4)
+
+
+def test_export_a_zip_needs_validation_data_and_writes_to_output(cli, trained, home, tmp_path):
+    zip_path = trained["run_dir"] / "MLModel.zip"
+    cli("export", str(zip_path)).user_error("no validation images", "--validation-data")
+    out = tmp_path / "out"
+    result = cli("export", str(zip_path), "--validation-data", str(trained["data"]), "--output", str(out)).ok()
+    float_acc, int8_acc = _accuracies(result)
+    assert 0.0 <= float_acc <= 1.0
+    assert 0.0 <= int8_acc <= 1.0
+    assert (out / INT8_ZIP_FILE).is_file()
+    assert (out / INT8_MODEL_FILE).is_file()
+    assert PredictionEngine.load(out / INT8_ZIP_FILE).labels == trained["labels"]
+    assert not (trained["run_dir"] / INT8_ZIP_FILE).exists()
+
+
+def test_export_errors_are_one_line_with_the_fix(cli, home, tmp_path, trained):
+    cli("export", "run-nothere").user_error("neither a run id nor an existing MLModel.zip", "run-0123456789ab")
+    cli("export", RUN_ID).user_error(f"Run {RUN_ID} has no finished model", "runs show")
+    cli("export", str(tmp_path / "missing.zip")).user_error("neither a run id nor an existing MLModel.zip")
+    not_a_zip = tmp_path / "notes.zip"
+    not_a_zip.write_text("hello")
+    cli("export", str(not_a_zip), "--validation-data", str(trained["data"])).user_error("not a readable zip")
+    cli("export", str(trained["run_dir"] / "MLModel.zip"), "--validation-data",
+        str(tmp_path / "nowhere")).user_error("is not a folder")
+    wrong = make_image_folder(tmp_path / "wrong", per_label=2, labels=("cat", "owl"))
+    cli("export", str(trained["run_dir"] / "MLModel.zip"), "--validation-data", str(wrong)).user_error(
+        "labels the model does not know: owl")
