@@ -63,20 +63,34 @@ def set_home(path: str | os.PathLike[str]) -> None:
     os.environ["MODELBUILDER_HOME"] = str(Path(path).expanduser().resolve())
 
 
-def running_server(settings: Settings | None = None) -> str | None:
-    """The URL of the portal for this store: MODELBUILDER_SERVER_URL, else a live `modelbuilder server`
-    started with this home (it writes `<home>/server.json` with its URL and process id)."""
+def _local_server(settings: Settings) -> dict | None:
+    """`<home>/server.json` of a live `modelbuilder server` started with this home, if there is one."""
     import json
 
-    settings = settings or get_settings()
-    if settings.server_url:
-        return settings.server_url.rstrip("/")
     try:
         info = json.loads((settings.resolved_home / "server.json").read_text())
         os.kill(int(info["pid"]), 0)
-        return str(info["url"]).rstrip("/")
+        return dict(info)
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def running_server(settings: Settings | None = None) -> str | None:
+    """The URL of the portal for this store: MODELBUILDER_SERVER_URL, else a live local server's."""
+    settings = settings or get_settings()
+    if settings.server_url:
+        return settings.server_url.rstrip("/")
+    info = _local_server(settings)
+    return str(info["url"]).rstrip("/") if info else None
+
+
+def server_runs_agent(settings: Settings | None = None) -> bool:
+    """Whether a server executes queued runs (a configured one is taken to; a local one says so)."""
+    settings = settings or get_settings()
+    if settings.server_url:
+        return True
+    info = _local_server(settings)
+    return bool(info and info.get("agent", True))
 
 
 def run_url(base: str, workspace: str, run_id: str) -> str:

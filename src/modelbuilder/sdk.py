@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from modelbuilder import names
-from modelbuilder.config import get_settings, run_url, running_server
+from modelbuilder.config import get_settings, run_url, running_server, server_runs_agent
 from modelbuilder.core import entities as e
 from modelbuilder.core.artifacts import ArtifactStore
 from modelbuilder.core.compute import ComputeService
@@ -200,7 +200,7 @@ class Run:
 
         from modelbuilder.backends import start_agent
 
-        agent = None if running_server(get_settings()) else start_agent(self._s.store, poll_s=0.5)
+        agent = None if server_runs_agent(get_settings()) else start_agent(self._s.store, poll_s=0.5)
         try:
             if show_progress:
                 from modelbuilder.cli.runs import watch

@@ -48,9 +48,9 @@ def submit_run(config: Any, workspace: str | None, experiment: str, compute: str
 def follow_run(run_id: str, runs: Any, store: Any, output: Path | None) -> None:
     """Show the run live until it ends; Ctrl-C cancels it (the best model so far is still exported)."""
     from modelbuilder.backends import start_agent
-    from modelbuilder.config import get_settings, running_server
+    from modelbuilder.config import get_settings, server_runs_agent
 
-    agent = None if running_server(get_settings()) else start_agent(store, poll_s=0.5)
+    agent = None if server_runs_agent(get_settings()) else start_agent(store, poll_s=0.5)
     previous = signal.getsignal(signal.SIGINT)
     canceling = False
 

@@ -1,0 +1,184 @@
+"""The server under faults and load: killed -9 while runs train and write, and 50 polling clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.reliability import record
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    """`modelbuilder server` in a subprocess over `home`, its output in a file."""
+
+    def __init__(self, home: Path) -> None:
+        self.home, self.port = home, _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> Server:
+        env = {**os.environ, "MODELBUILDER_HOME": str(self.home), "MODELBUILDER_OFFLINE": "1"}
+        env.pop("MODELBUILDER_TOKEN", None)
+        with open(self.home / "server-output.log", "ab") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "modelbuilder", "server", "--port", str(self.port)],
+                                            env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, (self.home / "server-output.log").read_text()[-2000:]
+            try:
+                httpx.get(f"{self.url}/api/v1/health", timeout=2)
+                return self
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise AssertionError("the server did not start")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def _submit(url: str, data: Path, seed: int, epochs: int = 6) -> str:
+    recipe = {"data": str(data), "architecture": "tiny", "weights": "none", "image_size": 32, "epochs": epochs,
+              "batch_size": 4, "seed": seed, "early_stopping_patience": 100, "name": "Tiny"}
+    response = httpx.post(f"{url}/api/v1/runs", json={"experiment": "pets", "recipe": recipe}, timeout=30)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def _run(url: str, run_id: str) -> dict:
+    return httpx.get(f"{url}/api/v1/runs/{run_id}", timeout=30).json()
+
+
+def _wait_all_ended(url: str, run_ids: list[str], timeout: float = 400) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [_run(url, run_id) for run_id in run_ids]
+        if all(run["status"] in ("Completed", "Failed", "Canceled") for run in runs):
+            return runs
+        time.sleep(0.5)
+    raise AssertionError(f"runs did not end: {[(r['id'], r['status']) for r in runs]}")
+
+
+def test_server_killed_during_writes_restarts_cleanly_and_every_run_completes(home, tmp_path):
+    from tests.imagery import make_image_folder
+
+    home.mkdir(parents=True, exist_ok=True)
+    data = make_image_folder(tmp_path / "pets", per_label=12)
+    server = Server(home).start()
+    try:
+        run_ids = [_submit(server.url, data, seed) for seed in range(3)]
+        deadline = time.monotonic() + 120
+        while _run(server.url, run_ids[0])["status"] != "Running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stop_writing = threading.Event()
+
+        def keep_writing() -> None:  # the API writes too (submissions) while the server dies
+            seed = 100
+            while not stop_writing.is_set():
+                try:
+                    _submit(server.url, data, seed, epochs=1)
+                    seed += 1
+                except (httpx.TransportError, AssertionError):
+                    return
+
+        writer = threading.Thread(target=keep_writing, daemon=True)
+        writer.start()
+        time.sleep(1.0)
+        server.kill()  # kill -9 in the middle of writes
+        stop_writing.set()
+        writer.join(10)
+        check = sqlite3.connect(home / "modelbuilder.db")
+        assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        submitted = check.execute("SELECT count(*) FROM runs").fetchone()[0]
+        check.close()
+        server = Server(home).start()
+        listed = httpx.get(f"{server.url}/api/v1/runs", params={"limit": 500}, timeout=30).json()
+        items = listed["items"] if isinstance(listed, dict) else listed
+        assert len(items) == submitted  # no run lost
+        ended = _wait_all_ended(server.url, [item["id"] for item in items])
+        assert {run["status"] for run in ended} == {"Completed"}, [(r["id"], r["status"], r.get("error")) for r in ended]
+    finally:
+        server.stop()
+    record("kill -9 of the server during writes, then restart", 1,
+           f"store integrity ok; all {submitted} runs present and Completed", runs_in_flight=3,
+           runs_submitted=submitted)
+
+
+def test_fifty_clients_polling_while_two_runs_train(home, tmp_path):
+    from tests.imagery import make_image_folder
+
+    home.mkdir(parents=True, exist_ok=True)
+    data = make_image_folder(tmp_path / "pets", per_label=20)
+    server = Server(home).start()
+    seconds = float(os.environ.get("MODELBUILDER_LOAD_SECONDS", "60"))
+    try:
+        run_ids = [_submit(server.url, data, seed, epochs=200) for seed in range(2)]
+        latencies: list[float] = []
+        errors: list[str] = []
+        lock = threading.Lock()
+        stop = time.monotonic() + seconds
+
+        def client(k: int) -> None:
+            run_id = run_ids[k % 2]
+            with httpx.Client(base_url=server.url, timeout=30) as http:
+                while time.monotonic() < stop:
+                    for path in (f"/api/v1/runs/{run_id}", f"/api/v1/runs/{run_id}/metrics"):
+                        t0 = time.perf_counter()
+                        try:
+                            response = http.get(path)
+                            ok = response.status_code == 200
+                            detail = f"{response.status_code} {path}"
+                        except httpx.HTTPError as exc:
+                            ok, detail = False, f"{type(exc).__name__} {path}"
+                        with lock:
+                            latencies.append(time.perf_counter() - t0)
+                            if not ok:
+                                errors.append(detail)
+                    time.sleep(0.2)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(50)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        statuses = [_run(server.url, run_id)["status"] for run_id in run_ids]
+        for run_id in run_ids:
+            httpx.post(f"{server.url}/api/v1/runs/{run_id}/cancel", timeout=30)
+    finally:
+        server.stop()
+    assert not errors, errors[:10]
+    assert "Running" in statuses
+    p50 = statistics.median(latencies) * 1000
+    p95 = statistics.quantiles(latencies, n=20)[-1] * 1000
+    print(f"\n{len(latencies)} requests in {seconds:.0f} s: p50 {p50:.1f} ms, p95 {p95:.1f} ms, 0 errors")
+    record("API under 50 concurrent clients polling status and metrics while 2 runs train", len(latencies),
+           "no errors", seconds=seconds, p50_ms=round(p50, 1), p95_ms=round(p95, 1),
+           requests_per_s=round(len(latencies) / seconds, 1))
