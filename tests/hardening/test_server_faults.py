@@ -124,7 +124,8 @@ def test_server_killed_during_writes_restarts_cleanly_and_every_run_completes(ho
         items = listed["items"] if isinstance(listed, dict) else listed
         assert len(items) == submitted  # no run lost
         ended = _wait_all_ended(server.url, [item["id"] for item in items])
-        assert {run["status"] for run in ended} == {"Completed"}, [(r["id"], r["status"], r.get("error")) for r in ended]
+        problems = [(r["id"], r["status"], r.get("error")) for r in ended if r["status"] != "Completed"]
+        assert not problems
     finally:
         server.stop()
     record("kill -9 of the server during writes, then restart", 1,
