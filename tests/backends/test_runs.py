@@ -129,3 +129,28 @@ def test_train_cli_mistakes_are_one_line_with_exit_code_2(plane, tmp_path):
         assert needle in result.stderr
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_train_prints_the_portal_link_when_a_server_runs(plane, tmp_path):
+    import httpx
+
+    from tests.liveserver import Server
+
+    server = Server(plane.home).start()
+    try:
+        env = {**os.environ, "MODELBUILDER_HOME": str(plane.home)}
+        result = subprocess.run(
+            [sys.executable, "-m", "modelbuilder", "train", "--data", str(plane.data), "--architecture", "tiny",
+             "--weights", "none", "--epochs", "1", "--detach"], capture_output=True, text=True, env=env, timeout=120)
+        assert result.returncode == 0, result.stderr
+        line = next(line for line in result.stdout.splitlines() if line.startswith("Monitor current run: "))
+        url = line.removeprefix("Monitor current run: ")
+        assert url.startswith(f"{server.url}/workspaces/default/runs/run-")
+        assert httpx.get(url, timeout=30).status_code == 200
+        run_id = url.rsplit("/", 1)[1]
+        assert plane.wait_ended(run_id).status == "Completed"  # the server's agent ran it
+        from modelbuilder.sdk import Workspace
+
+        assert Workspace.get("default").run(run_id).portal_url == url
+    finally:
+        server.stop()

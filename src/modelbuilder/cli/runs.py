@@ -38,10 +38,11 @@ def submit_run(config: Any, workspace: str | None, experiment: str, compute: str
     run = runs.submit(ws, experiment, compute, config.to_dict(), project_name=config.name,
                       idempotency_key=idempotency_key)
     console.print(f"Run [bold]{run.id}[/] queued on compute [bold]{run.compute_name}[/] ({run.compute_size}, "
-                  f"{run.priority}), workspace {ws}, experiment {run.experiment_name}.", highlight=False)
+                  f"{run.priority}), workspace {ws}, experiment {run.experiment_name}.", highlight=False,
+                  soft_wrap=True)
     server = running_server(get_settings())
     if server:
-        console.print(f"Monitor current run: {run_url(server, ws, run.id)}", highlight=False)
+        console.print(f"Monitor current run: {run_url(server, ws, run.id)}", highlight=False, soft_wrap=True)
     return run, runs, store
 
 
