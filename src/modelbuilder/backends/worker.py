@@ -122,8 +122,9 @@ class StoreReporter:
     # --- Reporter ---------------------------------------------------------------------------------
     def status(self, status: str, reason: str = "") -> None:
         self.flush()
-        # A run restarted inside the same attempt (Ray Train replacing a lost worker) is already there.
-        if status in (e.RUNNING, e.FINALIZING) and self.runs.get(self.run_id).status != status:
+        # A run restarted inside the same attempt (Ray Train replacing a lost worker) is already there,
+        # or past it (a restart while Finalizing trains no more but must not go back to Running).
+        if status in (e.RUNNING, e.FINALIZING) and self.runs.get(self.run_id).status not in (status, e.FINALIZING):
             self._write(self.runs.transition, self.run_id, status, reason, self.attempt)
         self.log(f"{status}: {reason}")
 
@@ -156,8 +157,13 @@ class StoreReporter:
         return self.stop_requested
 
 
-def execute(run_id: str, attempt: int, owner: str) -> int:
-    """Run one attempt; returns the process exit code. Under torchrun, ranks other than 0 only train."""
+def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False) -> int:
+    """Run one attempt; returns the process exit code. Under torchrun, ranks other than 0 only train.
+
+    `restartable`: the launcher restarts failed workers itself (Ray Train's FailureConfig), so an
+    unexpected error is raised to it with the run still held, for the restarted workers to resume from
+    the last checkpoint, instead of being settled here.
+    """
     from modelbuilder.training.job import run_training
     from modelbuilder.training.loop import Preempted
     from modelbuilder.training.recipe import TrainConfig
@@ -180,6 +186,7 @@ def execute(run_id: str, attempt: int, owner: str) -> int:
     reporter.start()
     started = time.monotonic()
     code = 0
+    keep_lease = False
     try:
         recipe = TrainConfig.from_dict(run.recipe)
         resume = artifacts.resolve(run_id, run.resume_from) if run.resume_from else None
@@ -217,13 +224,17 @@ def execute(run_id: str, attempt: int, owner: str) -> int:
         traceback.print_exc()
         reporter.log(f"{type(exc).__name__}: {exc}", "error")
         reporter.flush()
+        if restartable:
+            keep_lease = True
+            raise
         leases.fail_or_retry(run_id, attempt, f"{type(exc).__name__}: {exc}")
         code = 1
     finally:
         reporter.close()
         try:
             runs.add_compute_seconds(run_id, attempt, time.monotonic() - started)
-            leases.release_lease(run_id, attempt, owner)
+            if not keep_lease:
+                leases.release_lease(run_id, attempt, owner)
         except ModelBuilderError:
             pass  # fenced or the store is gone: the reaper settles the lease
     return code
@@ -263,6 +274,8 @@ def _follow_rank_zero(run_id: str) -> int:
 
 def _install_signal_handlers(reporter: StoreReporter) -> None:
     """SIGTERM (a spot eviction, an agent's preemption) and SIGUSR1 ask for a checkpoint and exit."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # Ray Train runs the train function in a thread; signals reach the main thread only
 
     def preempt(signum: int, frame: Any) -> None:
         if reporter.stop_requested is None:
