@@ -5,13 +5,15 @@ really be met, and ends `Succeeded` or `Failed` with the reason. A failed comput
 error, until it is deleted: its name cannot be reused before that (the reference system's rule).
 
 Provisioners are plain functions registered per kind. The local one compares the size with this
-host; the Ray backend registers its own (`register_provisioner("ray", fn)`) when it is imported. A
-kind with no provisioner fails its computes with a clear reason instead of raising.
+host; the Ray backend registers its own (`register_provisioner("ray", fn)`) when it is imported, which
+happens on the first ray compute at the latest. A kind with no provisioner fails its computes with a
+clear reason instead of raising.
 """
 
 from __future__ import annotations
 
 import builtins
+import importlib
 import re
 from collections.abc import Callable
 
@@ -29,6 +31,7 @@ from modelbuilder.errors import AlreadyExists, CapacityError, Conflict, InvalidI
 # CapacityError) saying why not. It runs outside any store transaction, so it may take a while.
 Provisioner = Callable[[e.Compute, SizeSpec], None]
 _PROVISIONERS: dict[str, Provisioner] = {}
+_IMPORTED: set[str] = set()
 _ADDRESS = re.compile(r"[A-Za-z0-9_.:/@\[\]%+-]{1,512}")
 
 
@@ -50,9 +53,21 @@ def provision_local(compute: e.Compute, size: SizeSpec) -> None:
 register_provisioner("local", provision_local)
 
 
+def _provisioner(kind: str) -> Provisioner | None:
+    """The provisioner of `kind`. A backend registers its own when its module is imported, so that
+    module (`modelbuilder.backends.<kind>`) is imported once first if nothing registered one yet."""
+    if kind not in _PROVISIONERS and kind not in _IMPORTED:
+        _IMPORTED.add(kind)
+        try:
+            importlib.import_module(f"modelbuilder.backends.{kind}")
+        except ImportError:
+            pass
+    return _PROVISIONERS.get(kind)
+
+
 def _provision(compute: e.Compute, size: SizeSpec) -> str | None:
     """The error text of a failed provisioning, or None when it succeeded."""
-    provisioner = _PROVISIONERS.get(compute.kind)
+    provisioner = _provisioner(compute.kind)
     if provisioner is None:
         return (
             f"No provisioner is available for {compute.kind!r} computes in this installation "
