@@ -124,6 +124,8 @@ def test_a_kind_without_provisioner_fails_the_compute_instead_of_raising(
     computes: ComputeService, ws: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delitem(compute_module._PROVISIONERS, "ray", raising=False)
+    monkeypatch.setitem(sys.modules, "modelbuilder.backends.ray", None)  # as if Ray were not installed
+    monkeypatch.setattr(compute_module, "_IMPORTED", set())
     failed = computes.create(ws, "cluster", "auto", kind="ray", address="ray://head:10001")
     assert failed.state == "Failed"
     assert failed.address == "ray://head:10001"

@@ -11,7 +11,8 @@ import typer
 
 
 def agent(
-    kinds: Annotated[str, typer.Option(help="Compute kinds to serve, comma-separated.")] = "local",
+    kinds: Annotated[str | None, typer.Option(help="Compute kinds to serve, comma-separated (default: local, "
+                                              "and ray where Ray is installed).", show_default=False)] = None,
     poll: Annotated[float, typer.Option(help="Seconds between scheduling passes.")] = 1.0,
 ) -> None:
     """Claim and run queued runs of this host's computes until stopped (Ctrl-C or SIGTERM)."""
@@ -20,9 +21,10 @@ def agent(
     from modelbuilder.core.store import Store
 
     store = Store.open()
-    running = start_agent(store, kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()), poll_s=poll)
-    console.print(f"Agent {running.owner} serving {kinds} computes; Ctrl-C to stop (running workers finish "
-                  "on their own).", highlight=False)
+    chosen = tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else None
+    running = start_agent(store, kinds=chosen, poll_s=poll)
+    console.print(f"Agent {running.owner} serving {', '.join(running.kinds)} computes; Ctrl-C to stop "
+                  "(running workers finish on their own).", highlight=False)
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
