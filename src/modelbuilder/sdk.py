@@ -24,21 +24,16 @@ from modelbuilder import names
 from modelbuilder.config import get_settings, run_url, running_server, server_runs_agent
 from modelbuilder.core import entities as e
 from modelbuilder.core.artifacts import ArtifactStore
-from modelbuilder.core.compute import ComputeService
-from modelbuilder.core.runs import RunService
+from modelbuilder.core.services import Services
 from modelbuilder.core.store import Store
-from modelbuilder.core.workspace import WorkspaceService
 from modelbuilder.errors import Conflict, InvalidInput, ModelBuilderError
 
 
-class _Session:
+class _Session(Services):
     """One store and its services, shared by the objects of one SDK user."""
 
     def __init__(self, store: Store | None = None) -> None:
-        self.store = store or Store.open()
-        self.workspaces = WorkspaceService(self.store)
-        self.computes = ComputeService(self.store)
-        self.runs = RunService(self.store)
+        super().__init__(store or Store.open())
 
 
 _default: _Session | None = None

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
@@ -109,13 +109,19 @@ def _child(run_id: str, attempt: int, owner: str, env: dict[str, str], log_path:
 
 
 @dataclass
-class TorchrunWorker:
-    """A data-parallel worker group: `torch.distributed.run` with one process per GPU (or --processes)."""
+class SessionWorker:
+    """A worker that is a subprocess leading a session of its own: a torchrun group, a Ray driver.
+
+    Stops go through the store, not signals: rank 0 sees a cancel or a preemption at its next heartbeat
+    (within seconds) and stops every rank at the same step; a launcher would die of a signal it does
+    not handle.
+    """
 
     run_id: str
     attempt: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    what: ClassVar[str] = "worker group"
 
     @property
     def pid(self) -> int:
@@ -125,19 +131,25 @@ class TorchrunWorker:
         return self.process.poll()
 
     def interrupt(self) -> None:
-        # torchrun would die of a signal it does not handle; rank 0 sees the request at its next
-        # heartbeat (within seconds) and stops every rank at the same step.
         pass
 
     def kill(self) -> None:
+        """Kill the whole session (the launcher and every process it started)."""
         if self.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.process.wait(10)
 
     def describe_exit(self) -> str:
         tail = _last_line(self.log_path)
-        return f"worker group exited ({signal_name(self.poll() or 0)}) before reporting an end" + (
+        return f"{self.what} exited ({signal_name(self.poll() or 0)}) before the run reported an end" + (
             f"; last output: {tail}" if tail else "")
+
+
+class TorchrunWorker(SessionWorker):
+    """A data-parallel worker group: `torch.distributed.run` with one process per GPU (or --processes)."""
 
 
 def processes_for(run: e.Run, size: SizeSpec) -> int:

@@ -31,15 +31,14 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from modelbuilder.backends.local import _last_line
+from modelbuilder.backends.local import SessionWorker
 from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
 from modelbuilder.core.artifacts import ArtifactStore
 from modelbuilder.core.compute import register_provisioner
-from modelbuilder.core.scheduler import register_launcher, signal_name
+from modelbuilder.core.scheduler import register_launcher
 from modelbuilder.core.sizes import AUTO, SizeSpec
 from modelbuilder.errors import CapacityError, InvalidInput
 
@@ -224,36 +223,11 @@ def storage_path(run_id: str) -> str:
     return str(ArtifactStore(get_settings().artifacts).run_dir(run_id) / "ray")
 
 
-@dataclass
-class RayDriver:
-    """The driver process of a run on a Ray cluster (the agent's handle on it)."""
+class RayDriver(SessionWorker):
+    """The driver process of a run on a Ray cluster (the agent's handle on it); killing it ends Ray's
+    trainer and workers too, as they share the driver's fate."""
 
-    run_id: str
-    attempt: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def poll(self) -> int | None:
-        return self.process.poll()
-
-    def interrupt(self) -> None:
-        # Stops go through the store: rank 0 sees a preemption or a cancel at its next heartbeat and
-        # stops every rank at the same step (as under torchrun).
-        pass
-
-    def kill(self) -> None:
-        """Kill the driver; Ray then ends its trainer and workers (they share the driver's fate)."""
-        if self.poll() is None:
-            _kill_group(self.process)
-
-    def describe_exit(self) -> str:
-        tail = _last_line(self.log_path)
-        return f"Ray driver exited ({signal_name(self.poll() or 0)}) before the run reported an end" + (
-            f"; last output: {tail}" if tail else "")
+    what: ClassVar[str] = "Ray driver"
 
 
 class RayLauncher:

@@ -10,17 +10,13 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 if TYPE_CHECKING:
-    from modelbuilder.core.compute import ComputeService
-    from modelbuilder.core.runs import RunService
     from modelbuilder.core.store import Store
-    from modelbuilder.core.workspace import WorkspaceService
 
 WORKSPACE_HELP = (
     "Workspace to act in. Default: the one chosen with 'modelbuilder workspace use', else 'default' "
@@ -31,29 +27,17 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 
 
 class Services:
-    """The services of one open store, made when first used."""
+    """The control-plane services of one command's store (`core.services.Services`, imported only when a
+    command runs), and the notes the command says on success."""
 
     def __init__(self, store: Store) -> None:
-        self.store = store
+        from modelbuilder.core.services import Services as CoreServices
+
+        self.core = CoreServices(store)
         self.notes: list[str] = []  # said on stderr once the command went well (an error stays one line)
 
-    @cached_property
-    def workspaces(self) -> WorkspaceService:
-        from modelbuilder.core.workspace import WorkspaceService
-
-        return WorkspaceService(self.store)
-
-    @cached_property
-    def computes(self) -> ComputeService:
-        from modelbuilder.core.compute import ComputeService
-
-        return ComputeService(self.store)
-
-    @cached_property
-    def runs(self) -> RunService:
-        from modelbuilder.core.runs import RunService
-
-        return RunService(self.store)
+    def __getattr__(self, name: str) -> Any:  # store, workspaces, computes, runs, leases, artifacts
+        return getattr(self.core, name)
 
     def workspace(self, name: str | None) -> str:
         """The workspace a command acts in (see WORKSPACE_HELP); `default` is made when it is missing."""

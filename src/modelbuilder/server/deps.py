@@ -10,23 +10,19 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Path, Request
 
 from modelbuilder.config import Settings
 from modelbuilder.core import entities as e
+from modelbuilder.core.services import Services
 from modelbuilder.errors import Conflict, NotFound
 from modelbuilder.server.schemas import RunPublic
 
 if TYPE_CHECKING:
-    from modelbuilder.core.artifacts import ArtifactStore
-    from modelbuilder.core.compute import ComputeService
-    from modelbuilder.core.runs import RunService
     from modelbuilder.core.scheduler import Agent
     from modelbuilder.core.store import Store
-    from modelbuilder.core.workspace import WorkspaceService
     from modelbuilder.results.runtime import PredictionEngine
 
 RESULT_MARKER = "MLModel.zip"  # written last by the engine: a run with it has its whole result
@@ -59,8 +55,8 @@ class EngineCache:
         return engine
 
 
-class ServerState:
-    """The settings, the open store and the services of one server process."""
+class ServerState(Services):
+    """The settings, the store (opened on first use) and the services of one server process."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -84,30 +80,6 @@ class ServerState:
             if self._store is not None:
                 self._store.close()
                 self._store = None
-
-    @cached_property
-    def workspaces(self) -> WorkspaceService:
-        from modelbuilder.core.workspace import WorkspaceService
-
-        return WorkspaceService(self.store, self.settings)
-
-    @cached_property
-    def computes(self) -> ComputeService:
-        from modelbuilder.core.compute import ComputeService
-
-        return ComputeService(self.store)
-
-    @cached_property
-    def runs(self) -> RunService:
-        from modelbuilder.core.runs import RunService
-
-        return RunService(self.store)
-
-    @cached_property
-    def artifacts(self) -> ArtifactStore:
-        from modelbuilder.core.artifacts import ArtifactStore
-
-        return ArtifactStore(self.settings.artifacts)
 
     # --- helpers shared by routers and pages ------------------------------------------------------------
     def workspace_names(self) -> dict[str, str]:
