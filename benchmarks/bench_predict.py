@@ -1,0 +1,279 @@
+"""Prediction speed and fidelity: PredictionEngine (onnxruntime) against the same model in torch eager.
+
+Model-only numbers feed both sides the very same preprocessed tensors (float32 NCHW in [0, 1]):
+single-image latency (median over many images, after a warm-up) and batch-32 throughput; top-1
+agreement and the largest probability difference over the validation images. End-to-end numbers
+(decode + preprocess + model, from the image file) compare `PredictionEngine.predict` with Pillow +
+torchvision transforms + torch eager. Then the float model is quantized to int8 (calibrated on the
+validation images) and compared with the float ONNX model for speed and accuracy.
+
+The model is a finished run's (`--run-dir`, or `--mlmodel` with its `--checkpoint`); without one, a
+quick model is trained first with `run_training`. The last line printed is one JSON object.
+
+    python benchmarks/bench_predict.py [--run-dir RUN] [--quick] [--data DIR] [--architecture A]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402 - the shared helpers sit beside this script
+
+SETTLE_S = 0.5
+
+
+def paired_ms(sides: dict[str, Callable[[int], Any]], n: int, warmup: int = 2,
+              rounds: int = 5) -> dict[str, float]:
+    """Median wall time in ms of each side's fn(i) over n calls, the sides taking turns in `rounds` blocks.
+
+    Taking turns spreads whatever else the machine is doing over both sides alike. Before each block
+    the benchmark waits a moment (both runtimes keep their worker threads spinning for a while after
+    running: the side measured now must not compete with the one measured before) and warms up.
+    """
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    rounds = max(1, min(rounds, n))
+    for r in range(rounds):
+        for name, fn in sides.items():
+            time.sleep(SETTLE_S)
+            for i in range(warmup):
+                fn(i)
+            for i in range(r * n // rounds, (r + 1) * n // rounds):
+                t0 = time.perf_counter()
+                fn(i)
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) * 1000 for name, t in times.items()}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def train_quick_model(args: argparse.Namespace, data: _common.Dataset, work: Path) -> Path:
+    from modelbuilder.training.job import run_training
+    from modelbuilder.training.recipe import TrainConfig
+    from modelbuilder.training.reporter import MemoryReporter
+
+    size = args.image_size or ((64 if args.quick else 224) if data.photos else 32)
+    recipe = TrainConfig(data=str(data.train), validation_data=str(data.val), architecture=args.architecture,
+                         weights="none", image_size=size, epochs=args.epochs or 1, seed=args.seed)
+    _common.log(f"bench_predict: training a {args.architecture} model at {size} px on {data.name} first ...")
+    run_training(recipe, work / "run", MemoryReporter(), cache_root=work / "cache", offline=True)
+    return work / "run"
+
+
+def validation_images(recipe: dict[str, Any], labels: list[str], data: _common.Dataset | None,
+                      limit: int | None) -> tuple[list[Path], np.ndarray]:
+    """Paths and label indices of the run's validation images (its --validation-data, or its split)."""
+    from modelbuilder.training.data import discover, stratified_split
+
+    if recipe.get("validation_data") or data is not None:
+        folder = recipe.get("validation_data") or str(data.val)  # type: ignore[union-attr]
+        samples = [s for s in discover(folder)[0] if s.label in labels]
+    else:  # the run held out part of its data: the same split, with the same seed
+        everything = [s for s in discover(recipe["data"])[0] if s.label in labels]
+        _, val_idx = stratified_split([labels.index(s.label) for s in everything], recipe["validation_fraction"],
+                                      recipe["seed"])
+        samples = [everything[i] for i in val_idx]
+    if limit:
+        samples = samples[:: max(1, len(samples) // limit)][:limit]
+    return [s.path for s in samples], np.array([labels.index(s.label) for s in samples])
+
+
+def torch_model(recipe: dict[str, Any], labels: list[str], checkpoint: Path) -> Any:
+    import torch
+
+    from modelbuilder.training.model import build_model
+
+    model, _ = build_model(recipe["architecture"], len(labels), "none", offline=True)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model.load_state_dict(state.get("model", state))
+    return model.float().eval()
+
+
+def measure(args: argparse.Namespace, run: dict[str, Any], work: Path) -> dict[str, Any]:
+    import torch
+    from PIL import Image
+    from torchvision import transforms
+
+    from modelbuilder.results.quantize import evaluate_onnx, predict_logits, quantize_int8
+    from modelbuilder.results.runtime import (
+        PredictionEngine,
+        make_session,
+        preprocess,
+        read_model_package,
+        to_model_input,
+        usable_cores,
+    )
+
+    engine = PredictionEngine.load(run["mlmodel"])
+    spec, labels = engine.preprocess, engine.labels
+    model = torch_model(run["recipe"], labels, run["checkpoint"])
+    paths, targets = validation_images(run["recipe"], labels, run.get("data"), args.limit)
+    crops = np.stack([preprocess(p, spec) for p in paths])
+    x = to_model_input(crops)  # the very tensors both sides get for the model-only numbers
+    xt = torch.from_numpy(x)
+    float_onnx = work / "float.onnx"
+    float_onnx.write_bytes(read_model_package(run["mlmodel"]).onnx)
+    session = make_session(float_onnx)
+    inp, out = session.get_inputs()[0].name, session.get_outputs()[0].name
+    n = len(x)
+    _common.log(f"bench_predict: {n} validation images at {spec.crop} px, {run['recipe']['architecture']}, "
+                f"onnxruntime threads {usable_cores()} / torch threads {torch.get_num_threads()}")
+
+    # fidelity, on every validation image
+    with torch.inference_mode():
+        torch_probs = np.concatenate([softmax(model(xt[s : s + 32]).numpy()) for s in range(0, n, 32)])
+    ours_probs = softmax(predict_logits(session, x))
+    agreement = float((ours_probs.argmax(1) == torch_probs.argmax(1)).mean())
+    max_diff = float(np.abs(ours_probs - torch_probs).max())
+
+    # model only: batch 1 latency and batch 32 throughput, on the same tensors
+    reps = args.repeats
+    batch = np.ascontiguousarray(np.resize(x, (32, *x.shape[1:])))
+    batch_t = torch.from_numpy(batch)
+    cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    xt_cl = xt.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        bs1 = paired_ms({"ours": lambda i: session.run([out], {inp: x[i % n : i % n + 1]}),
+                         "torch": lambda i: model(xt[i % n : i % n + 1]),
+                         "torch_cl": lambda i: cl_model(xt_cl[i % n : i % n + 1])}, reps)
+        bs32 = paired_ms({"ours": lambda i: session.run([out], {inp: batch}),
+                          "torch": lambda i: model(batch_t)}, max(3, reps // 8), warmup=1, rounds=3)
+
+    # end to end: from the file to probabilities
+    eval_tf = transforms.Compose([transforms.Resize(spec.resize), transforms.CenterCrop(spec.crop),
+                                  transforms.ToTensor()])  # the model normalises inside, as ours does
+
+    def torch_e2e(i: int) -> Any:
+        with Image.open(paths[i % n]) as img:
+            t = eval_tf(img.convert("RGB"))
+        return model(t[None]).softmax(1)
+
+    with torch.inference_mode():
+        e2e = paired_ms({"ours": lambda i: engine.predict(str(paths[i % n])), "torch": torch_e2e}, reps)
+    first = [str(p) for p in paths[:32]]
+    e2e_batch_ours = paired_ms({"ours": lambda i: engine.predict_batch(first)}, 3, 1, 1)["ours"] / len(first)
+
+    # int8 against float onnx
+    int8_path = quantize_int8(float_onnx, work / "int8.onnx", x[: args.calibration])
+    int8_session = make_session(int8_path)
+    float_acc = evaluate_onnx(session, x, targets)
+    int8_acc = evaluate_onnx(int8_session, x, targets)
+    int8_bs1 = paired_ms({"float": lambda i: session.run([out], {inp: x[i % n : i % n + 1]}),
+                          "int8": lambda i: int8_session.run([out], {inp: x[i % n : i % n + 1]})}, reps)
+    int8_bs32 = paired_ms({"float": lambda i: session.run([out], {inp: batch}),
+                           "int8": lambda i: int8_session.run([out], {inp: batch})}, max(3, reps // 8), 1, 3)
+    int8_agreement = float((predict_logits(int8_session, x).argmax(1) == ours_probs.argmax(1)).mean())
+
+    return {
+        "latency_ms_bs1_ours": bs1["ours"], "latency_ms_bs1_torch": bs1["torch"],
+        "latency_ms_bs1_torch_cl": bs1["torch_cl"],
+        "throughput_bs32_ours": 32000 / bs32["ours"], "throughput_bs32_torch": 32000 / bs32["torch"],
+        "top1_agreement": agreement, "max_abs_prob_diff": max_diff,
+        "e2e_ms_bs1_ours": e2e["ours"], "e2e_ms_bs1_torch": e2e["torch"],
+        "e2e_ms_batch32_ours_per_image": e2e_batch_ours,
+        "float_acc": float_acc, "int8_acc": int8_acc, "int8_speedup": int8_bs32["float"] / int8_bs32["int8"],
+        "int8_speedup_bs1": int8_bs1["float"] / int8_bs1["int8"], "int8_top1_agreement_with_float": int8_agreement,
+        "images": n, "crop": spec.crop, "architecture": run["recipe"]["architecture"],
+    }
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run-dir", help="a finished run's folder (MLModel.zip, recipe.json, checkpoints/best.pt)")
+    p.add_argument("--mlmodel", help="an MLModel.zip (with --checkpoint and --data)")
+    p.add_argument("--checkpoint", help="the torch weights of that model (a run's checkpoints/best.pt)")
+    p.add_argument("--data", help="images to measure on (default: the run's validation images; without a run: "
+                   "../shared/datasets/hymenoptera, else the digits demo set)")
+    p.add_argument("--architecture", default="resnet50", help="for the quick model trained when no run is given")
+    p.add_argument("--image-size", type=int, help="for that quick model (default 224 for photos; --quick: 64)")
+    p.add_argument("--epochs", type=int, help="for that quick model (default 1)")
+    p.add_argument("--repeats", type=int, default=50, help="timed single-image runs per side (default 50)")
+    p.add_argument("--limit", type=int, help="use at most this many validation images")
+    p.add_argument("--calibration", type=int, default=200, help="validation images to calibrate int8 on")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="a quick model at 64 px and fewer repeats")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    if args.quick:
+        args.repeats = min(args.repeats, 20)
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
+        work = Path(tmp)
+        data = None
+        if args.run_dir:
+            run_dir = Path(args.run_dir)
+            mlmodel, checkpoint = run_dir / "MLModel.zip", run_dir / "checkpoints" / "best.pt"
+            recipe = json.loads((run_dir / "recipe.json").read_text())
+        elif args.mlmodel:
+            if not (args.checkpoint and args.data):
+                raise SystemExit("error: --mlmodel needs --checkpoint and --data. Fix: pass both, or --run-dir.")
+            mlmodel, checkpoint = Path(args.mlmodel), Path(args.checkpoint)
+            import torch
+
+            recipe = torch.load(checkpoint, map_location="cpu", weights_only=False).get("recipe") or {}
+            if "architecture" not in recipe:
+                recipe["architecture"] = args.architecture
+            data = _common.resolve_data(args.data, work, args.seed)
+        else:
+            data = _common.resolve_data(args.data, work, args.seed)
+            run_dir = train_quick_model(args, data, work)
+            mlmodel, checkpoint = run_dir / "MLModel.zip", run_dir / "checkpoints" / "best.pt"
+            recipe = json.loads((run_dir / "recipe.json").read_text())
+        if data is not None and not recipe.get("validation_data"):
+            recipe["validation_data"] = str(data.val)
+        run = {"mlmodel": mlmodel, "checkpoint": checkpoint, "recipe": recipe, "data": data}
+        r = measure(args, run, work)
+    report(r)
+
+
+def report(r: dict[str, Any]) -> None:
+    print(f"model: {r['architecture']} at {r['crop']} px, {r['images']} validation images; "
+          f"machine: {_common.machine()}")
+    print(f"model only, batch 1: ours {r['latency_ms_bs1_ours']:.2f} ms, "
+          f"torch eager {r['latency_ms_bs1_torch']:.2f} ms "
+          f"(channels_last {r['latency_ms_bs1_torch_cl']:.2f} ms); batch 32: ours {r['throughput_bs32_ours']:.1f} "
+          f"img/s, torch {r['throughput_bs32_torch']:.1f} img/s")
+    print(f"end to end (file -> probabilities), batch 1: ours {r['e2e_ms_bs1_ours']:.2f} ms, Pillow + torchvision "
+          f"transforms + torch {r['e2e_ms_bs1_torch']:.2f} ms; ours predict_batch(32) "
+          f"{r['e2e_ms_batch32_ours_per_image']:.2f} ms per image")
+    print(f"fidelity: top-1 agreement {r['top1_agreement']:.4f}, max |dprob| {r['max_abs_prob_diff']:.2e}")
+    print(f"int8: {r['int8_speedup']:.2f}x float onnx at batch 32, {r['int8_speedup_bs1']:.2f}x at batch 1; "
+          f"accuracy {r['int8_acc']:.4f} vs float {r['float_acc']:.4f}; top-1 agreement with float "
+          f"{r['int8_top1_agreement_with_float']:.4f}")
+    print(json.dumps({"e2e_ms_bs1_ours": round(r["e2e_ms_bs1_ours"], 3),
+                      "e2e_ms_bs1_torch": round(r["e2e_ms_bs1_torch"], 3),
+                      "e2e_latency_ratio_bs1": round(r["e2e_ms_bs1_ours"] / r["e2e_ms_bs1_torch"], 4),
+                      "latency_ms_bs1_torch_channels_last": round(r["latency_ms_bs1_torch_cl"], 3),
+                      "int8_speedup_bs1": round(r["int8_speedup_bs1"], 3), "float_acc": round(r["float_acc"], 4),
+                      "int8_acc": round(r["int8_acc"], 4), "images": r["images"], "architecture": r["architecture"],
+                      "image_size": r["crop"]}))
+    print(json.dumps({
+        "latency_ms_bs1_ours": round(r["latency_ms_bs1_ours"], 3),
+        "latency_ms_bs1_torch": round(r["latency_ms_bs1_torch"], 3),
+        "latency_ratio_bs1": round(r["latency_ms_bs1_ours"] / r["latency_ms_bs1_torch"], 4),
+        "throughput_ratio_bs32": round(r["throughput_bs32_ours"] / r["throughput_bs32_torch"], 4),
+        "top1_agreement": r["top1_agreement"], "max_abs_prob_diff": float(f"{r['max_abs_prob_diff']:.3e}"),
+        "int8_speedup": round(r["int8_speedup"], 3), "int8_acc_delta": round(r["int8_acc"] - r["float_acc"], 4),
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The benchmark scripts run end to end on a tiny generated image set and end with the JSON they promise.
+
+No timing is asserted here (the machine is shared and noisy): only that each script completes, that its
+last line is one JSON object with every key, and that the values are sane.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.imagery import make_image_folder
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("bench") / "shapes", per_label=10, labels=("cat", "dog"),
+                             size=40)
+
+
+def run_script(name: str, *args: str, timeout: float = 600) -> tuple[dict, str]:
+    env = {**os.environ, "MODELBUILDER_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    last = json.loads(lines[-1])
+    assert isinstance(last, dict)
+    return last, done.stdout
+
+
+def _positive(values: dict, *keys: str) -> None:
+    for key in keys:
+        assert isinstance(values[key], int | float), key
+        assert math.isfinite(values[key]), key
+        assert values[key] > 0, key
+
+
+def test_bench_train(tiny_data: Path):
+    result, stdout = run_script("bench_train.py", "--quick", "--data", str(tiny_data), "--architecture", "tiny",
+                                "--image-size", "32", "--batch-size", "8")
+    assert set(result) == {"ours_img_s", "reference_img_s", "ratio", "ours_val_acc", "reference_val_acc",
+                           "ours_peak_rss_mb", "reference_peak_rss_mb"}
+    _positive(result, "ours_img_s", "reference_img_s", "ratio", "ours_peak_rss_mb", "reference_peak_rss_mb")
+    assert result["ratio"] == pytest.approx(result["ours_img_s"] / result["reference_img_s"], rel=0.01)
+    for key in ("ours_val_acc", "reference_val_acc"):
+        assert 0.0 <= result[key] <= 1.0
+    extra = json.loads(stdout.strip().splitlines()[-2])
+    assert extra["epochs"] == 1
+    assert extra["image_size"] == 32
+    assert extra["ours_img_s_warm"] >= result["ours_img_s"] * 0.5  # the same steps, without the cold decode
+
+
+def test_bench_predict(tiny_data: Path):
+    result, _ = run_script("bench_predict.py", "--quick", "--data", str(tiny_data), "--architecture", "tiny",
+                           "--image-size", "32", "--repeats", "5", "--epochs", "2")
+    assert set(result) == {"latency_ms_bs1_ours", "latency_ms_bs1_torch", "latency_ratio_bs1",
+                           "throughput_ratio_bs32", "top1_agreement", "max_abs_prob_diff", "int8_speedup",
+                           "int8_acc_delta"}
+    _positive(result, "latency_ms_bs1_ours", "latency_ms_bs1_torch", "latency_ratio_bs1", "throughput_ratio_bs32",
+              "int8_speedup")
+    assert result["top1_agreement"] == 1.0  # the same model, the same tensors
+    assert 0.0 <= result["max_abs_prob_diff"] < 1e-4
+    assert -1.0 <= result["int8_acc_delta"] <= 1.0
+
+
+def test_bench_memory(tiny_data: Path):
+    result, _ = run_script("bench_memory.py", "--quick", "--data", str(tiny_data), "--image-size", "32",
+                           "--batch-size", "8")
+    assert result["train_images_4x"] == 4 * result["train_images_1x"]
+    _positive(result, "peak_rss_mb_1x", "peak_rss_mb_4x", "ratio")
+    assert result["ratio"] == pytest.approx(result["peak_rss_mb_4x"] / result["peak_rss_mb_1x"], rel=0.01)
