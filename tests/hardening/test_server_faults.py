@@ -94,7 +94,7 @@ def test_fifty_clients_polling_while_two_runs_train(home, tmp_path):
     server = Server(home).start()
     seconds = float(os.environ.get("MODELBUILDER_LOAD_SECONDS", "60"))
     try:
-        run_ids = [_submit(server.url, data, seed, epochs=200) for seed in range(2)]
+        run_ids = [_submit(server.url, data, seed, epochs=10_000) for seed in range(2)]
         latencies: list[float] = []
         errors: list[str] = []
         lock = threading.Lock()
