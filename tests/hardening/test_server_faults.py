@@ -18,9 +18,9 @@ from tests.reliability import record
 pytestmark = pytest.mark.slow
 
 
-def _submit(url: str, data: Path, seed: int, epochs: int = 6) -> str:
+def _submit(url: str, data: Path, seed: int, epochs: int = 6, patience: int = 100) -> str:
     recipe = {"data": str(data), "architecture": "tiny", "weights": "none", "image_size": 32, "epochs": epochs,
-              "batch_size": 4, "seed": seed, "early_stopping_patience": 100, "name": "Tiny"}
+              "batch_size": 4, "seed": seed, "early_stopping_patience": patience, "name": "Tiny"}
     response = httpx.post(f"{url}/api/v1/runs", json={"experiment": "pets", "recipe": recipe}, timeout=30)
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
@@ -59,6 +59,7 @@ def test_server_killed_during_writes_restarts_cleanly_and_every_run_completes(ho
                 try:
                     _submit(server.url, data, seed, epochs=1)
                     seed += 1
+                    stop_writing.wait(0.15)  # a steady stream, not a flood of runs to finish afterwards
                 except (httpx.TransportError, AssertionError):
                     return
 
@@ -94,7 +95,7 @@ def test_fifty_clients_polling_while_two_runs_train(home, tmp_path):
     server = Server(home).start()
     seconds = float(os.environ.get("MODELBUILDER_LOAD_SECONDS", "60"))
     try:
-        run_ids = [_submit(server.url, data, seed, epochs=10_000) for seed in range(2)]
+        run_ids = [_submit(server.url, data, seed, epochs=10_000, patience=10_000) for seed in range(2)]
         latencies: list[float] = []
         errors: list[str] = []
         lock = threading.Lock()

@@ -8,6 +8,7 @@ is deleted and the run fails with the numbers.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from dataclasses import dataclass
@@ -33,8 +34,29 @@ class ExportCheck:
                 "max_abs_prob_diff": self.max_abs_prob_diff}
 
 
+def warm_exporter() -> None:
+    """Build the exporter's table of ONNX functions once per process (and before the fork server forks).
+
+    torch.onnx rebuilds that table from onnxscript's sources on every export: about 2 s of parsing on a
+    small CPU, the same every time. Its builder is wrapped in a cache; the table is only read.
+    """
+    try:
+        from torch.onnx._internal.exporter import _registration
+    except ImportError:  # another torch layout: exports still work, just without the reuse
+        return
+    apis = getattr(_registration, "onnxscript_apis", None)
+    build = getattr(apis, "get_torchlib_ops", None)
+    if build is None:
+        return
+    if not hasattr(build, "cache_info"):
+        build = functools.cache(build)
+        apis.get_torchlib_ops = build  # type: ignore[union-attr]
+    build()
+
+
 def export_onnx(model: torch.nn.Module, image_size: int, path: Path, opset: int = 18) -> Path:
     """Write `model` (CPU, float32, eval mode) to `path` atomically as one self-contained file."""
+    warm_exporter()
     model = model.to("cpu", memory_format=torch.contiguous_format).float().eval()
     example = torch.rand(2, 3, image_size, image_size)  # a batch of 2, or the batch size gets fixed
     tmp = path.with_name(path.name + ".tmp")
