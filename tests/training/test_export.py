@@ -22,7 +22,8 @@ def test_repeated_exports_reuse_the_op_table_and_stay_exact(tmp_path):
     for name in ("a.onnx", "b.onnx"):  # the second export reads the cached table
         path = export_onnx(model, 32, tmp_path / name)
         check = verify_onnx(path, model, images)
-        assert check.top1_agreement == 1.0 and check.max_abs_prob_diff < 1e-4
+        assert check.top1_agreement == 1.0
+        assert check.max_abs_prob_diff < 1e-4
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         for batch in (1, 7):  # the batch is not fixed by the example used at export
             (logits,) = session.run(None, {"image": np.random.rand(batch, 3, 32, 32).astype(np.float32)})

@@ -78,6 +78,7 @@ class ProgressDisplay:
         else:
             return
         if key != self.key:
+            self._complete()  # progress read from the store can skip an epoch's last step
             self.task = self.bars.add_task(description, total=total, stats="")
             self.key = key
         stats = ""
@@ -86,7 +87,14 @@ class ProgressDisplay:
                      f"ETA {fmt_seconds(p.eta_s)}")
         self.bars.update(self.task, completed=p.step, total=total, stats=stats)
 
+    def _complete(self) -> None:
+        if self.task is not None:
+            task = next(t for t in self.bars.tasks if t.id == self.task)
+            self.bars.update(self.task, completed=task.total)
+
     def metrics(self, epoch: int, values: dict[str, float]) -> None:
+        if self.key == ("training", epoch):
+            self._complete()
         self.bars.console.print(
             f"  epoch {epoch}: val accuracy [bold]{values.get('val_accuracy', float('nan')):.4f}[/], "
             f"val loss {values.get('val_loss', float('nan')):.4f}, train accuracy "
