@@ -105,3 +105,14 @@ def test_a_last_batch_of_one_image_is_dropped():
     assert steps_per_epoch(33, 8) == 4
     assert steps_per_epoch(34, 8) == 5
     assert steps_per_epoch(3, 8) == 1
+
+
+def test_compile_is_cuda_only_and_says_so_elsewhere(data, tmp_path, home):
+    reporter = MemoryReporter()
+    result = run_training(_recipe(data, epochs=1, compile=True), tmp_path / "c", reporter)
+    warnings = [message for level, message in reporter.logs if level == "warning"]
+    if torch.cuda.is_available():
+        assert not any("--compile" in w for w in warnings)
+    else:
+        assert any("--compile applies on CUDA only" in w for w in warnings), warnings
+    assert result.metrics["epochs_run"] == 1

@@ -93,6 +93,8 @@ def train(
                                                   show_default=False)] = None,
     processes: Annotated[int | None, typer.Option(help="Data-parallel processes (default: one per GPU of the "
                                                   "compute's size; on CPUs, 1).", show_default=False)] = None,
+    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model "
+                                                 "(CUDA only; off by default).", show_default=False)] = None,
     recipe: Annotated[Path | None, typer.Option(help="YAML file of recipe settings; flags override it.",
                                                 show_default=False)] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Submitting again with this key returns the same "
@@ -115,7 +117,7 @@ def train(
         data=data, name=name, epochs=epochs, time_budget=time_budget, image_size=image_size,
         batch_size=batch_size, architecture=architecture, weights=weights, mode=mode,
         validation_fraction=validation_fraction, validation_data=validation_data, seed=seed, precision=precision,
-        processes=processes, hflip=hflip, recipe=recipe)
+        processes=processes, hflip=hflip, compile=compile, recipe=recipe)
     config = config.with_(name=config.name or names.project_name_from(Path(config.data).stem))
     _check_data(config)
     from modelbuilder.cli.runs import follow_run, submit_run

@@ -286,6 +286,11 @@ def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: D
     if d.enabled:
         trained = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    if recipe.compile:
+        if device.type == "cuda":
+            trained = torch.compile(trained if trained is not None else model)  # evaluation stays eager
+        elif d.main:
+            reporter.log(f"--compile applies on CUDA only; training eagerly on {device.type}.", "warning")
     optimizer = _optimizer(model, recipe, weights.pretrained, device)
     steps = steps_per_epoch(len(data.train), recipe.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(

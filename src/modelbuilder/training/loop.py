@@ -140,7 +140,10 @@ def train_batches(loop: Loop, split: Split, epoch: int, start_step: int) -> Iter
         buffer = split.cache.read(split.records[mine], out=buffer)
         x = loop.train_preset(torch.from_numpy(buffer), batch_generator(loop.seed, epoch, step), loop.channels_last,
                               shard=(loop.dist.rank, loop.dist.world), total=len(chosen))
-        yield step, x, torch.from_numpy(split.targets[mine])
+        y = torch.from_numpy(split.targets[mine])
+        if loop.device.type == "cuda":  # pinned in the prefetch thread, so the copy to the GPU is asynchronous
+            x, y = x.pin_memory(), y.pin_memory()
+        yield step, x, y
 
 
 def eval_batches(loop: Loop, split: Split, limit: int | None = None) -> Iterator[tuple[Any, Any]]:
