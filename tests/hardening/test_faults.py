@@ -10,6 +10,7 @@ import subprocess
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -33,32 +34,69 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+EPOCHS = 20
+
+
+def _kill_moments(rng: random.Random, run_ids: list[str]) -> dict[str, tuple[str, int, float]]:
+    """A seeded moment per run: (what must have happened, epoch, then a random delay in seconds).
+
+    Drawn over the whole life of a run, so that kills land while it prepares, in every epoch of
+    training (between and within steps), and while it evaluates and exports; a delay from the claim
+    alone lands mostly in the export on fast machines, where tiny runs train in a second.
+    """
+    moments = {}
+    for run_id in run_ids:
+        draw = rng.random()
+        if draw < 0.2:
+            moments[run_id] = ("claimed", 0, rng.uniform(0.0, 0.5))
+        elif draw < 0.8:
+            moments[run_id] = ("Running", rng.randint(1, EPOCHS), rng.uniform(0.0, 0.3))
+        else:
+            moments[run_id] = ("Finalizing", 0, rng.uniform(0.0, 1.0))
+    return moments
+
+
+def _reached(run: Any, what: str, epoch: int) -> bool:
+    status, progress = run.status, run.progress
+    if what == "claimed":
+        return True
+    if what == "Running":
+        return status == "Finalizing" or (status == "Running" and progress.get("phase") == "training"
+                                           and progress.get("epoch", 0) >= epoch)
+    return status == "Finalizing"
+
+
 def test_kill_9_at_random_moments_every_run_completes_and_nothing_is_half_written(plane, monkeypatch):
-    """20 runs, each worker killed once at a seeded random moment between its claim and its end."""
+    """20 runs, each worker killed once at a seeded random moment of its life, from claim to export."""
     monkeypatch.setenv("MODELBUILDER_CPU_SLOTS", "4")  # four small runs at a time
     plane.computes.create("default", "small", "Standard_F1s")
     agent = start_agent(plane.store, poll_s=0.2)
-    rng = random.Random(SEED)
     try:
-        runs = [plane.submit(compute="small", epochs=4, seed=i, early_stopping_patience=100) for i in range(TRIALS)]
-        delays = {run.id: rng.uniform(0.0, 6.0) for run in runs}
+        runs = [plane.submit(compute="small", epochs=EPOCHS, seed=i, early_stopping_patience=100)
+                for i in range(TRIALS)]
+        pending = _kill_moments(random.Random(SEED), [run.id for run in runs])
         killed, missed, phases = 0, 0, []
-        pending = dict(delays)
-        claimed_at: dict[str, float] = {}
+        reached_at: dict[str, float] = {}
         deadline = time.monotonic() + 900
         while pending and time.monotonic() < deadline:
             for run_id in list(pending):
                 worker = agent.workers.get(run_id)
+                run = plane.runs.get(run_id)
                 if worker is None or worker.attempt != 1:
-                    run = plane.runs.get(run_id)
                     if run.terminal or run.attempt > 1:
                         missed += 1
                         del pending[run_id]
                     continue
-                claimed_at.setdefault(run_id, time.monotonic())
-                if time.monotonic() - claimed_at[run_id] >= pending[run_id]:
+                what, epoch, delay = pending[run_id]
+                if run_id not in reached_at and _reached(run, what, epoch):
+                    reached_at[run_id] = time.monotonic()
+                if run_id in reached_at and time.monotonic() - reached_at[run_id] >= delay:
                     if worker.poll() is None:
-                        phases.append(plane.runs.get(run_id).progress.get("phase", "starting"))
+                        seen = plane.runs.get(run_id)  # the status, and the last progress the worker wrote
+                        phase = seen.progress.get("phase", "starting")
+                        if phase == "training":
+                            phase += f" epoch {seen.progress.get('epoch')}"
+                        phases.append(f"{seen.status}/{phase}")
                         os.kill(worker.pid, signal.SIGKILL)
                         killed += 1
                     else:
@@ -84,10 +122,12 @@ def test_kill_9_at_random_moments_every_run_completes_and_nothing_is_half_writte
         assert zipfile.ZipFile(store.resolve(run.id, "MLModel.zip")).testzip() is None
         load_checkpoint(store.resolve(run.id, "checkpoints/last.pt"))
     assert killed >= TRIALS // 2, f"only {killed} of {TRIALS} kills landed while a worker ran"
+    in_training = sum("training" in phase for phase in phases)
+    assert in_training >= TRIALS // 5, f"only {in_training} kills landed in training: {phases}"
     record("kill -9 of the worker at a random moment (seeded)", TRIALS,
            f"all {TRIALS} runs Completed; {checked} files match their recorded size and SHA-256",
            kills_landed=killed, runs_ended_before_the_kill=missed,
-           phases_killed=", ".join(f"{p} {phases.count(p)}" for p in sorted(set(phases))))
+           killed_at_status_and_phase=", ".join(f"{p} {phases.count(p)}" for p in sorted(set(phases))))
 
 
 def _recipe(data: Path, **changes: object) -> TrainConfig:
