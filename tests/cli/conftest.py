@@ -14,31 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from modelbuilder.cli import main
-from modelbuilder.cli.console import console, err_console
 from modelbuilder.core.sizes import host_capacity
 from modelbuilder.core.store import Store
-from tests.cli.driver import ANSI, Cli, Result
+from tests.cli.driver import Cli, Result, in_process
 
 
 @pytest.fixture
 def cli(home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
     """cli('workspace', 'list', '--json') -> Result, run through `modelbuilder.cli.main()` in this process."""
-    monkeypatch.setattr(console, "width", 250)  # tables keep whole names on one line
-    monkeypatch.setattr(err_console, "width", 250)
-
-    def invoke(*args: str) -> Result:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["modelbuilder", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        captured = capsys.readouterr()
-        return Result(code, ANSI.sub("", captured.out), ANSI.sub("", captured.err))
-
-    return invoke
+    return in_process(capsys, monkeypatch)
 
 
 @pytest.fixture

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import pytest
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -48,3 +51,25 @@ class Result:
 
 
 Cli = Callable[..., Result]
+
+
+def in_process(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """cli('workspace', 'list', '--json') -> Result, run through `modelbuilder.cli.main()` in this process."""
+    from modelbuilder.cli import main
+    from modelbuilder.cli.console import console, err_console
+
+    monkeypatch.setattr(console, "width", 250)  # tables keep whole names on one line
+    monkeypatch.setattr(err_console, "width", 250)
+
+    def invoke(*args: str) -> Result:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["modelbuilder", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        captured = capsys.readouterr()
+        return Result(code, ANSI.sub("", captured.out), ANSI.sub("", captured.err))
+
+    return invoke

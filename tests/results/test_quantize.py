@@ -4,7 +4,6 @@ export` writes it beside a real run's float model with both accuracies side by s
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from modelbuilder.results.quantize import (
     quantize_int8,
 )
 from modelbuilder.results.runtime import PredictionEngine, center_crop, make_session, read_model_package, to_model_input
-from tests.cli.driver import ANSI, Result
+from tests.cli.driver import Cli, Result, in_process
 from tests.imagery import make_image_folder
 
 RUN_ID = "run-0123456789ab"
@@ -117,25 +116,8 @@ def test_int8_package_loads_in_the_prediction_engine(trained, tmp_path):
 
 # --- the command -----------------------------------------------------------------------------------
 @pytest.fixture
-def cli(home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    from modelbuilder.cli import main
-    from modelbuilder.cli.console import console, err_console
-
-    monkeypatch.setattr(console, "width", 250)
-    monkeypatch.setattr(err_console, "width", 250)
-
-    def invoke(*args: str) -> Result:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["modelbuilder", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        captured = capsys.readouterr()
-        return Result(code, ANSI.sub("", captured.out), ANSI.sub("", captured.err))
-
-    return invoke
+def cli(home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    return in_process(capsys, monkeypatch)
 
 
 @pytest.fixture
