@@ -92,11 +92,10 @@ def test_kill_9_at_random_moments_every_run_completes_and_nothing_is_half_writte
                     reached_at[run_id] = time.monotonic()
                 if run_id in reached_at and time.monotonic() - reached_at[run_id] >= delay:
                     if worker.poll() is None:
-                        seen = plane.runs.get(run_id)  # the status, and the last progress the worker wrote
-                        phase = seen.progress.get("phase", "starting")
+                        phase = run.progress.get("phase", "starting")  # the last progress the worker wrote
                         if phase == "training":
-                            phase += f" epoch {seen.progress.get('epoch')}"
-                        phases.append(f"{seen.status}/{phase}")
+                            phase += f" epoch {run.progress.get('epoch')}"
+                        phases.append(f"{run.status}/{phase}")
                         os.kill(worker.pid, signal.SIGKILL)
                         killed += 1
                     else:
