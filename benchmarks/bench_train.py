@@ -19,7 +19,7 @@ reference's DataLoader workers and a sampled sum over each process tree). torchv
 does not read GIF files, so on hymenoptera the reference trains on one image fewer (the GIF
 placeholder). The last line printed is one JSON object.
 
-    python benchmarks/bench_train.py [--quick] [--data DIR] [--epochs N] [--image-size PX]
+    python benchmarks/bench_train.py [--quick] [--data DIR] [--epochs N] [--image-size PX] [--precision P]
                                      [--architecture resnet50|resnet18|mobilenet_v3_large|tiny]
 """
 
@@ -62,7 +62,8 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
 
     recipe = TrainConfig(data=args.train, validation_data=args.val, architecture=args.architecture,
                          weights=args.weights, image_size=args.image_size, epochs=args.epochs, seed=args.seed,
-                         batch_size=args.batch_size, early_stopping_patience=args.epochs + 1)
+                         batch_size=args.batch_size, precision=args.precision,
+                         early_stopping_patience=args.epochs + 1)
     work = Path(args.workdir)
     clock = Clock()
     started = time.perf_counter()
@@ -189,6 +190,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weights", default="none", choices=("none", "auto"),
                    help="none (default: both from random initialisation) or auto (ImageNet weights where cached)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
+                   help="ours only (default auto: bf16 + channels_last on CUDA and on CPUs with AMX or AVX512-BF16, "
+                   "else float32); the reference is float32")
     p.add_argument("--workers", type=int, help="reference DataLoader workers (default: one per usable core)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="2 epochs at 64 px: under 2 minutes on 2 cores")
@@ -219,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         size = args.image_size or ((64 if args.quick else 224) if data.photos else 32)
         side_args = ["--train", str(data.train), "--val", str(data.val), "--epochs", str(epochs), "--image-size",
                      str(size), "--architecture", args.architecture, "--weights", args.weights, "--batch-size",
-                     str(args.batch_size), "--seed", str(args.seed)]
+                     str(args.batch_size), "--seed", str(args.seed), "--precision", args.precision]
         if args.workers is not None:
             side_args += ["--workers", str(args.workers)]
         env = _common.child_env(work / "home", offline=args.weights == "none")
