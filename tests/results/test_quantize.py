@@ -14,6 +14,7 @@ from modelbuilder.errors import InvalidInput
 from modelbuilder.results.quantize import (
     INT8_MODEL_FILE,
     INT8_ZIP_FILE,
+    calibration_of,
     evaluate_onnx,
     export_int8,
     predict_logits,
@@ -75,6 +76,49 @@ def test_int8_model_keeps_the_contract_and_agrees_with_float(trained, tmp_path):
     assert (float_top1 == int8_top1).mean() >= 0.9
 
 
+def _activation_scales(path: Path) -> dict[str, float]:
+    """The scale of every activation QuantizeLinear (a scalar; weights' per-channel scales are vectors)."""
+    model = onnx.load(str(path))
+    scalars = {i.name: float(onnx.numpy_helper.to_array(i)) for i in model.graph.initializer
+               if not i.dims and i.data_type == onnx.TensorProto.FLOAT}
+    return {n.input[0]: scalars[n.input[1]] for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[1] in scalars}
+
+
+def test_auto_calibration_keeps_the_ranges_that_agree_best_with_float(trained, tmp_path):
+    float_onnx = trained["run_dir"] / "bestModel.onnx"
+    images = to_model_input(trained["crops"])
+    int8 = quantize_int8(float_onnx, tmp_path / "auto.onnx", images)
+
+    chosen, scores = calibration_of(int8)
+    assert set(scores) == {"averaged", "extremes"}
+    rank = {name: (s["top1_agreement"], -s["mean_abs_prob_diff"]) for name, s in scores.items()}
+    assert rank[chosen] == max(rank.values())
+    # the file kept is the one that was scored: its agreement with float on these images is the recorded one
+    float_top1 = predict_logits(float_onnx, images).argmax(1)
+    agreement = (predict_logits(int8, images).argmax(1) == float_top1).mean()
+    assert agreement == pytest.approx(scores[chosen]["top1_agreement"])
+    assert not list(tmp_path.glob(".quantize-*"))  # the losing candidate is not left behind
+
+
+def test_averaged_ranges_are_never_wider_than_the_extremes(trained, tmp_path):
+    float_onnx = trained["run_dir"] / "bestModel.onnx"
+    images = to_model_input(trained["crops"])
+    assert len(images) > 8  # more than one calibration batch, or the two rules coincide
+    averaged = quantize_int8(float_onnx, tmp_path / "averaged.onnx", images, calibration="averaged")
+    extremes = quantize_int8(float_onnx, tmp_path / "extremes.onnx", images, calibration="extremes")
+    assert calibration_of(averaged) == ("averaged", {})
+    assert calibration_of(extremes) == ("extremes", {})
+
+    narrow, wide = _activation_scales(averaged), _activation_scales(extremes)
+    assert narrow.keys() == wide.keys()
+    assert len(narrow) >= 4  # the input and every activation of the net
+    assert all(narrow[t] <= wide[t] * (1 + 1e-6) for t in narrow)
+    assert any(narrow[t] < wide[t] * 0.99 for t in narrow)  # really different ranges, not one rule twice
+    with pytest.raises(InvalidInput, match="auto, averaged or extremes"):
+        quantize_int8(float_onnx, tmp_path / "x.onnx", images, calibration="percentile")
+
+
 def test_evaluate_onnx_matches_the_runs_own_accuracy(trained):
     accuracy = evaluate_onnx(trained["run_dir"] / "bestModel.onnx", to_model_input(trained["crops"]),
                              trained["targets"])
@@ -105,6 +149,8 @@ def test_int8_package_loads_in_the_prediction_engine(trained, tmp_path):
     assert engine.preprocess == package.preprocess
     quantization = engine.metrics["quantization"]
     assert quantization["type"] == "int8"
+    assert quantization["calibration"] == f"minmax, {result.calibration}"
+    assert set(quantization["calibration_scores"]) == {"averaged", "extremes"}
     assert quantization["float_accuracy"] == result.float_accuracy
     assert engine.metrics["accuracy"] == result.int8_accuracy
     assert engine.metrics["float"]["accuracy"] == package.pipeline["metrics"]["accuracy"]
@@ -141,6 +187,10 @@ def test_export_a_run_prints_both_accuracies_and_writes_beside_the_float_model(c
     float_acc, int8_acc = _accuracies(result)
     assert float_acc == pytest.approx(trained["metrics"]["accuracy"], abs=1e-4)  # the same validation images
     assert "as fast" in result.stdout
+    ranges = next(line for line in result.stdout.splitlines() if line.startswith("Activation ranges: "))
+    assert "averaged" in ranges
+    assert "extremes" in ranges
+    assert "Quantizing: calibrating on" in result.stdout  # steps are shown (one line each off a terminal)
     assert (finished_run / INT8_MODEL_FILE).is_file()
     pipeline = read_model_package(finished_run / INT8_ZIP_FILE).pipeline
     assert pipeline["metrics"]["quantization"]["validation_images"] == len(trained["targets"])

@@ -7,8 +7,10 @@ MLModel.zip needs `--validation-data`, a folder with one sub-folder per label.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -135,11 +137,24 @@ def export(
         else:
             raise InvalidInput("An MLModel.zip brings no validation images to calibrate on.",
                                "pass --validation-data FOLDER (one sub-folder per label).")
-        result = export_int8(src.onnx, (output or src.folder).expanduser(), crops, targets, package.labels,
-                             package.preprocess, package.pipeline.get("metrics") or {},
-                             package.pipeline["input"]["name"], package.pipeline["output"]["name"],
-                             calibration_limit=calibration_images)
+        with _steps("Quantizing") as step:
+            result = export_int8(src.onnx, (output or src.folder).expanduser(), crops, targets, package.labels,
+                                 package.preprocess, package.pipeline.get("metrics") or {},
+                                 package.pipeline["input"]["name"], package.pipeline["output"]["name"],
+                                 calibration_limit=calibration_images, on_step=step)
     _print(result, quantize)
+
+
+@contextlib.contextmanager
+def _steps(title: str) -> Iterator[Callable[[str], None]]:
+    """A spinner with the current step on a terminal; one line per step elsewhere (logs, CI)."""
+    from modelbuilder.cli.console import console
+
+    if not console.is_terminal:
+        yield lambda text: console.print(f"{title}: {text} ...", highlight=False)
+        return
+    with console.status(f"{title} ...") as status:
+        yield lambda text: status.update(f"{title}: {text} ...")
 
 
 def _print(result: Any, quantize: Quantization) -> None:
@@ -156,6 +171,11 @@ def _print(result: Any, quantize: Quantization) -> None:
     console.print(f"{quantize} is {result.speedup:.2f}x as fast, accuracy {result.accuracy_delta:+.4f} on "
                   f"{result.images} validation images (calibrated on {result.calibration_images}; {bits}).",
                   highlight=False)
+    if result.calibration_scores:
+        agreement = ", ".join(f"{name} {score['top1_agreement']:.4f}"
+                              for name, score in result.calibration_scores.items())
+        console.print(f"Activation ranges: {result.calibration} (top-1 agreement with float on the calibration "
+                      f"images: {agreement}).", highlight=False)
     console.print(f"Wrote {result.onnx} and {result.package}", highlight=False, soft_wrap=True)
 
 
