@@ -79,3 +79,15 @@ def test_bench_memory(tiny_data: Path):
     assert result["train_images_4x"] == 4 * result["train_images_1x"]
     _positive(result, "peak_rss_mb_1x", "peak_rss_mb_4x", "ratio")
     assert result["ratio"] == pytest.approx(result["peak_rss_mb_4x"] / result["peak_rss_mb_1x"], rel=0.01)
+
+
+def test_bench_step():
+    result, stdout = run_script("bench_step.py", "--quick", "--architecture", "tiny", "--steps", "2")
+    variants = ("fp32_nchw", "fp32_cl", "bf16_cl")
+    assert {f"{v}_img_s" for v in variants} <= set(result)
+    _positive(result, *(f"{v}_img_s" for v in variants), "fp32_cl_ratio", "bf16_cl_ratio")
+    assert result["fp32_cl_ratio"] == pytest.approx(result["fp32_cl_img_s"] / result["fp32_nchw_img_s"], rel=0.01)
+    assert result["compile_s"] is None  # only with --compile
+    assert (result["image_size"], result["batch_size"]) == (32, 8)
+    assert isinstance(result["bf16_native"], bool)
+    assert "bf16_cl" in stdout
