@@ -106,7 +106,7 @@ def _io_names(path: Path) -> tuple[list[str], list[str]]:
 def quantize_int8(onnx_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
                   calibration_images: np.ndarray, *, reduce_range: bool | None = None,
                   quant_format: str = "qdq", per_channel: bool = True, calibration: str = "auto",
-                  on_step: Callable[[str], None] | None = None) -> Path:
+                  float_probs: np.ndarray | None = None, on_step: Callable[[str], None] | None = None) -> Path:
     """Write a static int8 version of `onnx_path` to `out_path`, calibrated on `calibration_images`
     (N x 3 x H x W float32 in [0, 1], already resized and cropped like the model's input).
 
@@ -114,7 +114,8 @@ def quantize_int8(onnx_path: str | os.PathLike[str], out_path: str | os.PathLike
     "extremes" (the min and max over all images), or "auto": both, keeping the one whose answers agree
     best with the float model's on the calibration images (top-1, then the mean probability difference).
     The choice and both scores are written into the model's metadata (`calibration_of` reads them).
-    `on_step` hears what is being done, for a progress display.
+    `float_probs`, the float model's probabilities on the calibration images, saves computing them again
+    when the caller has them. `on_step` hears what is being done, for a progress display.
     """
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if not onnx_path.is_file():
@@ -130,18 +131,17 @@ def quantize_int8(onnx_path: str | os.PathLike[str], out_path: str | os.PathLike
                            "quantize a model exported by modelbuilder.")
     reduce_range = not has_vnni() if reduce_range is None else reduce_range
     candidates = CALIBRATIONS if calibration == "auto" else (calibration,)
+    step = on_step or (lambda _: None)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".quantize-", dir=out_path.parent) as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         written = {name: Path(tmp) / f"int8-{name}.onnx" for name in candidates}
-        _quantize(onnx_path, prepared, written, inputs[0], images, quant_format, per_channel, reduce_range,
-                  on_step or (lambda _: None))
+        _quantize(onnx_path, prepared, written, inputs[0], images, quant_format, per_channel, reduce_range, step)
         scores: dict[str, dict[str, float]] = {}
         chosen = candidates[0]
         if len(written) > 1:
-            if on_step:
-                on_step(f"comparing both with the float model on {len(images)} images")
-            reference = softmax(predict_logits(onnx_path, images))
+            step(f"comparing both with the float model on {len(images)} images")
+            reference = softmax(predict_logits(onnx_path, images)) if float_probs is None else float_probs
             scores = {name: _fidelity(path, images, reference) for name, path in written.items()}
             chosen = max(candidates, key=lambda name: (scores[name]["top1_agreement"],
                                                        -scores[name]["mean_abs_prob_diff"]))
@@ -287,14 +287,18 @@ def export_int8(float_onnx: Path, out_dir: Path, crops: np.ndarray, targets: np.
     reduce_range = not has_vnni()
     out_dir.mkdir(parents=True, exist_ok=True)
     step = on_step or (lambda _: None)
-    int8_path = quantize_int8(float_onnx, out_dir / INT8_MODEL_FILE, images[pick], reduce_range=reduce_range,
-                              on_step=step)
+    targets = np.asarray(targets)
+    if len(targets) != len(images):
+        raise InvalidInput(f"{len(images)} images but {len(targets)} targets.", "pass one target per image.")
     float_session = make_session(float_onnx, providers=["CPUExecutionProvider"])
+    step(f"running the float model on {len(images)} validation images")
+    float_logits = predict_logits(float_session, images)  # its accuracy, and the reference for calibration
+    float_acc = float((float_logits.argmax(1) == targets).mean())
+    int8_path = quantize_int8(float_onnx, out_dir / INT8_MODEL_FILE, images[pick], reduce_range=reduce_range,
+                              float_probs=softmax(float_logits[pick]), on_step=step)
     int8_session = make_session(int8_path, providers=["CPUExecutionProvider"])
     calibration, scores = calibration_of(int8_path)
-    targets = np.asarray(targets)
-    step(f"measuring both models' accuracy on {len(images)} validation images")
-    float_acc = evaluate_onnx(float_session, images, targets)
+    step(f"measuring the int8 model's accuracy on {len(images)} validation images")
     int8_acc = evaluate_onnx(int8_session, images, targets)
     step("timing both models")
     float_s = seconds_per_image(float_session, images, batch_size=min(32, len(images)))
