@@ -101,6 +101,12 @@ def test_auto_calibration_keeps_the_ranges_that_agree_best_with_float(trained, t
     assert not list(tmp_path.glob(".quantize-*"))  # the losing candidate is not left behind
 
 
+def test_one_calibration_batch_is_quantized_once(trained, tmp_path):
+    images = to_model_input(trained["crops"])[:8]  # one batch: its averaged ranges are its extremes
+    int8 = quantize_int8(trained["run_dir"] / "bestModel.onnx", tmp_path / "one.onnx", images)
+    assert calibration_of(int8) == ("extremes", {})
+
+
 def test_averaged_ranges_are_never_wider_than_the_extremes(trained, tmp_path):
     float_onnx = trained["run_dir"] / "bestModel.onnx"
     images = to_model_input(trained["crops"])
