@@ -78,8 +78,8 @@ class TrainConfig:
         names.fraction(self.validation_fraction, "--validation-fraction")
         if self.processes is not None:
             names.positive_int(self.processes, "--processes", maximum=64)
-        if self.time_budget_s is not None:
-            names.duration_seconds(self.time_budget_s)
+        if self.time_budget_s is not None:  # '10m' in a recipe file means what --time-budget 10m means
+            object.__setattr__(self, "time_budget_s", names.duration_seconds(self.time_budget_s))
         if not self.lr > 0:
             raise InvalidInput(f"--lr must be positive, got {self.lr}.", "use a learning rate such as 1e-3.")
 
