@@ -20,18 +20,31 @@ from modelbuilder.results.bundle import copy_results
 DATA_HELP = "A folder with one sub-folder per label, or a .tsv/.csv manifest with ImageSource and Label columns."
 
 
+DATA_PATHS = ("data", "validation_data")
+
+
 def recipe_from_options(**options: Any) -> Any:
-    """Flags > YAML recipe file > defaults, validated by TrainConfig itself."""
+    """Flags > YAML recipe file > defaults, validated by TrainConfig itself.
+
+    Data paths given as flags are relative to the current folder; those written in the recipe file
+    are relative to the file's folder (so a recipe kept next to its data works from anywhere).
+    """
     from modelbuilder.training.recipe import TrainConfig
 
     recipe_file = options.pop("recipe")
     budget = options.pop("time_budget")
-    for key in ("data", "validation_data"):
+    for key in DATA_PATHS:
         if options.get(key) is not None:
             options[key] = str(Path(options[key]).expanduser().resolve())
     if budget is not None:
         options["time_budget_s"] = names.duration_seconds(budget)
-    return TrainConfig.from_sources(recipe_file, **options)
+    config = TrainConfig.from_sources(recipe_file, **options)
+    if recipe_file is None:
+        return config
+    base = recipe_file.expanduser().resolve().parent
+    from_file = {key: str((base / Path(value).expanduser()).resolve())
+                 for key in DATA_PATHS if isinstance(value := getattr(config, key), str) and options.get(key) is None}
+    return config.with_(**from_file)
 
 
 def print_summary(metrics: dict[str, Any], placed: dict[str, Path], stopped: str) -> None:
@@ -95,8 +108,9 @@ def train(
                                                   "compute's size; on CPUs, 1).", show_default=False)] = None,
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model "
                                                  "(CUDA only; off by default).", show_default=False)] = None,
-    recipe: Annotated[Path | None, typer.Option(help="YAML file of recipe settings; flags override it.",
-                                                show_default=False)] = None,
+    recipe: Annotated[Path | None, typer.Option(help="YAML file of recipe settings (any field of the recipe, "
+                                                "e.g. data, epochs, time_budget_s: 10m); flags override it. "
+                                                "Paths in it are relative to the file.", show_default=False)] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Submitting again with this key returns the same "
                                                         "run instead of a new one.", show_default=False)] = None,
     detach: Annotated[bool, typer.Option("--detach", help="Only submit; follow later with 'runs logs "
@@ -106,13 +120,9 @@ def train(
                                                 show_default=False)] = None,
 ) -> None:
     """Train an image classifier and write bestModel.onnx, bestModelMap.json, MLModel.zip and the two projects."""
-    from modelbuilder.errors import InvalidInput
-
     if resume is not None:
         _resume_here(resume, output)
         return
-    if data is None:
-        raise InvalidInput("No training data given.", "pass --data PATH (a folder or a .tsv/.csv manifest).")
     config = recipe_from_options(
         data=data, name=name, epochs=epochs, time_budget=time_budget, image_size=image_size,
         batch_size=batch_size, architecture=architecture, weights=weights, mode=mode,
