@@ -61,3 +61,16 @@ def test_demo_data_writes_the_digits(cli, tmp_path):
     again = cli("demo-data", "digits", str(tmp_path / "digits"))  # idempotent on the same folder
     assert again.code == 0
     cli("demo-data", "faces", str(tmp_path / "x")).user_error("Unknown demo data set")
+
+
+def test_a_folder_always_gives_a_list_in_json_even_with_one_image(cli, model, tmp_path):
+    zip_path, data = model
+    folder = tmp_path / "one"
+    folder.mkdir()
+    image = sorted((data / "cat").iterdir())[0]
+    (folder / image.name).write_bytes(image.read_bytes())
+    rows = json.loads(cli("predict", str(zip_path), str(folder), "--format", "json").stdout)
+    assert isinstance(rows, list)
+    assert [row["image"] for row in rows] == [str(folder / image.name)]
+    single = json.loads(cli("predict", str(zip_path), str(folder / image.name), "--format", "json").stdout)
+    assert single == rows[0]  # an image file (not a folder) gives the object alone

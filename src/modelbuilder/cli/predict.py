@@ -34,8 +34,9 @@ def _images_in(target: Path) -> list[Path]:
 def predict(
     model: Annotated[Path, typer.Argument(help="MLModel.zip (or a folder holding its three files).")],
     images: Annotated[Path, typer.Argument(help="An image, or a folder of images (searched recursively).")],
-    output_format: Annotated[OutputFormat, typer.Option("--format", help="How to print the predictions.")]
-    = OutputFormat.table,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="How to print the predictions. json: a "
+                                                        "list for a folder (even of one image), an object for "
+                                                        "an image file.")] = OutputFormat.table,
     top: Annotated[int, typer.Option(help="Labels to show per image in the table.")] = 3,
 ) -> None:
     """Classify images with a trained model (needs only onnxruntime, numpy and Pillow)."""
@@ -53,8 +54,8 @@ def predict(
             if len(files) == 1:
                 raise
             rows.append({"image": str(path), "prediction": None, "error": exc.reason})
-    if output_format is OutputFormat.json:
-        typer.echo(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
+    if output_format is OutputFormat.json:  # a folder: a list, however many images; an image file: its object
+        typer.echo(json.dumps(rows if images.is_dir() else rows[0], indent=2))
     elif output_format is OutputFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
