@@ -133,13 +133,47 @@ def list_runs(
     if as_json:
         typer.echo(json.dumps([_run_json(run) for run in items], indent=2))
         return
-    table = Table("run", "experiment", "status", "compute", "accuracy", "duration", "cost $", "created")
+    rows = []
     for run in items:
         accuracy = run.best_metrics.get("accuracy", run.best_metrics.get("val_accuracy"))
-        table.add_row(run.id, run.experiment_name, run.status, run.compute_name,
-                      f"{accuracy:.4f}" if accuracy is not None else "-", fmt_seconds(run.compute_seconds),
-                      f"{run.cost:.4f}", run.created_at.strftime("%Y-%m-%d %H:%M"))
+        rows.append([run.id, run.experiment_name, run.status, run.compute_name,
+                     f"{accuracy:.4f}" if accuracy is not None else "-", fmt_seconds(run.compute_seconds),
+                     f"{run.cost:.4f}", run.created_at.strftime("%Y-%m-%d %H:%M")])
+    shown = columns_that_fit(RUN_COLUMNS, rows, console.width)
+    hidden = [name for name in RUN_COLUMNS if name not in shown]
+    table = Table()
+    for name in shown:
+        table.add_column(name, no_wrap=True)  # a cut run id could not be copied into the next command
+    for row in rows:
+        table.add_row(*(cell for name, cell in zip(RUN_COLUMNS, row, strict=True) if name in shown))
     console.print(table)
+    if hidden:
+        console.print(f"Not shown at {console.width} columns: {', '.join(hidden)} (--json has them).", style="dim",
+                      highlight=False, soft_wrap=True)
+
+
+# The columns of `runs list`, and the order in which they give way to a narrow terminal (last first):
+# the run id and the experiment are never cut, they are what the next command needs.
+RUN_COLUMNS = ("run", "experiment", "status", "compute", "accuracy", "duration", "cost $", "created")
+KEEP_ORDER = ("run", "experiment", "status", "accuracy", "compute", "duration", "created", "cost $")
+
+
+def columns_that_fit(names: tuple[str, ...], rows: list[list[str]], width: int) -> list[str]:
+    """The columns (in table order) whose whole cells fit in `width`, the first of KEEP_ORDER first.
+
+    The run id and the experiment always stay, even when they alone are too wide for the terminal.
+    """
+    from rich.cells import cell_len
+
+    needed = {name: max([cell_len(name)] + [cell_len(row[i]) for row in rows]) + 3  # padding and a border
+              for i, name in enumerate(names)}
+    kept, used = set(KEEP_ORDER[:2]), 1 + needed[KEEP_ORDER[0]] + needed[KEEP_ORDER[1]]
+    for name in KEEP_ORDER[2:]:
+        if used + needed[name] > width:
+            break
+        kept.add(name)
+        used += needed[name]
+    return [name for name in names if name in kept]
 
 
 def _run_json(run: Any) -> dict[str, Any]:
