@@ -8,6 +8,7 @@ import torchvision
 
 from modelbuilder.errors import InvalidInput
 from modelbuilder.training.job import run_training
+from modelbuilder.training.loop import Preempted
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
 
@@ -63,3 +64,74 @@ def test_auto_without_pretrained_weights_is_a_full_training(image_folder, tmp_pa
 def test_head_mode_without_weights_is_refused():
     with pytest.raises(InvalidInput, match="--mode head"):
         TrainConfig(data="x", mode="head", weights="none")
+
+
+class StopWhenAsked(MemoryReporter):
+    """Asks the engine to stop (`reason`) the `asked`-th time it checks, wherever that is."""
+
+    def __init__(self, asked: int, reason: str = "cancel") -> None:
+        super().__init__()
+        self.asked, self.reason, self.calls = asked, reason, 0
+
+    def should_stop(self):
+        self.calls += 1
+        return self.reason if self.calls >= self.asked else None
+
+
+def test_cancel_while_features_are_extracted_stops_and_still_exports(image_folder, backbone_file, tmp_path, home):
+    data = image_folder(per_label=10, labels=("cat", "dog", "fox"))
+    reporter = StopWhenAsked(1)
+    result = run_training(_recipe(data, backbone_file, mode="head"), tmp_path / "r", reporter,
+                          cache_root=tmp_path / "c")
+    assert result.stopped == "cancel"
+    assert sum(p.phase == "features" for p in reporter.progresses) == 1  # stopped at the first batch
+    assert result.outputs["zip"].is_file()
+    assert not (tmp_path / "c" / "features").exists() or not list((tmp_path / "c" / "features").iterdir())
+
+
+class StopInHeadEpoch(MemoryReporter):
+    """Cancels after the `epochs`-th head epoch: counts the checks made once the features are ready."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs, self.counting, self.calls = epochs, False, 0
+
+    def log(self, message, level="info"):
+        super().log(message, level)
+        self.counting = self.counting or message.startswith("Computed backbone features of") and "validation" in message
+
+    def should_stop(self):
+        self.calls += self.counting
+        return "cancel" if self.calls >= self.epochs else None
+
+
+def test_cancel_in_the_head_epochs_of_auto_keeps_the_best_head_and_skips_the_fine_tune(image_folder, backbone_file,
+                                                                                      tmp_path, home):
+    data = image_folder(per_label=8)
+    reporter = StopInHeadEpoch(4)
+    result = run_training(_recipe(data, backbone_file, mode="auto"), tmp_path / "r", reporter,
+                          cache_root=tmp_path / "c")
+    assert result.stopped == "cancel"
+    assert len(result.metrics["history"]) == 4  # head epochs, then no more
+    assert not any(p.phase == "training" for p in reporter.progresses)
+    assert result.outputs["zip"].is_file()
+
+
+def test_preemption_in_the_head_phase_asks_for_a_fresh_start(image_folder, backbone_file, tmp_path, home):
+    data = image_folder(per_label=8)
+    with pytest.raises(Preempted) as stopped:
+        run_training(_recipe(data, backbone_file, mode="head"), tmp_path / "r", StopWhenAsked(3, "preempt"),
+                     cache_root=tmp_path / "c")
+    assert stopped.value.checkpoint is None
+    again = run_training(_recipe(data, backbone_file, mode="head"), tmp_path / "r", MemoryReporter(),
+                         cache_root=tmp_path / "c")
+    assert again.stopped == "completed"
+
+
+def test_the_time_budget_stops_the_head_phase(image_folder, backbone_file, tmp_path, home):
+    data = image_folder(per_label=8)
+    clock = iter(range(0, 10**6, 5))  # every reading of the clock is 5 s later
+    result = run_training(_recipe(data, backbone_file, mode="head", time_budget_s=20), tmp_path / "r",
+                          MemoryReporter(), cache_root=tmp_path / "c", clock=lambda: float(next(clock)))
+    assert result.stopped == "time_budget"
+    assert result.outputs["zip"].is_file()

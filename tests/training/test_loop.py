@@ -9,9 +9,18 @@ import pytest
 import torch
 
 from modelbuilder.training.checkpoint import load_checkpoint
-from modelbuilder.training.job import run_training
-from modelbuilder.training.loop import Preempted, steps_per_epoch, warmup_cosine
-from modelbuilder.training.recipe import TrainConfig
+from modelbuilder.training.distributed import Dist
+from modelbuilder.training.job import build_loop, prepare_data, run_training
+from modelbuilder.training.loop import (
+    Budget,
+    Preempted,
+    Split,
+    recalibrate_batchnorm,
+    sample,
+    steps_per_epoch,
+    warmup_cosine,
+)
+from modelbuilder.training.recipe import DEFAULT_EPOCHS, TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
 
 
@@ -64,11 +73,76 @@ def test_cancel_stops_within_a_step_and_keeps_the_best(data, tmp_path, home):
     assert result.outputs["console_app"].is_dir()
 
 
-def test_time_budget_stops_cleanly_and_exports(data, tmp_path, home):
-    result = run_training(_recipe(data, epochs=50, time_budget_s=0.5), tmp_path / "run", MemoryReporter())
+class TickingClock:
+    """A clock that moves `tick` seconds each time it is read: time passes with the work, not the machine."""
+
+    def __init__(self, tick: float = 1.0) -> None:
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_time_budget_with_epochs_stops_cleanly_at_the_budget_and_exports(data, tmp_path, home):
+    reporter = MemoryReporter()
+    recipe = _recipe(data, epochs=50, time_budget_s=120, early_stopping_patience=100)
+    result = run_training(recipe, tmp_path / "run", reporter, clock=TickingClock())
     assert result.stopped == "time_budget"
-    assert len(result.metrics["history"]) < 50
+    assert 1 <= len(result.metrics["history"]) < 50
     assert result.outputs["onnx"].is_file()
+    assert any("of the 50 epochs fit in the time budget" in m for m in reporter.messages())
+
+
+def test_time_budget_without_epochs_plans_a_schedule_that_runs_to_its_end(data, tmp_path, home):
+    reporter = MemoryReporter()
+    recipe = _recipe(data, epochs=None, time_budget_s=150, early_stopping_patience=100)
+    result = run_training(recipe, tmp_path / "run", reporter, clock=TickingClock())
+    planned = json.loads((tmp_path / "run" / "recipe.json").read_text())["epochs"]
+    history = result.metrics["history"]
+    assert result.stopped == "completed"
+    assert len(history) == planned > 1
+    assert history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # the learning rate decayed to its end
+    assert any(m.startswith("Time budget:") and f"so {planned} epoch(s) fit" in m for m in reporter.messages())
+
+
+def test_planning_leaves_the_training_as_it_would_have_been(data, tmp_path, home):
+    """The probe steps are restored: a planned run trains exactly as a run given the same epochs."""
+    planned = run_training(_recipe(data, epochs=None, time_budget_s=150), tmp_path / "p", MemoryReporter(),
+                           clock=TickingClock())
+    epochs = len(planned.metrics["history"])
+    plain = run_training(_recipe(data, epochs=epochs), tmp_path / "e", MemoryReporter())
+    assert _curve(planned) == _curve(plain)
+
+
+def test_without_a_budget_or_epochs_the_default_epochs_are_used(data, tmp_path, home):
+    result = run_training(_recipe(data, epochs=None, early_stopping_patience=100, image_size=16), tmp_path / "d",
+                          MemoryReporter())
+    assert len(result.metrics["history"]) == DEFAULT_EPOCHS
+    assert json.loads((tmp_path / "d" / "recipe.json").read_text())["epochs"] == DEFAULT_EPOCHS
+
+
+def test_batchnorm_statistics_come_from_a_sample_across_labels_whatever_the_stored_order(data, tmp_path, home):
+    """The training split is stored sorted by label; re-estimation must not see only the first labels."""
+    recipe = _recipe(data, epochs=1)
+    reporter = MemoryReporter()
+    prepared = prepare_data(recipe, tmp_path / "cache", reporter)
+    loop, _ = build_loop(recipe, prepared, reporter, Dist(), offline=True, budget=Budget())
+    train = prepared.train
+    drawn = sample(train, 12, seed=1)
+    assert len(drawn) == 12
+    assert len(set(drawn.targets.tolist())) == 3  # every label, though the first 12 stored are two labels only
+    assert len(set(train.targets[:12].tolist())) < 3
+    shuffled_order = np.random.default_rng(5).permutation(len(train))
+    shuffled = Split(train.cache, train.records[shuffled_order], train.targets[shuffled_order])
+    np.testing.assert_array_equal(sample(shuffled, 12, seed=1).records, drawn.records)
+
+    def statistics(split):
+        recalibrate_batchnorm(loop, split, images=12)
+        return [m.running_mean.clone() for m in loop.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+    for a, b in zip(statistics(train), statistics(shuffled), strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_early_stopping_and_the_best_epoch_is_what_is_exported(data, tmp_path, home):

@@ -22,6 +22,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from modelbuilder.backends._pause import PausePoint
 from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
 from modelbuilder.core.artifacts import ArtifactStore
@@ -50,7 +51,8 @@ class StoreReporter:
     """The engine's Reporter for a run in the store: statuses, progress, metrics, logs, checkpoints.
 
     Progress and log lines are buffered and flushed at most once a second, so a fast loop does not
-    turn into a write per step; statuses, metrics and checkpoints are written at once.
+    turn into a write per step; statuses, metrics and checkpoints are written at once. Its status and
+    progress calls are also where a test's pause point holds the worker (`_pause.py`; tests only).
     """
 
     def __init__(self, runs: RunService, leases: LeaseService, run: e.Run, owner: str, run_dir: Path) -> None:
@@ -64,6 +66,7 @@ class StoreReporter:
         self._last_flush = 0.0
         self._beat = threading.Event()
         self._thread = threading.Thread(target=self._heartbeat, daemon=True)
+        self._pause = PausePoint.for_run(run.id, run.attempt)  # None outside tests
 
     # --- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -75,19 +78,31 @@ class StoreReporter:
         self.flush()
 
     def _heartbeat(self) -> None:
-        while not self._beat.wait(HEARTBEAT_S):
-            try:
-                run = self.leases.renew_lease(self.run_id, self.attempt, self.owner, LEASE_S)
-            except StaleAttempt:
-                self.fenced = True
-                return
-            except ModelBuilderError:
-                continue  # the store is briefly unavailable: try again at the next beat
-            if run.cancel_requested:
-                self.stop_requested = "cancel"
-            elif run.preempt_requested and self.stop_requested is None:
-                self.stop_requested = "preempt"
-            self.flush()
+        while not self._beat.wait(HEARTBEAT_S) and not self.fenced:
+            self._renew()
+
+    def _renew(self) -> None:
+        """Extend the lease, and take in a cancel or a preemption asked for since the last renewal."""
+        try:
+            run = self.leases.renew_lease(self.run_id, self.attempt, self.owner, LEASE_S)
+        except StaleAttempt:
+            self.fenced = True
+            return
+        except ModelBuilderError:
+            return  # the store is briefly unavailable: try again at the next beat
+        if run.cancel_requested:
+            self.stop_requested = "cancel"
+        elif run.preempt_requested and self.stop_requested is None:
+            self.stop_requested = "preempt"
+        self.flush()
+
+    def _hold(self, **where: Any) -> None:
+        """A test's pause point: store what was reported so far, wait for the release, then renew at
+        once, so a stop the test asked for while the worker was held is seen at the next step."""
+        assert self._pause is not None
+        self.flush()
+        self._pause.hold(**where)
+        self._renew()
 
     def _guard(self) -> None:
         if self.fenced:
@@ -127,6 +142,8 @@ class StoreReporter:
         if status in (e.RUNNING, e.FINALIZING) and self.runs.get(self.run_id).status not in (status, e.FINALIZING):
             self._write(self.runs.transition, self.run_id, status, reason, self.attempt)
         self.log(f"{status}: {reason}")
+        if self._pause is not None and self._pause.at_status(status):
+            self._hold(status=status)
 
     def log(self, message: str, level: str = "info") -> None:
         print(f"[{level}] {message}", flush=True)  # also in the worker's own log file
@@ -139,6 +156,8 @@ class StoreReporter:
             due = time.monotonic() - self._last_flush >= FLUSH_S
         if due:
             self.flush()
+        if self._pause is not None and self._pause.at_progress(progress.phase, progress.epoch, progress.step):
+            self._hold(phase=progress.phase, epoch=progress.epoch, step=progress.step)
         if progress.phase == "preparing" and self.stop_requested == "cancel":
             raise CanceledBeforeTraining("canceled while preparing the data")
         self._guard()
@@ -184,7 +203,6 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
     reporter = StoreReporter(runs, leases, run, owner, run_dir)
     _install_signal_handlers(reporter)
     reporter.start()
-    started = time.monotonic()
     code = 0
     keep_lease = False
     try:
@@ -204,9 +222,13 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
                             f"(best epoch {result.best_epoch}; {result.stopped.replace('_', ' ')})", attempt)
     except Preempted as stop:
         reporter.flush()
-        runs.set_resume_point(run_id, attempt, stop.checkpoint.relative_to(run_dir).as_posix(), stop.epoch, stop.step)
+        where = "no checkpoint yet: the next attempt starts over"
+        if stop.checkpoint is not None:
+            runs.set_resume_point(run_id, attempt, stop.checkpoint.relative_to(run_dir).as_posix(), stop.epoch,
+                                  stop.step)
+            where = f"checkpoint at epoch {stop.epoch + 1}, step {stop.step}"
         why = runs.get(run_id).preempt_reason or "preempted (SIGTERM)"
-        leases.preempted(run_id, attempt, f"{why}; checkpoint at epoch {stop.epoch + 1}, step {stop.step}")
+        leases.preempted(run_id, attempt, f"{why}; {where}")
         code = EXIT_PREEMPTED
     except (LeaseLost, StaleAttempt) as lost:
         print(f"stopping: {lost}", file=sys.stderr)
@@ -232,8 +254,8 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
     finally:
         reporter.close()
         try:
-            runs.add_compute_seconds(run_id, attempt, time.monotonic() - started)
-            if not keep_lease:
+            if not keep_lease:  # a restarted Ray worker group goes on with this attempt: charged at its end
+                runs.charge_attempt(run_id, attempt)
                 leases.release_lease(run_id, attempt, owner)
         except ModelBuilderError:
             pass  # fenced or the store is gone: the reaper settles the lease

@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from modelbuilder.training.loop import Loop, Split, eval_batches
+from modelbuilder.training.loop import Loop, Split, eval_batches, stop_reason
 from modelbuilder.training.reporter import Progress
 
 
@@ -34,8 +35,9 @@ def _features_key(split: Split, architecture: str, weights: str, image_size: int
 
 @torch.no_grad()
 def extract_features(loop: Loop, split: Split, cache_root: Path, architecture: str, weights: str,
-                     image_size: int, what: str) -> np.ndarray:
-    """The head's inputs for every image of `split` (eval transform), from the cache when there."""
+                     image_size: int, what: str) -> np.ndarray | str:
+    """The head's inputs for every image of `split` (eval transform), from the cache when there; or why
+    it stopped before the end (a cancel, a preemption, the time budget: see `loop.stop_reason`)."""
     path = cache_root / "features" / f"{_features_key(split, architecture, weights, image_size)}.npy"
     if path.is_file():
         return np.load(path)
@@ -51,6 +53,9 @@ def extract_features(loop: Loop, split: Split, cache_root: Path, architecture: s
             rate = done / max(time.perf_counter() - started, 1e-9)
             loop.reporter.progress(Progress("features", 0, 0, done, len(split), images_per_s=rate,
                                             eta_s=(len(split) - done) / rate))
+            stop = stop_reason(loop)
+            if stop:
+                return stop
     finally:
         hook.remove()
     features = torch.cat(captured).numpy()
@@ -65,8 +70,12 @@ def extract_features(loop: Loop, split: Split, cache_root: Path, architecture: s
 
 def train_head(head: nn.Linear, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
                epochs: int, lr: float, weight_decay: float, label_smoothing: float, seed: int,
-               batch_size: int = 256) -> list[dict[str, float]]:
-    """Full-batch-ish AdamW on the cached features; keeps the epoch with the best validation accuracy."""
+               should_stop: Callable[[], str | None] = lambda: None,
+               batch_size: int = 256) -> tuple[list[dict[str, float]], str | None]:
+    """Full-batch-ish AdamW on the cached features; keeps the epoch with the best validation accuracy.
+
+    Returns the history and why it stopped early (`should_stop`, asked after every epoch), or None.
+    """
     g = torch.Generator().manual_seed(seed)
     xs, ys = torch.from_numpy(train_x), torch.from_numpy(train_y)
     vx, vy = torch.from_numpy(val_x), torch.from_numpy(val_y)
@@ -75,7 +84,7 @@ def train_head(head: nn.Linear, train_x: np.ndarray, train_y: np.ndarray, val_x:
     steps = epochs * max(1, -(-len(xs) // batch_size))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    history, best = [], (-1.0, float("inf"), None)
+    history, best, stopped = [], (-1.0, float("inf"), None), None
     for epoch in range(1, epochs + 1):
         order = torch.randperm(len(xs), generator=g)
         seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()
@@ -99,6 +108,9 @@ def train_head(head: nn.Linear, train_x: np.ndarray, train_y: np.ndarray, val_x:
                         "lr": optimizer.param_groups[0]["lr"], "partial": 0.0})
         if val_acc > best[0] or (val_acc == best[0] and val_loss < best[1]):
             best = (val_acc, val_loss, {k: v.clone() for k, v in head.state_dict().items()})
+        stopped = should_stop()
+        if stopped:
+            break
     assert best[2] is not None
     head.load_state_dict(best[2])
-    return history
+    return history, stopped

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from modelbuilder.errors import DataError, InvalidInput
 from modelbuilder.results.codegen import generate_projects
 from modelbuilder.results.pipeline import write_label_map, write_model_package
 from modelbuilder.results.runtime import MAP_FILE, MODEL_FILE, Preprocess
+from modelbuilder.training import budget as budget_mod
 from modelbuilder.training import data as data_mod
 from modelbuilder.training.cache import build_decoded_cache
 from modelbuilder.training.checkpoint import TrainState, atomic_save, load_checkpoint
@@ -29,18 +32,21 @@ from modelbuilder.training.evaluate import classification_metrics, plot_confusio
 from modelbuilder.training.export import INPUT_NAME, OUTPUT_NAME, export_onnx, verify_onnx
 from modelbuilder.training.head import extract_features, train_head
 from modelbuilder.training.loop import (
+    Budget,
     FitResult,
     Loop,
+    Preempted,
     Split,
     evaluate,
     fit,
     resume_state,
     steps_per_epoch,
+    stop_reason,
     warmup_cosine,
 )
 from modelbuilder.training.model import IMAGENET_MEAN, IMAGENET_STD, WeightsInfo, build_model, head_prefix
 from modelbuilder.training.presets import ClassificationPresetEval, ClassificationPresetTrain
-from modelbuilder.training.recipe import TrainConfig
+from modelbuilder.training.recipe import DEFAULT_EPOCHS, TrainConfig
 from modelbuilder.training.reporter import Progress, Reporter
 
 ZIP_FILE = "MLModel.zip"
@@ -169,12 +175,14 @@ def _optimizer(model: torch.nn.Module, recipe: TrainConfig, pretrained: bool, de
 
 def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter: Reporter, *,
                  resume: str | os.PathLike[str] | None = None, cache_root: Path | None = None,
-                 offline: bool = False) -> TrainResult:
+                 offline: bool = False, clock: Callable[[], float] = time.monotonic) -> TrainResult:
     """Train per `recipe` into `run_dir`, reporting to `reporter`.
 
     Launched data-parallel (torchrun, Ray Train), every rank calls this with the same arguments (and
     its own reporter); rank 0 reports, checkpoints and exports, and only its result has outputs.
+    A time budget counts from here (`clock`), decoding and the export included.
     """
+    started = clock()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     d = from_environment()
@@ -195,29 +203,41 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
     if checkpoint is not None and checkpoint["labels"] != data.labels:
         raise DataError("The data's labels differ from the checkpoint's.", "resume with the same data.")
     if d.main:
-        recipe.save(run_dir / "recipe.json")
         (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=2))
         for skip in data.report.skipped:
             reporter.log(f"Skipped {skip.path}: {skip.reason}", "warning")
 
-    loop, weights = build_loop(recipe, data, reporter, d, offline or settings.offline)
-    state = resume_state(checkpoint, loop) if checkpoint is not None else TrainState()
-    where = f"resumed at epoch {state.epoch + 1}, step {state.step}" if checkpoint is not None else "from the start"
-    reporter.log(f"Training {recipe.architecture} ({weights.detail}) on {loop.device.type}"
-                 f"{f' x {d.world} processes' if d.enabled else ''}, {'bf16' if loop.amp_dtype else 'float32'}"
-                 f"{', channels_last' if loop.channels_last else ''}, {len(data.train)} training / {len(data.val)} "
-                 f"validation images at {data.image_size} px, {recipe.epochs} epochs of "
-                 f"{steps_per_epoch(len(data.train), recipe.batch_size)} steps, {where}.")
+    worked_s = checkpoint["state"]["elapsed_s"] if checkpoint is not None else 0.0  # by earlier attempts
+    stop_at = None  # until plan_time measures the export, reserve its fixed part
+    if recipe.time_budget_s is not None:
+        stop_at = started + recipe.time_budget_s - worked_s - budget_mod.EXPORT_FIXED_S
+    loop, weights = build_loop(recipe, data, reporter, d, offline or settings.offline, Budget(clock, stop_at))
+    where = "from the start"
+    if checkpoint is not None:
+        where = f"resumed at epoch {checkpoint['state']['epoch'] + 1}, step {checkpoint['state']['step']}"
     reporter.status("Running", f"training {where}")
     phases = training_phases(recipe.mode, weights)
     head_history: list[dict[str, float]] = []
+    stopped = None
     if "head" in phases and checkpoint is None:
-        head_history = head_phase(loop, data, recipe, weights, cache_root or settings.decoded_cache, d)
-    if "full" in phases:
+        head_history, stopped = head_phase(loop, data, recipe, weights, cache_root or settings.decoded_cache, d)
+        if stopped == "preempt":
+            raise Preempted(None, 0, 0)  # a new attempt starts over; the features it computed stay cached
+    if "full" in phases and not stopped:
+        recipe, loop = plan_time(recipe, loop, data, worked_s, started, d)
+    state = resume_state(checkpoint, loop) if checkpoint is not None else TrainState()
+    if d.main:
+        recipe.save(run_dir / "recipe.json")
+    reporter.log(f"Training {recipe.architecture} ({weights.detail}) on {loop.device.type}"
+                 f"{f' x {d.world} processes' if d.enabled else ''}, {'bf16' if loop.amp_dtype else 'float32'}"
+                 f"{', channels_last' if loop.channels_last else ''}, {len(data.train)} training / {len(data.val)} "
+                 f"validation images at {data.image_size} px, {loop.epochs} epochs of "
+                 f"{steps_per_epoch(len(data.train), recipe.batch_size)} steps, {where}.")
+    if "full" in phases and not stopped:
         result = fit(loop, data.train, data.val, state, run_dir, recipe.to_dict(), data.labels,
                      recipe.bn_recalibration_images, recipe.early_stopping_patience)
     else:
-        result = _head_only_result(loop, run_dir, head_history)
+        result = _head_only_result(loop, run_dir, head_history, stopped or "completed")
     if not d.main:
         return TrainResult(run_dir, name, data.labels, {}, result.stopped, 0)
     reporter.status("Finalizing", f"training stopped ({result.stopped}); evaluating the best epoch and exporting")
@@ -242,37 +262,89 @@ def training_phases(mode: str, weights: WeightsInfo) -> tuple[str, ...]:
 
 
 def head_phase(loop: Loop, data: PreparedData, recipe: TrainConfig, weights: WeightsInfo, cache_root: Path,
-               d: Dist) -> list[dict[str, float]]:
-    """Train the new head on cached backbone features (rank 0), then give every rank its weights."""
+               d: Dist) -> tuple[list[dict[str, float]], str | None]:
+    """Train the new head on cached backbone features (rank 0), then give every rank its weights.
+
+    Returns the head's history and why the phase stopped early (a cancel, a preemption, the time
+    budget), or None: it stops like the full phase does, keeping the best head so far.
+    """
     history: list[dict[str, float]] = []
+    stopped: str | None = None
     if d.main:
         args = (cache_root, recipe.architecture, weights.detail, data.image_size)
-        train_x = extract_features(loop, data.train, *args, what="training")
-        val_x = extract_features(loop, data.val, *args, what="validation")
-        history = train_head(loop.model.head, train_x, data.train.targets, val_x, data.val.targets,
-                             recipe.head_epochs, recipe.head_lr, recipe.weight_decay, recipe.label_smoothing,
-                             recipe.seed)
-        loop.model.head.to(loop.device)
-        best = max(history, key=lambda h: (h["val_accuracy"], -h["val_loss"]))
-        loop.reporter.log(f"Head trained on frozen features: validation accuracy {best['val_accuracy']:.4f} "
-                          f"after {recipe.head_epochs} epochs.")
-    head_state = d.share({k: v.cpu() for k, v in loop.model.head.state_dict().items()})
+        features = []
+        for split, what in ((data.train, "training"), (data.val, "validation")):
+            found = extract_features(loop, split, *args, what=what)
+            if isinstance(found, str):
+                stopped = found
+                break
+            features.append(found)
+        if not stopped:
+            history, stopped = train_head(loop.model.head, features[0], data.train.targets, features[1],
+                                          data.val.targets, recipe.head_epochs, recipe.head_lr, recipe.weight_decay,
+                                          recipe.label_smoothing, recipe.seed, should_stop=lambda: stop_reason(loop))
+            loop.model.head.to(loop.device)
+            best = max(history, key=lambda h: (h["val_accuracy"], -h["val_loss"]))
+            loop.reporter.log(f"Head trained on frozen features: validation accuracy {best['val_accuracy']:.4f} "
+                              f"after {len(history)} of {recipe.head_epochs} epochs"
+                              f"{f' (stopped: {stopped})' if stopped else ''}.")
+    head_state, stopped = d.share(({k: v.cpu() for k, v in loop.model.head.state_dict().items()}, stopped))
     loop.model.head.load_state_dict(head_state)
-    return history
+    return history, stopped
 
 
-def _head_only_result(loop: Loop, run_dir: Path, history: list[dict[str, float]]) -> FitResult:
-    best = max(range(len(history)), key=lambda i: (history[i]["val_accuracy"], -history[i]["val_loss"]))
+def _head_only_result(loop: Loop, run_dir: Path, history: list[dict[str, float]], stopped: str) -> FitResult:
+    """The head phase's result as the full phase would give it: its best epoch's weights (the model as it
+    stands when the phase stopped before its first epoch)."""
     best_path = run_dir / "checkpoints" / "best.pt"
+    if not history:
+        atomic_save({"model": loop.model.state_dict(), "epoch": 0, "metrics": {}}, best_path)
+        return FitResult(TrainState(), stopped, best_path)
+    best = max(range(len(history)), key=lambda i: (history[i]["val_accuracy"], -history[i]["val_loss"]))
     atomic_save({"model": loop.model.state_dict(), "epoch": best + 1, "metrics": history[best]}, best_path)
     state = TrainState(epoch=len(history), best_accuracy=history[best]["val_accuracy"],
                        best_loss=history[best]["val_loss"], best_epoch=best + 1, history=history)
-    return FitResult(state, "completed", best_path)
+    return FitResult(state, stopped, best_path)
+
+
+def plan_time(recipe: TrainConfig, loop: Loop, data: PreparedData, worked_s: float, started: float,
+              d: Dist) -> tuple[TrainConfig, Loop]:
+    """Settle the epochs and the deadline: without a time budget, the recipe's epochs (or the default);
+    with one, measure what an epoch and the export cost here, plan the epochs to fit when none were
+    given, and stop training in time for the export."""
+    if recipe.time_budget_s is None:
+        epochs = recipe.epochs or DEFAULT_EPOCHS
+        return recipe.with_(epochs=epochs), replace(loop, epochs=epochs, scheduler=schedule(loop.optimizer, recipe,
+                                                                                            len(data.train), epochs))
+    clock = loop.budget.clock
+    costs = d.share(budget_mod.measure(loop, data.train, data.val))
+    seconds = recipe.time_budget_s - (clock() - started) - worked_s
+    steps = steps_per_epoch(len(data.train), recipe.batch_size)
+    eval_images = len(data.val) + min(recipe.bn_recalibration_images, len(data.train))
+    fits = budget_mod.epochs_that_fit(costs, seconds, steps, eval_images)
+    if recipe.epochs is None:
+        loop.reporter.log(budget_mod.describe(costs, fits, seconds, steps, eval_images))
+    elif recipe.epochs > fits and d.main:
+        loop.reporter.log(f"About {fits} of the {recipe.epochs} epochs fit in the time budget here; training stops "
+                          "at the budget with its schedule unfinished. Leave out --epochs to plan the schedule to "
+                          "the budget instead.", "warning")
+    epochs = recipe.epochs or fits
+    stop_at = clock() + seconds - costs.export_s()
+    return recipe.with_(epochs=epochs), replace(loop, epochs=epochs, budget=Budget(clock, stop_at),
+                                                scheduler=schedule(loop.optimizer, recipe, len(data.train), epochs))
+
+
+def schedule(optimizer: torch.optim.Optimizer, recipe: TrainConfig, train_images: int, epochs: int) -> Any:
+    """Warm-up, then cosine decay to zero at the end of the last epoch."""
+    steps = steps_per_epoch(train_images, recipe.batch_size)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(epochs * steps, max(1, round(recipe.warmup_epochs * steps))))
 
 
 def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: Dist,
-               offline: bool) -> tuple[Loop, WeightsInfo]:
-    """Device, precision, model (wrapped for data-parallel), optimizer and schedule for `recipe`."""
+               offline: bool, budget: Budget) -> tuple[Loop, WeightsInfo]:
+    """Device, precision, model (wrapped for data-parallel), optimizer and a provisional schedule for `recipe`
+    (`plan_time` settles the epochs)."""
     device = choose_device(recipe.device)
     if device.type == "cuda" and d.enabled:
         device = torch.device("cuda", d.local_rank)
@@ -292,13 +364,12 @@ def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: D
         elif d.main:
             reporter.log(f"--compile applies on CUDA only; training eagerly on {device.type}.", "warning")
     optimizer = _optimizer(model, recipe, weights.pretrained, device)
-    steps = steps_per_epoch(len(data.train), recipe.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(recipe.epochs * steps, max(1, round(recipe.warmup_epochs * steps))))
+    epochs = recipe.epochs or DEFAULT_EPOCHS
     augment = ClassificationPresetTrain(data.image_size, recipe.crop_scale_min, recipe.hflip)
-    loop = Loop(model, optimizer, scheduler, torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
-                device, amp, channels_last, augment, ClassificationPresetEval(data.image_size), recipe.batch_size,
-                recipe.seed, recipe.epochs, reporter, recipe.time_budget_s, d, trained)
+    loop = Loop(model, optimizer, schedule(optimizer, recipe, len(data.train), epochs),
+                torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing), device, amp, channels_last,
+                augment, ClassificationPresetEval(data.image_size), recipe.batch_size, recipe.seed, epochs, reporter,
+                budget, d, trained)
     return loop, weights
 
 
@@ -307,7 +378,7 @@ def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path,
     """Best weights -> metrics and plots -> verified ONNX -> MLModel.zip -> generated projects."""
     best = torch.load(result.best_weights, map_location="cpu", weights_only=False)
     loop.model.load_state_dict(best["model"])
-    reporter.progress(Progress("exporting", result.state.epoch, recipe.epochs, 0, 0))
+    reporter.progress(Progress("exporting", result.state.epoch, loop.epochs, 0, 0))
     _, _, probs = evaluate(loop, data.val)
     metrics = classification_metrics(probs, data.val.targets, data.labels)
     history = result.state.history

@@ -11,7 +11,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from torch import nn
 
 from modelbuilder.training.cache import DecodedCache
 from modelbuilder.training.checkpoint import TrainState, atomic_save, restore_rng, save_checkpoint
-from modelbuilder.training.distributed import BUDGET, CONTINUE, STOP_CODES, STOP_NAMES, Dist
+from modelbuilder.training.distributed import CONTINUE, STOP_CODES, STOP_NAMES, Dist
 from modelbuilder.training.presets import (
     ClassificationPresetEval,
     ClassificationPresetTrain,
@@ -34,10 +34,11 @@ from modelbuilder.training.reporter import Progress, Reporter
 
 
 class Preempted(Exception):
-    """Training stopped for a preemption after writing a checkpoint at the current step."""
+    """Training stopped for a preemption after writing a checkpoint at the current step (None: before
+    anything worth a checkpoint, such as in the head phase, so the next attempt starts over)."""
 
-    def __init__(self, checkpoint: Path, epoch: int, step: int) -> None:
-        super().__init__(f"preempted at epoch {epoch + 1}, step {step}; checkpoint {checkpoint}")
+    def __init__(self, checkpoint: Path | None, epoch: int, step: int) -> None:
+        super().__init__(f"preempted at epoch {epoch + 1}, step {step}; checkpoint {checkpoint or 'none'}")
         self.checkpoint, self.epoch, self.step = checkpoint, epoch, step
 
 
@@ -51,6 +52,20 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A clock and the moment on it by which training must stop (None: no time budget).
+
+    Every reading of time for the budget goes through `clock`, so a test can hand the loop its own.
+    """
+
+    clock: Callable[[], float] = time.monotonic
+    stop_at: float | None = None
+
+    def over(self) -> bool:
+        return self.stop_at is not None and self.clock() >= self.stop_at
 
 
 @dataclass(frozen=True)
@@ -70,7 +85,7 @@ class Loop:
     seed: int
     epochs: int
     reporter: Reporter
-    deadline_s: float | None  # training seconds allowed over all attempts
+    budget: Budget = field(default_factory=Budget)
     dist: Dist = field(default_factory=Dist)
     train_model: nn.Module | None = None  # the DistributedDataParallel wrapper when data-parallel
 
@@ -154,7 +169,17 @@ def eval_batches(loop: Loop, split: Split, limit: int | None = None) -> Iterator
         yield x, torch.from_numpy(split.targets[start : start + len(records)])
 
 
-def train_one_epoch(loop: Loop, split: Split, state: TrainState, started: float) -> str | None:
+def sample(split: Split, images: int, seed: int) -> Split:
+    """A seeded random sample of `images` of `split`, the same whatever order the split is stored in.
+
+    Splits are stored sorted by label: the first images would all come from the first labels.
+    """
+    canonical = np.argsort(split.records, kind="stable")
+    chosen = canonical[np.sort(np.random.default_rng([seed, 0x42A]).permutation(len(split))[:images])]
+    return Split(split.cache, split.records[chosen], split.targets[chosen])
+
+
+def train_one_epoch(loop: Loop, split: Split, state: TrainState) -> str | None:
     """Train one epoch from `state.step`; returns why it stopped early, or None.
 
     Every rank keeps running sums of its own share; rank 0 reports, and decides (for all ranks, one
@@ -185,15 +210,17 @@ def train_one_epoch(loop: Loop, split: Split, state: TrainState, started: float)
             loop.reporter.progress(Progress("training", epoch + 1, loop.epochs, step + 1, steps,
                                             sums["loss"] / sums["images"], sums["correct"] / sums["images"],
                                             rate, left))
-            stop = loop.reporter.should_stop()
-            if stop:
-                code = STOP_NAMES[stop]
-            elif loop.deadline_s is not None and state.elapsed_s + time.monotonic() - started >= loop.deadline_s:
-                code = BUDGET
+            stop = stop_reason(loop)
+            code = STOP_NAMES[stop] if stop else CONTINUE
         code = loop.dist.decide(code)
         if code != CONTINUE:
             return STOP_CODES[code]
     return None
+
+
+def stop_reason(loop: Loop) -> str | None:
+    """Why training must stop now: "cancel" or "preempt" (asked through the reporter), "time_budget", or None."""
+    return loop.reporter.should_stop() or ("time_budget" if loop.budget.over() else None)
 
 
 def _epoch_sums(loop: Loop, state: TrainState) -> dict[str, float]:
@@ -206,7 +233,8 @@ def _epoch_sums(loop: Loop, state: TrainState) -> dict[str, float]:
 
 @torch.no_grad()
 def recalibrate_batchnorm(loop: Loop, split: Split, images: int) -> None:
-    """Re-estimate BatchNorm statistics with the current weights (cumulative average, not EMA).
+    """Re-estimate BatchNorm statistics with the current weights (cumulative average, not EMA), on a
+    seeded sample of `images` training images drawn across the whole split.
 
     With few steps per epoch the running statistics lag far behind weights that still move fast, and
     evaluation then looks much worse than the model is. Exact statistics over a fixed set of training
@@ -221,7 +249,7 @@ def recalibrate_batchnorm(loop: Loop, split: Split, images: int) -> None:
         m.momentum = None
     loop.model.train()
     with loop.autocast():
-        for x, _ in eval_batches(loop, split, limit=images):
+        for x, _ in eval_batches(loop, sample(split, images, loop.seed)):
             if len(x) > 1:
                 loop.model(x.to(loop.device))
     for m, momentum in zip(norms, momenta, strict=True):
@@ -253,9 +281,9 @@ def fit(loop: Loop, train: Split, val: Split, state: TrainState, run_dir: Path, 
     main = loop.dist.main
     stopped = "completed"
     while state.epoch < loop.epochs:
-        started = time.monotonic()
-        stop = train_one_epoch(loop, train, state, started)
-        state.elapsed_s += time.monotonic() - started
+        started = loop.budget.clock()
+        stop = train_one_epoch(loop, train, state)
+        state.elapsed_s += loop.budget.clock() - started
         total = _epoch_sums(loop, state)  # a collective: every rank takes part
         state.partial = total if main else dict.fromkeys(total, 0.0)
         if stop == "preempt":
@@ -285,8 +313,10 @@ def _end_epoch(loop: Loop, train: Split, val: Split, state: TrainState, stop: st
                labels: list[str]) -> tuple[bool, bool]:
     """Rank 0 at the end of an epoch: evaluate, keep the best, checkpoint, report. -> (improved, early stop)."""
     loop.reporter.progress(Progress("evaluating", state.epoch + 1, loop.epochs, state.step, state.step))
+    started = loop.budget.clock()
     recalibrate_batchnorm(loop, train, bn_images)
     val_loss, val_acc, _ = evaluate(loop, val)
+    state.elapsed_s += loop.budget.clock() - started  # the budget counts evaluation too
     sums = state.partial
     record = {"epoch": state.epoch + 1, "train_loss": sums["loss"] / sums["images"],
               "train_accuracy": sums["correct"] / sums["images"], "val_loss": val_loss,

@@ -18,6 +18,7 @@ from modelbuilder.errors import InvalidInput
 ARCHITECTURES = ("resnet50", "resnet18", "mobilenet_v3_large", "tiny")
 PRECISIONS = ("auto", "bf16", "fp32")
 MODES = ("auto", "full", "head")
+DEFAULT_EPOCHS = 15  # when neither --epochs nor --time-budget says otherwise
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class TrainConfig:
     weights: str = "auto"  # auto | none | PATH to a state dict
     mode: str = "auto"  # auto | full | head (head needs pretrained weights)
     image_size: int | None = None  # None: chosen from the data (median short side, 32..224)
-    epochs: int = 15
+    epochs: int | None = None  # None: planned to fit --time-budget, else DEFAULT_EPOCHS
     batch_size: int | None = None  # None: from the data, 16..64 (about 20 steps per epoch at least)
     lr: float = 2e-3
     backbone_lr_scale: float = 0.1  # applied to pretrained backbones only
@@ -68,7 +69,8 @@ class TrainConfig:
         if self.mode == "head" and self.weights == "none":
             raise InvalidInput("--mode head trains only a new head on pretrained features, but --weights is none.",
                                "use --weights auto or a weights file, or --mode full.")
-        names.positive_int(self.epochs, "--epochs", maximum=10_000)
+        if self.epochs is not None:
+            names.positive_int(self.epochs, "--epochs", maximum=10_000)
         if self.batch_size is not None:
             names.positive_int(self.batch_size, "--batch-size", maximum=4096)
         if self.image_size is not None:
