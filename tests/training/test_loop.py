@@ -48,18 +48,21 @@ def test_seeded_runs_are_reproducible(data, tmp_path, home):
     assert _curve(c) != _curve(a)
 
 
-def test_resume_after_preemption_continues_exactly(data, tmp_path, home):
-    straight = run_training(_recipe(data), tmp_path / "straight", MemoryReporter())
+@pytest.mark.parametrize("extra", [{}, {"ema_decay": 0.9, "mixup_alpha": 0.4, "cutmix_alpha": 1.0}],
+                         ids=["plain", "ema+mix"])
+def test_resume_after_preemption_continues_exactly(data, tmp_path, home, extra):
+    straight = run_training(_recipe(data, **extra), tmp_path / "straight", MemoryReporter())
     steps = steps_per_epoch(straight.metrics["train_images"], 8)
     stopper = MemoryReporter(stop_after_steps=steps + 2, stop_reason="preempt")  # mid-epoch 2
     with pytest.raises(Preempted) as info:
-        run_training(_recipe(data), tmp_path / "resumed", stopper)
+        run_training(_recipe(data, **extra), tmp_path / "resumed", stopper)
     assert (info.value.epoch, info.value.step) == (1, 2)
     checkpoint = load_checkpoint(info.value.checkpoint)
     assert {"model", "optimizer", "scheduler", "state", "rng", "recipe", "labels"} <= set(checkpoint)
     assert checkpoint["state"]["epoch"] == 1
     assert checkpoint["state"]["step"] == 2
-    resumed = run_training(_recipe(data), tmp_path / "resumed", MemoryReporter(), resume=info.value.checkpoint)
+    resumed = run_training(_recipe(data, **extra), tmp_path / "resumed", MemoryReporter(),
+                           resume=info.value.checkpoint)
     np.testing.assert_allclose(_curve(resumed), _curve(straight), rtol=1e-5)
     assert resumed.metrics["accuracy"] == straight.metrics["accuracy"]
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from modelbuilder.training.checkpoint import restore_rng, rng_states
-from modelbuilder.training.loop import Loop, Split, eval_batches, train_batches
+from modelbuilder.training.loop import Loop, Split, eval_batches, train_batches, train_step
 
 MAX_PLANNED_EPOCHS = 100  # beyond this a longer schedule stops paying; early stopping ends it sooner anyway
 PROBE_STEPS = 4  # timed training steps, after one untimed step that pays for allocations and kernel choice
@@ -77,29 +77,26 @@ def measure(loop: Loop, train: Split, val: Split) -> Costs:
     follows trains exactly as it would have without the probe.
     """
     clock = loop.budget.clock
-    saved = (copy.deepcopy(loop.model.state_dict()), copy.deepcopy(loop.optimizer.state_dict()),
-             copy.deepcopy(loop.scheduler.state_dict()), rng_states())
+    saved = copy.deepcopy((loop.model.state_dict(), loop.optimizer.state_dict(), loop.scheduler.state_dict(),
+                           loop.ema.state_dict() if loop.ema is not None else None))
+    randomness = rng_states()
     loop.trained.train()
     times = []
-    for step, x, y in train_batches(loop, train, epoch=0, start_step=0):
+    for step, x, y, soft in train_batches(loop, train, epoch=0, start_step=0):
         t0 = clock()
-        x, y = x.to(loop.device), y.to(loop.device)
-        with loop.autocast():
-            loss = loop.criterion(loop.trained(x).float(), y)
-        loop.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        loop.optimizer.step()
-        loop.scheduler.step()
+        train_step(loop, x, y, soft)
         if loop.device.type == "cuda":
             torch.cuda.synchronize(loop.device)
         times.append(clock() - t0)
         if step >= PROBE_STEPS:
             break
     batches = [x for x, _ in eval_batches(loop, val, limit=3 * loop.batch_size)]
-    rate = _eval_rate(loop.model, batches, loop.autocast, loop.device, clock)
+    rate = _eval_rate(loop.evaluated, batches, loop.autocast, loop.device, clock)
     loop.model.load_state_dict(saved[0])
     loop.optimizer.load_state_dict(saved[1])
     loop.scheduler.load_state_dict(saved[2])
-    restore_rng(saved[3])
+    if loop.ema is not None:
+        loop.ema.load_state_dict(saved[3])
+    restore_rng(randomness)
     timed = times[1:] or times
     return Costs(step_s=sum(timed) / len(timed), eval_images_per_s=rate)

@@ -74,11 +74,13 @@ def restore_rng(states: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, state: TrainState, recipe: dict[str, Any], labels: list[str]) -> None:
+                    scheduler: Any, state: TrainState, recipe: dict[str, Any], labels: list[str],
+                    ema: torch.nn.Module | None = None) -> None:
     atomic_save({
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "state": asdict(state), "rng": rng_states(),
         "recipe": recipe, "labels": labels, "format": "modelbuilder.checkpoint/1",
+        **({"ema": ema.state_dict()} if ema is not None else {}),
     }, path)
 
 

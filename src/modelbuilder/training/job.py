@@ -45,7 +45,7 @@ from modelbuilder.training.loop import (
     warmup_cosine,
 )
 from modelbuilder.training.model import IMAGENET_MEAN, IMAGENET_STD, WeightsInfo, build_model, head_prefix
-from modelbuilder.training.presets import ClassificationPresetEval, ClassificationPresetTrain
+from modelbuilder.training.presets import ClassificationPresetEval, ClassificationPresetTrain, MixBatch
 from modelbuilder.training.recipe import DEFAULT_EPOCHS, TrainConfig
 from modelbuilder.training.reporter import Progress, Reporter
 
@@ -366,11 +366,29 @@ def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: D
     optimizer = _optimizer(model, recipe, weights.pretrained, device)
     epochs = recipe.epochs or DEFAULT_EPOCHS
     augment = ClassificationPresetTrain(data.image_size, recipe.crop_scale_min, recipe.hflip)
+    mix = MixBatch(len(data.labels), recipe.mixup_alpha, recipe.cutmix_alpha)
     loop = Loop(model, optimizer, schedule(optimizer, recipe, len(data.train), epochs),
                 torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing), device, amp, channels_last,
                 augment, ClassificationPresetEval(data.image_size), recipe.batch_size, recipe.seed, epochs, reporter,
-                budget, d, trained)
+                budget, d, trained, mix if mix else None,
+                moving_average(model, recipe.ema_decay) if recipe.ema_decay > 0 else None)
     return loop, weights
+
+
+def moving_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of the weights and buffers, with timm's warm-up of the decay
+    ((1 + n) / (10 + n) until it reaches `decay`) so the first steps' random weights fade quickly."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], count: Any) -> None:
+        rate = min(decay, (1 + int(count)) / (10 + int(count)))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1.0 - rate)
+        else:  # integer buffers (BatchNorm's batch count) follow the model
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(c)
+
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
 def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path, result: Any, weights: str,
@@ -378,6 +396,7 @@ def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path,
     """Best weights -> metrics and plots -> verified ONNX -> MLModel.zip -> generated projects."""
     best = torch.load(result.best_weights, map_location="cpu", weights_only=False)
     loop.model.load_state_dict(best["model"])
+    loop = replace(loop, ema=None)  # the best weights (averaged or not) are now the model's
     reporter.progress(Progress("exporting", result.state.epoch, loop.epochs, 0, 0))
     _, _, probs = evaluate(loop, data.val)
     metrics = classification_metrics(probs, data.val.targets, data.labels)

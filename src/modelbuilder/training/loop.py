@@ -27,6 +27,7 @@ from modelbuilder.training.distributed import CONTINUE, STOP_CODES, STOP_NAMES, 
 from modelbuilder.training.presets import (
     ClassificationPresetEval,
     ClassificationPresetTrain,
+    MixBatch,
     batch_generator,
     epoch_order,
 )
@@ -88,11 +89,18 @@ class Loop:
     budget: Budget = field(default_factory=Budget)
     dist: Dist = field(default_factory=Dist)
     train_model: nn.Module | None = None  # the DistributedDataParallel wrapper when data-parallel
+    mix: MixBatch | None = None  # MixUp / CutMix of training batches
+    ema: torch.optim.swa_utils.AveragedModel | None = None  # a moving average of the weights, evaluated
 
     @property
     def trained(self) -> nn.Module:
-        """What training steps run through (DDP all-reduces the gradients); evaluation uses `model`."""
+        """What training steps run through (DDP all-reduces the gradients); evaluation uses `evaluated`."""
         return self.train_model if self.train_model is not None else self.model
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights that are evaluated, kept as the best and exported: the average where there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
     def autocast(self) -> Any:
         if self.amp_dtype is None:
@@ -145,8 +153,10 @@ def _prefetch(batches: Iterator[Any], depth: int = 2) -> Iterator[Any]:
         closed.set()  # the consumer stopped early (cancel, budget): let the producer end
 
 
-def train_batches(loop: Loop, split: Split, epoch: int, start_step: int) -> Iterator[tuple[int, Any, Any]]:
-    """This rank's share of each global batch: the same global batches as a single process sees."""
+def train_batches(loop: Loop, split: Split, epoch: int, start_step: int) -> Iterator[tuple[int, Any, Any, Any]]:
+    """This rank's share of each global batch: the same global batches as a single process sees.
+
+    Yields (step, images, labels, soft targets or None where batches are not mixed)."""
     order = epoch_order(len(split), loop.seed, epoch)
     buffer = None
     for step in range(start_step, steps_per_epoch(len(split), loop.batch_size)):
@@ -156,9 +166,30 @@ def train_batches(loop: Loop, split: Split, epoch: int, start_step: int) -> Iter
         x = loop.train_preset(torch.from_numpy(buffer), batch_generator(loop.seed, epoch, step), loop.channels_last,
                               shard=(loop.dist.rank, loop.dist.world), total=len(chosen))
         y = torch.from_numpy(split.targets[mine])
+        soft = None
+        if loop.mix:
+            x, soft = loop.mix(x, y, batch_generator(loop.seed, epoch, step, stream=1))
         if loop.device.type == "cuda":  # pinned in the prefetch thread, so the copy to the GPU is asynchronous
             x, y = x.pin_memory(), y.pin_memory()
-        yield step, x, y
+            soft = soft.pin_memory() if soft is not None else None
+        yield step, x, y, soft
+
+
+def train_step(loop: Loop, x: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None) -> tuple[Any, Any, Any]:
+    """One optimizer step on a batch: forward under autocast, loss, backward, step, schedule, average.
+    Returns (loss, logits, labels) on the device."""
+    x, y = x.to(loop.device, non_blocking=True), y.to(loop.device, non_blocking=True)
+    target = y if soft is None else soft.to(loop.device, non_blocking=True)
+    with loop.autocast():
+        logits = loop.trained(x)
+        loss = loop.criterion(logits.float(), target)
+    loop.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    loop.optimizer.step()
+    loop.scheduler.step()
+    if loop.ema is not None:
+        loop.ema.update_parameters(loop.model)
+    return loss, logits, y
 
 
 def eval_batches(loop: Loop, split: Split, limit: int | None = None) -> Iterator[tuple[Any, Any]]:
@@ -188,16 +219,9 @@ def train_one_epoch(loop: Loop, split: Split, state: TrainState) -> str | None:
     loop.trained.train()
     epoch, steps = state.epoch, steps_per_epoch(len(split), loop.batch_size)
     sums = state.partial or {"loss": 0.0, "correct": 0.0, "images": 0.0, "seconds": 0.0}
-    for step, x, y in _prefetch(train_batches(loop, split, epoch, state.step)):
+    for step, x, y, soft in _prefetch(train_batches(loop, split, epoch, state.step)):
         t0 = time.perf_counter()
-        x, y = x.to(loop.device, non_blocking=True), y.to(loop.device, non_blocking=True)
-        with loop.autocast():
-            logits = loop.trained(x)
-            loss = loop.criterion(logits.float(), y)
-        loop.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        loop.optimizer.step()
-        loop.scheduler.step()
+        loss, logits, y = train_step(loop, x, y, soft)
         sums["loss"] += loss.item() * len(y)
         sums["correct"] += (logits.argmax(1) == y).sum().item()
         sums["images"] += len(y)
@@ -240,18 +264,18 @@ def recalibrate_batchnorm(loop: Loop, split: Split, images: int) -> None:
     evaluation then looks much worse than the model is. Exact statistics over a fixed set of training
     images fix that at the cost of a forward pass over them.
     """
-    norms = [m for m in loop.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in loop.evaluated.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms or images <= 0:
         return
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None
-    loop.model.train()
+    loop.evaluated.train()
     with loop.autocast():
         for x, _ in eval_batches(loop, sample(split, images, loop.seed)):
             if len(x) > 1:
-                loop.model(x.to(loop.device))
+                loop.evaluated(x.to(loop.device))
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
 
@@ -259,11 +283,11 @@ def recalibrate_batchnorm(loop: Loop, split: Split, images: int) -> None:
 @torch.no_grad()
 def evaluate(loop: Loop, split: Split) -> tuple[float, float, np.ndarray]:
     """(loss, accuracy, probabilities) on `split`."""
-    loop.model.eval()
+    loop.evaluated.eval()
     losses, probs = [], []
     for x, y in eval_batches(loop, split):
         with loop.autocast():
-            logits = loop.model(x.to(loop.device)).float()
+            logits = loop.evaluated(x.to(loop.device)).float()
         losses.append(nn.functional.cross_entropy(logits, y.to(loop.device), reduction="sum").item())
         probs.append(logits.softmax(1).cpu().numpy())
     p = np.concatenate(probs)
@@ -289,7 +313,7 @@ def fit(loop: Loop, train: Split, val: Split, state: TrainState, run_dir: Path, 
         if stop == "preempt":
             if main:
                 save_checkpoint(last_path, model=loop.model, optimizer=loop.optimizer, scheduler=loop.scheduler,
-                                state=state, recipe=recipe, labels=labels)
+                                state=state, recipe=recipe, labels=labels, ema=loop.ema)
             loop.dist.barrier()
             raise Preempted(last_path, state.epoch, state.step)
         decision: tuple[bool, bool] = (False, False)
@@ -326,13 +350,13 @@ def _end_epoch(loop: Loop, train: Split, val: Split, state: TrainState, stop: st
     if improved:
         state.best_accuracy, state.best_loss, state.best_epoch = val_acc, val_loss, state.epoch + 1
         state.epochs_without_improvement = 0
-        atomic_save({"model": loop.model.state_dict(), "epoch": state.epoch + 1, "metrics": record}, best_path)
+        atomic_save({"model": loop.evaluated.state_dict(), "epoch": state.epoch + 1, "metrics": record}, best_path)
     else:
         state.epochs_without_improvement += 1
     state.history.append(record)
     done = TrainState(**{**state.__dict__, "epoch": state.epoch + 1, "step": 0, "partial": {}})
     save_checkpoint(last_path, model=loop.model, optimizer=loop.optimizer, scheduler=loop.scheduler,
-                    state=done, recipe=recipe, labels=labels)
+                    state=done, recipe=recipe, labels=labels, ema=loop.ema)
     loop.reporter.metrics(state.epoch + 1, {k: v for k, v in record.items() if k not in ("epoch", "partial")})
     early = state.epochs_without_improvement >= patience
     if early and not stop:
@@ -355,6 +379,8 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Any:
 
 def resume_state(checkpoint: dict[str, Any], loop: Loop) -> TrainState:
     loop.model.load_state_dict(checkpoint["model"])
+    if loop.ema is not None:
+        loop.ema.load_state_dict(checkpoint["ema"])
     loop.optimizer.load_state_dict(checkpoint["optimizer"])
     loop.scheduler.load_state_dict(checkpoint["scheduler"])
     restore_rng(checkpoint["rng"])

@@ -15,8 +15,10 @@ import torch
 from torchvision.ops import roi_align
 
 
-def batch_generator(seed: int, epoch: int, step: int) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + step)
+def batch_generator(seed: int, epoch: int, step: int, stream: int = 0) -> torch.Generator:
+    """The random choices of one batch; `stream` keeps independent uses (crops, mixing) apart."""
+    base = (seed * 1_000_003 + epoch) * 1_000_003 + step
+    return torch.Generator().manual_seed((base + stream * 0x9E3779B97F4A7C15) % 2**64)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -84,3 +86,42 @@ class ClassificationPresetTrain:
         out = roi_align(x, rois, output_size=self.crop, spatial_scale=1.0, sampling_ratio=2, aligned=True)
         out = torch.where(flip[:, None, None, None], out.flip(3), out).div_(255.0)
         return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+class MixBatch:
+    """MixUp or CutMix of a training batch (one of the two per batch, at random), with soft targets.
+
+    The same math as torchvision.transforms.v2.MixUp / CutMix, which draw from torch's global
+    generator: batches are made in a prefetch thread while the model runs, where a global draw would
+    race the training thread's and break the (seed, epoch, step) reproducibility that exact resume
+    relies on. Here every draw comes from the batch's own generator.
+    """
+
+    def __init__(self, num_classes: int, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0) -> None:
+        self.num_classes = num_classes
+        self.alphas = [(kind, alpha) for kind, alpha in (("mixup", mixup_alpha), ("cutmix", cutmix_alpha))
+                       if alpha > 0]
+
+    def __bool__(self) -> bool:
+        return bool(self.alphas)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mixed images, soft targets) for images `x` (N x 3 x H x W float) and labels `y`."""
+        pick = int(torch.randint(len(self.alphas), (1,), generator=g))
+        kind, alpha = self.alphas[pick]
+        rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=g)))
+        lam = float(rng.beta(alpha, alpha))
+        order = torch.randperm(len(x), generator=g)
+        if kind == "mixup":
+            x = x.mul(lam).add_(x[order], alpha=1.0 - lam)
+        else:
+            h, w = x.shape[2], x.shape[3]
+            cut_h, cut_w = round(h * math.sqrt(1.0 - lam)), round(w * math.sqrt(1.0 - lam))
+            cy, cx = int(rng.integers(h)), int(rng.integers(w))
+            y1, y2 = max(0, cy - cut_h // 2), min(h, cy + cut_h // 2)
+            x1, x2 = max(0, cx - cut_w // 2), min(w, cx + cut_w // 2)
+            x = x.clone()
+            x[:, :, y1:y2, x1:x2] = x[order, :, y1:y2, x1:x2]
+            lam = 1.0 - (y2 - y1) * (x2 - x1) / (h * w)
+        one_hot = torch.nn.functional.one_hot(y, self.num_classes).float()
+        return x, one_hot.mul(lam).add_(one_hot[order], alpha=1.0 - lam)

@@ -38,6 +38,9 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     crop_scale_min: float = 0.5  # random resized crop: smallest area kept
+    mixup_alpha: float = 0.0  # MixUp's Beta(alpha, alpha); 0: off
+    cutmix_alpha: float = 0.0  # CutMix's Beta(alpha, alpha); 0: off (with both on, one of them per batch)
+    ema_decay: float = 0.0  # evaluate and export a moving average of the weights; 0: off
     hflip: bool = True  # random horizontal flips (turn off where mirrored images mean something else)
     validation_fraction: float = 0.2
     early_stopping_patience: int = 5
