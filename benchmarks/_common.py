@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-HYMENOPTERA = REPO.parent / "shared" / "datasets" / "hymenoptera"
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+HYMENOPTERA = SHARED_DATASETS / "hymenoptera"
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,106 @@ class TreeSampler:
     @property
     def peak_mb(self) -> float:
         return round(self.peak / 2**20, 1)
+
+
+@dataclass(frozen=True)
+class MemorySample:
+    """The memory of a process tree at one moment, in bytes, each figure summed over its processes."""
+
+    at: float  # time.monotonic(): one clock for every process on the machine, so a child can mark a moment
+    processes: int
+    rss: int
+    uss: int
+    pss: int | None  # only Linux reports it
+
+
+class TreeMemorySampler:
+    """Samples the unique memory of a process and its descendants, keeping every sample.
+
+    Summed RSS counts a page once per process that maps it: the torch libraries and the parent's
+    copy-on-write heap count again in every DataLoader worker. PSS divides each page among the processes
+    mapping it, so a page shared only inside the tree counts once in all; USS counts only the pages
+    that a single process maps (a lower bound: pages shared between the tree's own processes are left
+    out). Linux reads both from /proc/PID/smaps_rollup (psutil's `memory_full_info`); other systems
+    give USS only. Pages a process shares with a program outside the tree (another Python running
+    torch) count in PSS for their share only, so PSS moves a little with what else the machine runs.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self.pid, self.interval = pid, interval
+        self.samples: list[MemorySample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeMemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.Error:
+            return
+        while not self._stop.is_set():
+            try:
+                tree = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                return
+            at, rss, uss, pss, seen = time.monotonic(), 0, 0, 0, 0
+            for proc in tree:
+                try:
+                    info = proc.memory_full_info()
+                except psutil.Error:  # ended (or became a zombie) between the listing and the read
+                    continue
+                seen += 1
+                rss, uss = rss + info.rss, uss + info.uss
+                share = getattr(info, "pss", None)
+                pss = None if pss is None or share is None else pss + share
+            if seen:
+                self.samples.append(MemorySample(at, seen, rss, uss, pss))
+            self._stop.wait(self.interval)
+
+    def peak_mb(self, measure: str, until: float | None = None) -> float | None:
+        """The largest `measure` ("rss", "uss" or "pss") sampled, in MiB, up to the monotonic time
+        `until` (None: every sample); None when nothing was sampled or the system does not report it."""
+        values = [getattr(s, measure) for s in self.samples if until is None or s.at <= until]
+        if not values or any(v is None for v in values):
+            return None
+        return round(max(values) / 2**20, 1)
+
+    @property
+    def most_processes(self) -> int:
+        return max((s.processes for s in self.samples), default=0)
+
+
+def run_side_sampled(script: Path, args: list[str], env: dict[str, str] | None = None,
+                     timeout: float | None = None, interval: float = 0.1) -> tuple[dict[str, Any], TreeMemorySampler]:
+    """`run_side`, sampling the child's process tree with a `TreeMemorySampler` (USS, PSS and summed RSS
+    over time) rather than the summed RSS alone; returns the child's JSON result (plus its wall time)
+    and the sampler."""
+    with tempfile.TemporaryDirectory(prefix="bench-result-") as tmp:
+        result_file = Path(tmp) / "result.json"
+        command = [sys.executable, str(script), "--child", *args, "--result", str(result_file)]
+        started = time.perf_counter()
+        child = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=sys.stderr)
+        with TreeMemorySampler(child.pid, interval) as sampler:
+            try:
+                code = child.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+                raise SystemExit(f"error: {' '.join(command)} took more than {timeout:.0f} s.") from None
+        if code != 0 or not result_file.is_file():
+            raise SystemExit(f"error: {' '.join(command)} failed with exit code {code} (see its output above).")
+        result = json.loads(result_file.read_text())
+    result["process_wall_s"] = round(time.perf_counter() - started, 2)
+    return result, sampler
 
 
 def run_side(script: Path, args: list[str], env: dict[str, str] | None = None,

@@ -47,17 +47,34 @@ def _positive(values: dict, *keys: str) -> None:
 
 def test_bench_train(tiny_data: Path):
     result, stdout = run_script("bench_train.py", "--quick", "--data", str(tiny_data), "--architecture", "tiny",
-                                "--image-size", "32", "--batch-size", "8")
-    assert set(result) == {"ours_img_s", "reference_img_s", "ratio", "ours_val_acc", "reference_val_acc",
-                           "ours_peak_rss_mb", "reference_peak_rss_mb"}
-    _positive(result, "ours_img_s", "reference_img_s", "ratio", "ours_peak_rss_mb", "reference_peak_rss_mb")
-    assert result["ratio"] == pytest.approx(result["ours_img_s"] / result["reference_img_s"], rel=0.01)
+                                "--image-size", "32", "--batch-size", "8", "--set", "batch_size=8")
+    assert {"ours_val_acc", "reference_val_acc", "acc_delta", "ours_wall_s", "reference_wall_s", "wall_ratio",
+            "ours_export_s", "ours_time_to_reference_best_s", "reference_time_to_best_s",
+            "time_to_accuracy_ratio"} <= set(result)
+    _positive(result, "ours_wall_s", "reference_wall_s", "wall_ratio", "ours_export_s", "reference_time_to_best_s")
+    # the walls are printed to 0.1 s, the ratio from the unrounded ones
+    assert result["wall_ratio"] == pytest.approx(result["reference_wall_s"] / result["ours_wall_s"], abs=0.15)
     for key in ("ours_val_acc", "reference_val_acc"):
         assert 0.0 <= result[key] <= 1.0
-    extra = json.loads(stdout.strip().splitlines()[-2])
-    assert extra["epochs"] == 2
-    assert extra["image_size"] == 32
-    assert extra["ours_img_s_warm"] > 0
+    assert result["acc_delta"] == pytest.approx(result["ours_val_acc"] - result["reference_val_acc"], abs=1e-3)
+    # the reference reaches its own best by the end of its run; ours either reaches it in its run or never
+    assert result["reference_time_to_best_s"] <= result["reference_wall_s"]
+    if result["ours_time_to_reference_best_s"] is not None:
+        assert result["ours_time_to_reference_best_s"] <= result["ours_wall_s"]
+    assert (result["epochs"], result["image_size"], result["settings"]) == (2, 32, ["batch_size=8"])
+    assert "time to the reference's best" in stdout
+
+
+def test_bench_train_one_side_and_a_bad_setting(tiny_data: Path):
+    result, _ = run_script("bench_train.py", "--quick", "--data", str(tiny_data), "--architecture", "tiny",
+                           "--image-size", "32", "--side", "ours", "--set", "batch_size=8", "--set", "ema_decay=0.9")
+    assert "ours_wall_s" in result
+    assert "reference_wall_s" not in result
+    env = {**os.environ, "MODELBUILDER_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_train.py"), "--set", "lr"], capture_output=True,
+                          text=True, env=env, check=False)
+    assert done.returncode != 0
+    assert "is not KEY=VALUE" in done.stderr
 
 
 def test_bench_predict(tiny_data: Path):

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from modelbuilder.training.checkpoint import restore_rng, rng_states
-from modelbuilder.training.loop import Loop, Split, eval_batches, train_batches, train_step
+from modelbuilder.training.loop import Loop, Split, eval_batch_size, eval_batches, train_batches, train_step
 
 MAX_PLANNED_EPOCHS = 100  # beyond this a longer schedule stops paying; early stopping ends it sooner anyway
 PROBE_STEPS = 4  # timed training steps, after one untimed step that pays for allocations and kernel choice
@@ -90,7 +90,7 @@ def measure(loop: Loop, train: Split, val: Split) -> Costs:
         times.append(clock() - t0)
         if step >= PROBE_STEPS:
             break
-    batches = [x for x, _ in eval_batches(loop, val, limit=3 * loop.batch_size)]
+    batches = [x for x, _ in eval_batches(loop, val, limit=2 * eval_batch_size(loop))]
     rate = _eval_rate(loop.evaluated, batches, loop.autocast, loop.device, clock)
     loop.model.load_state_dict(saved[0])
     loop.optimizer.load_state_dict(saved[1])

@@ -37,6 +37,7 @@ from modelbuilder.training.loop import (
     Loop,
     Preempted,
     Split,
+    eval_batches,
     evaluate,
     fit,
     resume_state,
@@ -430,6 +431,4 @@ def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path,
 
 
 def _first_batches(loop: Loop, split: Split, limit: int) -> Any:
-    from modelbuilder.training.loop import eval_batches
-
     return ((x.cpu(), y) for x, y in eval_batches(loop, split, limit=limit))
