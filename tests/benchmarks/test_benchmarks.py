@@ -78,16 +78,29 @@ def test_bench_train_one_side_and_a_bad_setting(tiny_data: Path):
 
 
 def test_bench_predict(tiny_data: Path):
-    result, _ = run_script("bench_predict.py", "--quick", "--data", str(tiny_data), "--architecture", "tiny",
-                           "--image-size", "32", "--repeats", "5", "--epochs", "2")
+    result, stdout = run_script("bench_predict.py", "--quick", "--data", str(tiny_data), "--architecture", "tiny",
+                                "--image-size", "32", "--repeats", "5", "--epochs", "2")
     assert set(result) == {"latency_ms_bs1_ours", "latency_ms_bs1_torch", "latency_ratio_bs1",
                            "throughput_ratio_bs32", "top1_agreement", "max_abs_prob_diff", "int8_speedup",
-                           "int8_acc_delta"}
+                           "int8_heldout_acc_delta", "int8_heldout_agreement"}
     _positive(result, "latency_ms_bs1_ours", "latency_ms_bs1_torch", "latency_ratio_bs1", "throughput_ratio_bs32",
               "int8_speedup")
     assert result["top1_agreement"] == 1.0  # the same model, the same tensors
     assert 0.0 <= result["max_abs_prob_diff"] < 1e-4
-    assert -1.0 <= result["int8_acc_delta"] <= 1.0
+    assert 0.0 <= result["int8_heldout_agreement"] <= 1.0
+    extra = json.loads(stdout.strip().splitlines()[-2])
+    # 10 images a label, 2 of each validate; the seeded stratified split holds out half of every label, and
+    # export_int8 reports how many it calibrated on: the other half, no held-out image among them
+    assert extra["images"] == 4
+    assert (extra["calibration_images"], extra["heldout_images"]) == (2, 2)
+    assert result["int8_heldout_acc_delta"] == pytest.approx(extra["int8_acc_heldout"] - extra["float_acc_heldout"],
+                                                             abs=1e-3)
+    for key in ("float_acc_heldout", "int8_acc_heldout", "float_acc_calibration", "int8_acc_calibration",
+                "int8_agreement_calibration"):
+        assert 0.0 <= extra[key] <= 1.0, key
+    assert extra["int8_calibration"] == "extremes"  # one batch of 2 images: export_int8 makes the one model
+    assert extra["int8_weight_bits"] in (7, 8)
+    assert "calibrated on 2 of the 4 validation images, measured on the other 2" in stdout
 
 
 def test_bench_memory(tiny_data: Path):
