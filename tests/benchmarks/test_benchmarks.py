@@ -104,11 +104,24 @@ def test_bench_predict(tiny_data: Path):
 
 
 def test_bench_memory(tiny_data: Path):
-    result, _ = run_script("bench_memory.py", "--quick", "--data", str(tiny_data), "--image-size", "32",
-                           "--batch-size", "8")
+    result, stdout = run_script("bench_memory.py", "--quick", "--data", str(tiny_data), "--image-size", "32",
+                                "--batch-size", "8")
     assert result["train_images_4x"] == 4 * result["train_images_1x"]
-    _positive(result, "peak_rss_mb_1x", "peak_rss_mb_4x", "ratio")
-    assert result["ratio"] == pytest.approx(result["peak_rss_mb_4x"] / result["peak_rss_mb_1x"], rel=0.01)
+    measure = result["measure"]
+    assert measure == ("pss" if sys.platform.startswith("linux") else "uss")  # only Linux reports PSS
+    _positive(result, f"peak_{measure}_mb_1x", f"peak_{measure}_mb_4x", "peak_uss_mb_1x", "peak_uss_mb_4x",
+              "peak_rss_summed_mb_1x", "peak_rss_summed_mb_4x", "ratio", "ratio_uss", "ratio_rss_summed",
+              "ratio_whole_run", "processes_1x", "processes_4x")
+    assert result["ratio"] == pytest.approx(result[f"peak_{measure}_mb_4x"] / result[f"peak_{measure}_mb_1x"],
+                                            rel=0.01)
+    assert result["ratio_uss"] == pytest.approx(result["peak_uss_mb_4x"] / result["peak_uss_mb_1x"], rel=0.01)
+    for key in ("1x", "4x"):
+        # unique memory never exceeds the summed resident memory, and the training process is sampled
+        assert result[f"peak_uss_mb_{key}"] <= result[f"peak_rss_summed_mb_{key}"]
+        if measure == "pss":
+            assert result[f"peak_uss_mb_{key}"] <= result[f"peak_pss_mb_{key}"] <= result[f"peak_rss_summed_mb_{key}"]
+        assert result[f"peak_uss_mb_{key}"] > 50  # torch alone is larger: the child itself was measured
+    assert f"headline: {measure.upper()}" in stdout
 
 
 def test_bench_step():
