@@ -81,6 +81,8 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
 
         def metrics(self, epoch: int, values: dict[str, float]) -> None:
             self.curve.append((time.perf_counter() - started, values["val_accuracy"]))
+            _common.log(f"ours epoch {epoch}: val accuracy {values['val_accuracy']:.4f}, "
+                        f"{values['images_per_s']:.1f} img/s, {self.curve[-1][0]:.0f} s")
             super().metrics(epoch, values)
 
     settings = {"architecture": args.architecture, "weights": args.weights, "image_size": int(args.image_size),
