@@ -44,7 +44,7 @@ def _worker(url: str, index: int, start: Any, errors: Any) -> None:
                     leases.renew_lease(run.id, attempt, f"worker-{index}", 60)
                 runs.transition(run.id, "Finalizing", "exporting", attempt=attempt)
                 runs.transition(run.id, "Completed", "done", attempt=attempt)
-                runs.add_compute_seconds(run.id, attempt, 1.0)
+                runs.charge_attempt(run.id, attempt)
                 leases.release_lease(run.id, attempt, f"worker-{index}")
     except BaseException:
         errors.put(f"worker {index}: {traceback.format_exc()}")
@@ -70,7 +70,9 @@ def test_eight_processes_write_to_one_store_at_once(store_url: str) -> None:
         assert len(every) == PROCESSES * RUNS_EACH
         assert {run.status for run in every} == {"Completed"}
         assert {run.attempt for run in every} == {1}  # no run was claimed twice
-        assert {run.compute_seconds for run in every} == {1.0}
+        charges = {run.id: RunService(store).charges(run.id) for run in every}
+        assert {tuple((c.attempt, c.by) for c in charged) for charged in charges.values()} == {((1, "worker"),)}
+        assert all(run.compute_seconds == charges[run.id][0].seconds > 0 for run in every)
         assert len(WorkspaceService(store).list_experiments("default")) == 3
         with store.read() as session:
             metrics = session.scalar(sa.select(sa.func.count()).select_from(r.MetricRow))

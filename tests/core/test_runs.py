@@ -11,6 +11,7 @@ from modelbuilder.core.compute import ComputeService, register_provisioner
 from modelbuilder.core.entities import ArtifactRecord, Run, utcnow
 from modelbuilder.core.leases import LeaseService
 from modelbuilder.core.runs import RunService
+from modelbuilder.core.sizes import default_catalog
 from modelbuilder.errors import Conflict, InvalidInput, NotFound, StaleAttempt
 
 if TYPE_CHECKING:
@@ -294,33 +295,75 @@ def test_progress_best_metrics_resume_point_and_artifacts(
     assert [(a.path, a.size) for a in runs.artifacts(run.id)] == [("MLModel.zip", 30), ("bestModel.onnx", 12)]
 
 
-def test_compute_time_and_cost(
-    runs: RunService,
-    computes: ComputeService,
-    leases: LeaseService,
-    team: Team,
-    recipe: Recipe,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def paid(computes: ComputeService, team: Team, monkeypatch: pytest.MonkeyPatch) -> tuple[str, float]:
+    """A low-priority compute of a size with a list price (a Ray cluster, so this host need not fit it):
+    its id, and its price per hour."""
     monkeypatch.setattr(compute_module, "_PROVISIONERS", dict(compute_module._PROVISIONERS))
     register_provisioner("ray", lambda compute, size: None)  # a cluster big enough for anything
     spot = computes.create(team.workspace, "nc12-spot", "Standard_NC12", "low-priority", kind="ray", address="auto")
-    run = runs.submit(team.workspace, "pets", spot.name, recipe)
-    claimed = leases.claim_next_run([spot.id], "agent-a", 60)
-    assert claimed is not None
-    runs.add_compute_seconds(run.id, 1, 1800)
-    leases.requeue_expired(now=utcnow() + timedelta(minutes=5))
-    leases.claim_next_run([spot.id], "agent-b", 60)
-    after = runs.add_compute_seconds(run.id, 1, 900)  # the lost attempt's time was paid for too
-    after = runs.add_compute_seconds(run.id, 2, 900)
-    assert after.compute_seconds == 3600
-    assert after.cost == pytest.approx(1.80 * 0.2)
+    return spot.id, default_catalog().price_per_hour("Standard_NC12", "low-priority")
+
+
+def test_the_reaper_charges_a_lost_attempt_up_to_its_last_renewal(
+    runs: RunService, leases: LeaseService, team: Team, recipe: Recipe, paid: tuple[str, float]
+) -> None:
+    compute_id, price = paid
+    run = runs.submit(team.workspace, "pets", "nc12-spot", recipe)
+    t0 = utcnow()
+    leases.claim_next_run([compute_id], "agent-a", 60, now=t0)
+    leases.renew_lease(run.id, 1, "agent-a", 60, now=t0 + timedelta(minutes=10))  # its last sign of life
+    [reaped] = leases.requeue_expired(now=t0 + timedelta(minutes=20))
+    assert reaped.status == "Queued"
+    assert reaped.compute_seconds == 600
+    assert reaped.cost == pytest.approx(600 / 3600 * price)
+
+
+def test_the_agent_charges_an_attempt_whose_worker_died_up_to_when_it_saw_it_exit(
+    runs: RunService, leases: LeaseService, team: Team, recipe: Recipe, paid: tuple[str, float]
+) -> None:
+    compute_id, price = paid
+    run = runs.submit(team.workspace, "pets", "nc12-spot", recipe)
+    t0 = utcnow()
+    leases.claim_next_run([compute_id], "agent-a", 60, now=t0)
+    settled = leases.worker_exited(run.id, 1, "agent-a", "worker exited (SIGKILL)", now=t0 + timedelta(minutes=5))
+    assert (settled.status, settled.error_retries) == ("Queued", 1)
+    assert settled.compute_seconds == 300
+    assert settled.cost == pytest.approx(300 / 3600 * price)
+    assert [(c.attempt, c.seconds, c.by) for c in runs.charges(run.id)] == [(1, 300, "agent")]
+
+
+def test_each_attempt_is_charged_once_whoever_settles_it_first(
+    runs: RunService, leases: LeaseService, team: Team, recipe: Recipe, paid: tuple[str, float]
+) -> None:
+    compute_id, price = paid
+    run = runs.submit(team.workspace, "pets", "nc12-spot", recipe)
+    t0 = utcnow()
+    minutes = lambda m: t0 + timedelta(minutes=m)  # noqa: E731 - the test's clock
+    leases.claim_next_run([compute_id], "agent-a", 60, now=t0)
+    leases.renew_lease(run.id, 1, "agent-a", 60, now=minutes(30))
+    leases.requeue_expired(now=minutes(35))  # attempt 1: 30 minutes, charged by the reaper
+    runs.charge_attempt(run.id, 1, until=minutes(40))  # its worker wakes up, fenced: nothing more
+    leases.claim_next_run([compute_id], "agent-b", 60, now=minutes(45))
+    runs.transition(run.id, "Running", "training", attempt=2)
+    runs.transition(run.id, "Finalizing", "exporting", attempt=2)
+    runs.transition(run.id, "Completed", "done", attempt=2)
+    runs.charge_attempt(run.id, 2, until=minutes(60))  # attempt 2: its worker charges 15 minutes
+    after = leases.worker_exited(run.id, 2, "agent-b", "worker exited (exit code 0)", now=minutes(61))
+    assert after.status == "Completed"
+    assert [(c.attempt, c.seconds, c.by) for c in runs.charges(run.id)] == [(1, 1800, "reaper"), (2, 900, "worker")]
+    assert after.compute_seconds == 2700
+    assert after.cost == pytest.approx(0.75 * price)
     with pytest.raises(StaleAttempt):
-        runs.add_compute_seconds(run.id, 3, 1)
-    with pytest.raises(InvalidInput):
-        runs.add_compute_seconds(run.id, 2, -1)
+        runs.charge_attempt(run.id, 3)
+
+
+def test_time_on_this_host_has_no_list_price(runs: RunService, leases: LeaseService, team: Team,
+                                              recipe: Recipe) -> None:
     local = _running(runs, leases, team, recipe)
-    assert runs.add_compute_seconds(local.id, 1, 3600).cost == 0.0  # 'auto' is this host: no list price
+    charged = runs.charge_attempt(local.id, 1, until=local.started_at + timedelta(hours=1))  # type: ignore[operator]
+    assert charged.compute_seconds >= 3600
+    assert charged.cost == 0.0  # 'auto' is this host
 
 
 def test_unknown_runs(runs: RunService) -> None:

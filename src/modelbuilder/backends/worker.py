@@ -214,6 +214,7 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
         runs.record_artifacts(run_id, [a for a in artifacts.list(run_id) if not a.path.startswith("logs/")], attempt)
         best = {k: float(result.metrics[k]) for k in ("accuracy", "macro_accuracy", "macro_f1", "log_loss")}
         runs.set_best_metrics(run_id, attempt, {**best, "best_epoch": float(result.best_epoch)})
+        charge(runs, run_id, attempt)
         if result.stopped == "cancel":
             runs.transition(run_id, e.CANCELED, f"canceled by the user; the best model so far (epoch "
                             f"{result.best_epoch}) was exported", attempt)
@@ -228,6 +229,7 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
                                   stop.step)
             where = f"checkpoint at epoch {stop.epoch + 1}, step {stop.step}"
         why = runs.get(run_id).preempt_reason or "preempted (SIGTERM)"
+        charge(runs, run_id, attempt)
         leases.preempted(run_id, attempt, f"{why}; {where}")
         code = EXIT_PREEMPTED
     except (LeaseLost, StaleAttempt) as lost:
@@ -235,11 +237,13 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
         return EXIT_FENCED
     except CanceledBeforeTraining as canceled:
         reporter.flush()
+        charge(runs, run_id, attempt)
         runs.transition(run_id, e.CANCELED, str(canceled), attempt)
     except ModelBuilderError as mistake:
         # The user's data or recipe: trying again cannot help, so fail now with the fix.
         reporter.log(str(mistake), "error")
         reporter.flush()
+        charge(runs, run_id, attempt)
         runs.transition(run_id, e.FAILED, mistake.message, attempt, error=str(mistake))
         code = 1
     except BaseException as exc:  # noqa: BLE001 - a bug or a fault: retried within the error budget
@@ -249,17 +253,27 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
         if restartable:
             keep_lease = True
             raise
+        charge(runs, run_id, attempt)
         leases.fail_or_retry(run_id, attempt, f"{type(exc).__name__}: {exc}")
         code = 1
     finally:
         reporter.close()
-        try:
-            if not keep_lease:  # a restarted Ray worker group goes on with this attempt: charged at its end
-                runs.charge_attempt(run_id, attempt)
+        if not keep_lease:  # a restarted Ray worker group goes on with this attempt: charged at its end
+            charge(runs, run_id, attempt)  # when it was fenced off; otherwise it was, and this adds nothing
+            try:
                 leases.release_lease(run_id, attempt, owner)
-        except ModelBuilderError:
-            pass  # fenced or the store is gone: the reaper settles the lease
+            except ModelBuilderError:
+                pass  # fenced or the store is gone: the reaper settles the lease
     return code
+
+
+def charge(runs: RunService, run_id: str, attempt: int) -> None:
+    """Charge this attempt's time, before the run's end is stored, so that an ended run shows its
+    final cost. Once per attempt: if the agent or the reaper got there first, this adds nothing."""
+    try:
+        runs.charge_attempt(run_id, attempt)
+    except ModelBuilderError:
+        pass  # the store is gone: the agent that sees this process exit, or the reaper, charges it
 
 
 def remove_leftovers(run_dir: Path) -> list[Path]:

@@ -122,6 +122,7 @@ class RunRow(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_renewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the claim or the last heartbeat
     preemptions: Mapped[int] = mapped_column(Integer, default=0)
     error_retries: Mapped[int] = mapped_column(Integer, default=0)
     max_error_retries: Mapped[int] = mapped_column(Integer)
@@ -151,6 +152,18 @@ class StatusChangeRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     attempt: Mapped[int] = mapped_column(Integer)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ChargeRow(Base):
+    """The compute time and cost of one attempt, charged once (see `_billing`)."""
+
+    __tablename__ = "run_charges"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seconds: Mapped[float] = mapped_column(Float)
+    cost: Mapped[float] = mapped_column(Float)
+    by: Mapped[str] = mapped_column(String(16))  # worker | agent | reaper
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class MetricRow(Base):
@@ -249,6 +262,10 @@ def run(row: RunRow, experiment_name: str) -> e.Run:
 
 def status_change(row: StatusChangeRow) -> e.StatusChange:
     return e.StatusChange(row.run_id, row.status, row.reason, row.at, row.attempt, dict(row.details or {}))
+
+
+def charge(row: ChargeRow) -> e.Charge:
+    return e.Charge(row.run_id, row.attempt, row.seconds, row.cost, row.by, row.at)
 
 
 def metric(row: MetricRow) -> e.MetricPoint:

@@ -161,6 +161,18 @@ class StatusChange:
 
 
 @dataclass(frozen=True)
+class Charge:
+    """The compute time and cost of one attempt, and who charged it: worker, agent or reaper."""
+
+    run_id: str
+    attempt: int
+    seconds: float
+    cost: float
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class MetricPoint:
     run_id: str
     key: str

@@ -9,6 +9,8 @@ These are the primitives the scheduler (`scheduler.py`) builds its agents on:
 - `renew_lease` is the worker's heartbeat; `release_lease` ends the lease once the run has ended.
 - `requeue_expired` is the reaper: a run whose worker stopped renewing goes back to the queue,
   counting against its error budget, or fails once that budget is spent.
+- `worker_exited` is the agent's view of a worker process it saw exit: it settles the run if the
+  worker did not, and charges the attempt if the worker could not (kill -9, out of memory).
 - `fail_or_retry` and `preempted` give a run back after an error or a preemption, each with its own
   budget (errors: `max_error_retries`, default 2; preemptions: `max_preemptions`, default unlimited).
 
@@ -18,6 +20,7 @@ decided by someone else, takes the lease away at once and fences the worker off.
 
 Lease times come from the clock of the process that writes them; hosts sharing a PostgreSQL store
 are expected to keep their clocks in sync (NTP), as lease times are minutes and skew is seconds.
+The reaper and the agent charge the attempts they settle (`_billing`), each attempt once.
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, case, select, update
 from sqlalchemy.orm import Session
 
-from modelbuilder.core import _lifecycle, _lookup
+from modelbuilder.core import _billing, _lifecycle, _lookup
 from modelbuilder.core import _rows as r
 from modelbuilder.core import entities as e
+from modelbuilder.core.sizes import SizeCatalog, default_catalog
 from modelbuilder.core.store import Store
 from modelbuilder.errors import InvalidInput, StaleAttempt
 
@@ -62,8 +66,9 @@ def _stamp(when: datetime) -> str:
 
 
 class LeaseService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, catalog: SizeCatalog | None = None) -> None:
         self.store = store
+        self.catalog = catalog or default_catalog()
 
     def claim_next_run(
         self, compute_ids: Sequence[str], owner: str, lease_seconds: float, now: datetime | None = None
@@ -88,6 +93,7 @@ class LeaseService:
             row.attempt += 1
             row.lease_owner = owner
             row.lease_expires_at = now + lease
+            row.lease_renewed_at = now
             row.cancel_requested = False
             reason = f"claimed by {owner} (attempt {row.attempt})"
             details: dict[str, object] = {"owner": owner}
@@ -107,7 +113,8 @@ class LeaseService:
             _lifecycle.check_holder(row, attempt)
             if row.lease_owner != owner:
                 raise StaleAttempt(f"Run {run_id} is held by {row.lease_owner}, not {owner}.", "stop this worker.")
-            row.lease_expires_at = (now or e.utcnow()) + lease
+            row.lease_renewed_at = now or e.utcnow()
+            row.lease_expires_at = row.lease_renewed_at + lease
             return _lookup.run_entity(session, row)
 
     def release_lease(self, run_id: str, attempt: int, owner: str) -> e.Run:
@@ -138,6 +145,9 @@ class LeaseService:
             rows = list(session.scalars(self._expired(now).with_for_update(skip_locked=True)))
             for row in rows:
                 assert row.lease_expires_at is not None
+                # The worker was last known alive at its last renewal: its attempt is charged to then.
+                last_seen = row.lease_renewed_at or row.lease_expires_at
+                _billing.charge(session, row, row.attempt, min(last_seen, now), "reaper", self.catalog)
                 lost = f"worker lost (lease expired at {_stamp(row.lease_expires_at)})"
                 if row.cancel_requested:
                     _lifecycle.apply(session, row, e.CANCELED, f"canceled; {lost}", now=now)
@@ -152,6 +162,18 @@ class LeaseService:
                 .values(lease_owner=None, lease_expires_at=None)
             )
             return [_lookup.run_entity(session, row) for row in rows]
+
+    def worker_exited(self, run_id: str, attempt: int, owner: str, error: str, now: datetime | None = None) -> e.Run:
+        """The agent `owner` saw the worker process of `attempt` exit. Charge the attempt up to `now`
+        if its worker did not (killed before it could), and retry or fail the run if the worker left it
+        held (it died before reporting an end) instead of waiting for its lease to expire."""
+        now = now or e.utcnow()
+        with self.store.write() as session:
+            row = _lookup.run_row(session, run_id, for_update=True)
+            _billing.charge(session, row, attempt, now, "agent", self.catalog)
+            if row.attempt == attempt and row.status in e.HELD and row.lease_owner == owner:
+                self._fail_or_retry(session, row, error, now)
+            return _lookup.run_entity(session, row)
 
     def fail_or_retry(self, run_id: str, attempt: int, error: str) -> e.Run:
         """The worker of `attempt` hit `error`: requeue the run if it has error retries left, else fail it."""

@@ -1,5 +1,5 @@
 """What a run records while it runs: metrics, logs, progress, best metrics, resume points, artifacts
-and compute time.
+and, at the end of an attempt, its compute time and cost.
 
 These are the worker-side writes. Each carries the worker's attempt number and is refused with
 `StaleAttempt` once that attempt no longer holds the run (fencing; `_lifecycle.check_holder`).
@@ -12,18 +12,19 @@ import builtins
 import json
 import math
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
 from modelbuilder import names
-from modelbuilder.core import _lifecycle, _lookup
+from modelbuilder.core import _billing, _lifecycle, _lookup
 from modelbuilder.core import _rows as r
 from modelbuilder.core import entities as e
 from modelbuilder.core.artifacts import check_relpath
 from modelbuilder.core.sizes import SizeCatalog, default_catalog
 from modelbuilder.core.store import Store
-from modelbuilder.errors import InvalidInput, StaleAttempt
+from modelbuilder.errors import InvalidInput
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_LOG_MESSAGE = 16_000
@@ -197,24 +198,17 @@ class RunRecorder:
             )
             return [r.artifact(row) for row in rows]
 
-    def add_compute_seconds(self, run_id: str, attempt: int, seconds: float) -> e.Run:
-        """Add time a worker spent on the run, and its cost at the compute's price.
-
-        Not fenced by the lease: time a worker spent before it lost the run was still paid for. The
-        attempt must be one the run really had.
-        """
-        if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
-            raise InvalidInput(f"Compute time must be >= 0 seconds, got {seconds!r}.", "pass elapsed seconds.")
+    def charge_attempt(self, run_id: str, attempt: int, until: datetime | None = None) -> e.Run:
+        """The worker's end: charge `attempt` for its time from its claim to `until` (now), at the
+        compute's price, unless the agent or the reaper already did (see `_billing`)."""
         with self.store.write() as session:
             row = _lookup.run_row(session, run_id, for_update=True)
-            if not 1 <= attempt <= row.attempt:
-                raise StaleAttempt(f"Run {run_id} has no attempt {attempt}.", "pass the attempt it was claimed as.")
-            row.compute_seconds += float(seconds)
-            row.cost += float(seconds) / 3600 * self._price(row)
+            _billing.charge(session, row, attempt, until or e.utcnow(), "worker", self.catalog)
             return _lookup.run_entity(session, row)
 
-    def _price(self, row: r.RunRow) -> float:
-        try:
-            return self.catalog.price_per_hour(row.compute_size, row.priority)
-        except InvalidInput:  # a size no longer in the catalog: its time still counts, at no known price
-            return 0.0
+    def charges(self, run_id: str) -> builtins.list[e.Charge]:
+        """What each attempt of the run was charged, and by whom."""
+        with self.store.read() as session:
+            _lookup.run_row(session, run_id)
+            query = select(r.ChargeRow).where(r.ChargeRow.run_id == run_id).order_by(r.ChargeRow.attempt)
+            return [r.charge(row) for row in session.scalars(query)]

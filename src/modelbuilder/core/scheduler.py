@@ -36,7 +36,7 @@ from modelbuilder.core.leases import LeaseService
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.sizes import SizeCatalog, SizeSpec, default_catalog, host_capacity
 from modelbuilder.core.store import Store
-from modelbuilder.errors import ModelBuilderError
+from modelbuilder.errors import ModelBuilderError, StoreUnavailable
 
 log = logging.getLogger("modelbuilder.scheduler")
 
@@ -238,18 +238,19 @@ class Agent:
 
     def _settle_workers(self) -> None:
         """A worker that exited without reporting an end leaves its run held: retry or fail it now,
-        instead of waiting for its lease to expire."""
+        instead of waiting for its lease to expire; one killed before it charged its attempt is
+        charged here (`LeaseService.worker_exited`)."""
         for run_id, worker in list(self.workers.items()):
-            code = worker.poll()
-            if code is None:
+            if worker.poll() is None:
                 continue
-            del self.workers[run_id]
             try:
-                run = self.runs.get(run_id)
-            except ModelBuilderError:
-                continue
-            if run.attempt == worker.attempt and run.status in e.HELD and run.lease_owner == self.owner:
-                self.leases.fail_or_retry(run_id, worker.attempt, worker.describe_exit())
+                self.leases.worker_exited(run_id, worker.attempt, self.owner, worker.describe_exit())
+            except StoreUnavailable as exc:
+                log.warning("%s: could not settle its exited worker yet: %s", run_id, exc)
+                continue  # try again at the next step
+            except ModelBuilderError as exc:  # the run was deleted meanwhile
+                log.warning("%s: could not settle its exited worker: %s", run_id, exc)
+            del self.workers[run_id]
 
     def interrupt_all(self) -> None:
         for worker in self.workers.values():
