@@ -10,9 +10,10 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modelbuilder.errors import InvalidInput
 from modelbuilder.names import DEFAULT_REGIONS
 
 
@@ -29,6 +30,11 @@ class Settings(BaseSettings):
     prices_file: Path | None = None  # JSON or YAML: {size: price per hour in USD} overriding list prices
     # Set to 1 where the network cannot be reached, so pretrained weights are not even tried online.
     offline: bool = False
+    # The niceness of training processes (0-19; 0 keeps the agent's). Training takes every core it is
+    # given; at the same priority the kernel would share them evenly with the server on the same host,
+    # and each API request would queue behind training. At 10 the server gets the CPU when it needs it,
+    # and training still gets every cycle the server leaves idle (docs/RELIABILITY.md, the load drill).
+    worker_nice: int = Field(default=10, ge=0, le=19)
 
     @cached_property
     def resolved_home(self) -> Path:
@@ -56,7 +62,13 @@ class Settings(BaseSettings):
 
 def get_settings() -> Settings:
     """Fresh settings from the environment (cheap; not cached so tests can change the environment)."""
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:  # a MODELBUILDER_* variable out of shape: one line, not a traceback
+        first = exc.errors()[0]
+        name = f"MODELBUILDER_{str(first['loc'][0]).upper()}" if first.get("loc") else "a MODELBUILDER_ variable"
+        raise InvalidInput(f"{name}={str(first.get('input'))[:80]!r} is not valid ({first['msg'].lower()}).",
+                           f"set {name} to a valid value, or unset it.") from None
 
 
 def set_home(path: str | os.PathLike[str]) -> None:

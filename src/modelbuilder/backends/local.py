@@ -6,12 +6,18 @@ already imported torch and the engine, so a run starts in well under a second in
 imports. Each worker gets a process session of its own, so a Ctrl-C in the terminal that started
 `modelbuilder train` reaches the CLI (which cancels the run cleanly) and not the worker directly. Its
 output goes to `logs/worker-<attempt>.log` in the run's folder.
+
+Every training process runs at the niceness MODELBUILDER_WORKER_NICE (default 10): a forked worker
+lowers its own priority first thing, and a launched group (torchrun, a Ray driver) starts under
+`nice`, so each process it starts inherits it. Training then yields the CPU to the server and the
+CLI on the same host, and keeps every cycle they leave idle.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +46,22 @@ def _fork_context() -> Any:
         context.set_forkserver_preload(["modelbuilder.backends._preload"])
         _FORK_CONTEXT = context
     return _FORK_CONTEXT
+
+
+def lower_priority(nice: int) -> None:
+    """Make this process at least `nice` nice (never nicer than it is: raising priority needs privileges)."""
+    if nice > os.getpriority(os.PRIO_PROCESS, 0):
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+
+
+def niced(command: list[str], nice: int) -> list[str]:
+    """`command` started at niceness `nice` through nice(1), so that every process it starts inherits it.
+
+    nice(1) adds to the caller's niceness; the increment makes the result `nice` (or leaves a process
+    that is already nicer as it is)."""
+    increment = nice - os.getpriority(os.PRIO_PROCESS, 0)
+    tool = shutil.which("nice")
+    return [tool, "-n", str(increment), *command] if increment > 0 and tool else command
 
 
 @dataclass
@@ -85,9 +107,11 @@ def _last_line(path: Path, limit: int = 300) -> str:
     return lines[-1][:limit] if lines else ""
 
 
-def _child(run_id: str, attempt: int, owner: str, env: dict[str, str], log_path: str, threads: int) -> None:
-    """The worker process, forked from the fork server: its own session, log file and environment."""
+def _child(run_id: str, attempt: int, owner: str, env: dict[str, str], log_path: str, threads: int,
+           nice: int) -> None:
+    """The worker process, forked from the fork server: its own session, priority, log file and environment."""
     os.setsid()  # a Ctrl-C in the terminal of `modelbuilder train` reaches the CLI, not the worker
+    lower_priority(nice)  # before any thread exists: every thread and DataLoader process inherits it
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -178,13 +202,13 @@ class LocalLauncher:
         gpus = self._assign_gpus(need.gpus) if need.gpus else []
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
-        worker = self._start(run, owner, size, env, threads, log_path)
+        worker = self._start(run, owner, size, env, threads, log_path, get_settings().worker_nice)
         for index in gpus:
             self._gpu_holders[index] = worker
         return worker
 
     def _start(self, run: e.Run, owner: str, size: SizeSpec, env: dict[str, str], threads: int,
-               log_path: Path) -> LocalWorker | TorchrunWorker:
+               log_path: Path, nice: int) -> LocalWorker | TorchrunWorker:
         processes = processes_for(run, size)
         if processes > 1:
             env["OMP_NUM_THREADS"] = str(max(1, (threads or local_pool().cpus) // processes))
@@ -193,11 +217,11 @@ class LocalLauncher:
                        "--module", "modelbuilder.backends.worker", run.id, "--attempt", str(run.attempt),
                        "--owner", owner]
             with log_path.open("ab") as out:
-                group = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env=env, start_new_session=True)
+                group = subprocess.Popen(niced(command, nice), stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
             return TorchrunWorker(run.id, run.attempt, group, log_path)
         process = _fork_context().Process(target=_child, name=f"worker {run.id}",
-                                          args=(run.id, run.attempt, owner, env, str(log_path), threads))
+                                          args=(run.id, run.attempt, owner, env, str(log_path), threads, nice))
         process.start()
         # Not a child multiprocessing should wait for at exit: a worker outlives `train` or a server
         # that stops, and finishes its run on its own.

@@ -33,7 +33,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from modelbuilder.backends.local import SessionWorker
+from modelbuilder.backends.local import SessionWorker, niced
 from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
 from modelbuilder.core.artifacts import ArtifactStore
@@ -240,8 +240,8 @@ class RayLauncher:
                    "--priority", compute.priority]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"}
         with log_path.open("ab") as out:
-            driver = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      env=env, start_new_session=True)
+            driver = subprocess.Popen(niced(command, get_settings().worker_nice), stdout=out, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         return RayDriver(run.id, run.attempt, driver, log_path)
 
 
