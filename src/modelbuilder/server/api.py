@@ -45,7 +45,8 @@ health = APIRouter(tags=["server"])
 @health.get("/health")
 def get_health(services: ServicesDep) -> HealthPublic:
     """The server answers (and, with a token set, the token is right)."""
-    return HealthPublic(status="ok", version=__version__, agent=services.agent is not None)
+    return HealthPublic(status="ok", version=__version__, agent=services.agent is not None,
+                        streams=services.feeds.streams, followed_runs=len(services.feeds.feeds))
 
 
 def _write_server_file(settings: Settings, url: str, agent: bool) -> Path:
@@ -106,10 +107,20 @@ def create_app(settings: Settings | None = None, start_agents: bool = True, serv
     middleware.install(app, settings.token, trusted_hosts)
 
     from modelbuilder.server import portal
-    from modelbuilder.server.routers import artifacts, computes, experiments, logs, metrics, predict, runs, workspaces
+    from modelbuilder.server.routers import (
+        artifacts,
+        computes,
+        events,
+        experiments,
+        logs,
+        metrics,
+        predict,
+        runs,
+        workspaces,
+    )
 
-    for router in (health, workspaces.router, experiments.router, computes.router, runs.router, metrics.router,
-                   logs.router, artifacts.router, predict.router):
+    for router in (health, workspaces.router, experiments.router, computes.router, runs.router, events.router,
+                   metrics.router, logs.router, artifacts.router, predict.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(portal.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

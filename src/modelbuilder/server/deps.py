@@ -18,6 +18,7 @@ from modelbuilder.config import Settings
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.errors import Conflict, NotFound
+from modelbuilder.server.live import RunFeeds
 from modelbuilder.server.schemas import RunPublic
 
 if TYPE_CHECKING:
@@ -56,11 +57,13 @@ class EngineCache:
 
 
 class ServerState(Services):
-    """The settings, the store (opened on first use) and the services of one server process."""
+    """The settings, the store (opened on first use), the services of one server process, and the live
+    feeds of the runs its clients watch."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engines = EngineCache()
+        self.feeds = RunFeeds(self)
         self.agent: Agent | None = None
         self._store: Store | None = None
         self._lock = threading.Lock()
@@ -76,6 +79,7 @@ class ServerState(Services):
         return self._store
 
     def close(self) -> None:
+        self.feeds.close()
         with self._lock:
             if self._store is not None:
                 self._store.close()

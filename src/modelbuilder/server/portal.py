@@ -7,8 +7,9 @@
                                              evaluation, downloads, "try the model"
     /login, /logout                          the token sign-in (only when the server has a token)
 
-Pages render what the store holds at request time; the run page's script then polls the JSON API every
-second, so status, charts and the log move without a reload. Data reaches scripts only through
+Pages render what the store holds at request time; the run page's script then listens to the run's event
+stream (server-sent events, routers/events.py; it polls the JSON API where the stream cannot be used), so
+status, charts and the log move without a reload. Data reaches scripts only through
 `data-*` attributes and JSON responses, never through inline script, and the pages' CSP forbids inline code.
 """
 

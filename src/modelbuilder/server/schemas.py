@@ -308,3 +308,5 @@ class HealthPublic(BaseModel):
     status: Literal["ok"]
     version: str
     agent: bool = Field(description="Whether this server runs a scheduler agent that starts queued runs.")
+    streams: int = Field(description="Live event streams open now (clients on a run's page).")
+    followed_runs: int = Field(description="Runs those streams follow (the server reads each once per poll).")

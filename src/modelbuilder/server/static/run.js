@@ -1,6 +1,9 @@
-/* The run page, kept live: twice a second it reads the run, its status history, metrics and new log lines
-   from the JSON API and updates the page in place (no reload). When the run ends it shows the
-   evaluation, the downloads and the "try the model" box, and stops polling. */
+/* The run page, kept live. It listens to the run's event stream (GET .../events: a snapshot of the run,
+   its status history, metrics and log, then each change as the server sees it; one poller in the server
+   serves every open page) and updates the page in place, without a reload. If the stream cannot be
+   used (the server refuses it, it fails again and again before delivering anything, or nothing arrives
+   through a buffering proxy) it polls the JSON API instead. When the run ends it shows the evaluation,
+   the downloads and the "try the model" box. */
 "use strict";
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -8,8 +11,12 @@ document.addEventListener("DOMContentLoaded", () => {
   if (!root) return;
   const api = root.dataset.api;
   const $ = (id) => document.getElementById(id);
-  const POLL_MS = 500;
+  const POLL_MS = 1000;  // the fallback's pace
+  const SNAPSHOT_MS = 10000;  // a stream that has delivered no snapshot by then is given up for polling
+  const STREAM_FAILURES = 3;  // errors in a row, with no event between them, before falling back
   let logSeq = 0, historyShown = -1, metricsShown = null, dataReportShown = false, finished = false, epochs = 0;
+  let history = [], lastRun = null;
+  const metrics = new Map();  // "key:step" -> point
 
   function showStatus(run) {
     const status = $("run-status");
@@ -64,17 +71,23 @@ document.addEventListener("DOMContentLoaded", () => {
     ], { range: [0, 1], epochs });
   }
 
-  function showLogs(tail) {
-    if (!tail.lines.length) return;
+  function showLogs(lines) {
+    lines = lines.filter((line) => line.seq > logSeq);
+    if (!lines.length) return;
     const pre = $("log-tail");
     const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
-    const text = tail.lines.map((line) => {
+    const text = lines.map((line) => {
       const at = new Date(line.at).toISOString().slice(11, 19);
       return `${at} ${line.level.padEnd(7)} ${line.message}\n`;
     }).join("");
     pre.append(document.createTextNode(text));
-    logSeq = tail.next_seq;
+    logSeq = lines[lines.length - 1].seq;
     if (atBottom) pre.scrollTop = pre.scrollHeight;
+  }
+
+  function addMetrics(points) {
+    for (const point of points) metrics.set(`${point.key}:${point.step}`, point);
+    showMetrics([...metrics.values()].sort((a, b) => a.key.localeCompare(b.key) || a.step - b.step));
   }
 
   async function artifact(path) {
@@ -137,26 +150,88 @@ document.addEventListener("DOMContentLoaded", () => {
     $("try-model").hidden = !run.has_results;
   }
 
-  async function tick() {
+  async function showRun(run) {
+    lastRun = run;
+    showStatus(run);
+    showProgress(run);
+    if (!dataReportShown && run.status !== "Queued") await showDataReport();
+  }
+
+  // --- the event stream ---------------------------------------------------------------------------------
+  function listen() {
+    if (!window.EventSource) return poll();
+    const source = new EventSource(`${api}/events`);
+    let failures = 0, snapshot = false, fellBack = false, ended = false;
+    const fallBack = () => {
+      if (fellBack || finished) return;
+      fellBack = true;
+      source.close();
+      poll();
+    };
+    const watchdog = setTimeout(() => { if (!snapshot) fallBack(); }, SNAPSHOT_MS);
+    // Events are handled one after another, in the order they came (some handlers wait for the API).
+    let queue = Promise.resolve();
+    const on = (kind, handle) => source.addEventListener(kind, (event) => {
+      failures = 0;
+      $("connection").hidden = true;
+      if (kind === "end") {  // the server closes the stream next: EventSource must not reconnect
+        ended = true;
+        source.close();
+        clearTimeout(watchdog);
+      }
+      const data = JSON.parse(event.data);
+      queue = queue.then(() => handle(data)).catch(() => { $("connection").hidden = false; });
+    });
+    on("snapshot", async (data) => {
+      snapshot = true;
+      clearTimeout(watchdog);
+      history = data.history;
+      showHistory(history);
+      metrics.clear();
+      addMetrics(data.metrics);
+      if (data.logs.length && data.logs[0].seq > logSeq + 1) {  // a reconnect that missed lines: start over
+        $("log-tail").textContent = "";
+        logSeq = data.logs[0].seq - 1;
+      }
+      showLogs(data.logs);
+      await showRun(data.run);
+    });
+    on("run", showRun);
+    on("status", (changes) => { history = history.concat(changes); showHistory(history); });
+    on("metrics", addMetrics);
+    on("log", showLogs);
+    on("end", async () => {
+      if (!lastRun || !lastRun.terminal) return fallBack();  // the server could not follow the run: ask the API
+      if (!finished) await finish(lastRun);
+    });
+    source.addEventListener("error", () => {
+      if (ended || fellBack) return;
+      $("connection").hidden = false;
+      failures += 1;  // EventSource reconnects by itself (and the server sends a fresh snapshot)...
+      if (source.readyState === EventSource.CLOSED || failures >= STREAM_FAILURES) fallBack();  // ...unless refused
+    });
+  }
+
+  // --- the fallback: polling the JSON API ---------------------------------------------------------------
+  async function poll() {
     try {
       const run = await MB.api(api);
-      showStatus(run);
-      showProgress(run);
-      const [history, metrics, tail] = await Promise.all([
+      const [changes, points, tail] = await Promise.all([
         MB.api(`${api}/history`), MB.api(`${api}/metrics`), MB.api(`${api}/logs?after_seq=${logSeq}&limit=1000`)]);
+      history = changes;
       showHistory(history);
-      showMetrics(metrics);
-      showLogs(tail);
-      if (!dataReportShown && run.status !== "Queued") await showDataReport();
+      addMetrics(points);
+      showLogs(tail.lines);
+      await showRun(run);
       $("connection").hidden = true;
       if (run.terminal && tail.lines.length < 1000) {
         if (!finished) await finish(run);
         return;
       }
-      setTimeout(tick, POLL_MS);
+      setTimeout(poll, POLL_MS);
     } catch (error) {
       $("connection").hidden = false;
-      setTimeout(tick, POLL_MS * 2);
+      setTimeout(poll, POLL_MS * 2);
     }
   }
 
@@ -198,5 +273,5 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 
   showMetrics([]);
-  tick();
+  listen();
 });

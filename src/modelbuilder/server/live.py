@@ -1,0 +1,256 @@
+"""Live run updates for the portal: one poller per watched run, shared by every client that watches it.
+
+`GET /api/v1/runs/{run_id}/events` (routers/events.py) is a server-sent event stream. However many
+clients have a run's page open, the server reads that run from the store once per POLL_S: a `RunFeed`
+polls it while at least one client listens, keeps what it has seen (the run, its status history, its
+metrics, the last LOG_TAIL log lines) and hands each change to every subscriber. A client that
+connects gets a `snapshot` of that state at once, then the changes as they happen:
+
+    snapshot  {run, history, metrics, logs}   the state now (also after a reconnect)
+    run       RunPublic                        status, progress, cost, ... whenever they change
+    status    [StatusChangePublic]             new entries of the status history, oldest first
+    metrics   [MetricPointPublic]              new (or changed) points, by step then key
+    log       [LogLinePublic]                  new log lines
+    end       {status, reason}                 the run has ended; the stream closes after it
+
+Event ids count the feed's changes, so a client sees them in order and can tell none was skipped.
+A client that disconnects is unsubscribed at once (Starlette cancels its stream), and a feed stops
+polling when its last subscriber leaves. A client that falls MAX_BACKLOG changes behind is
+disconnected; its EventSource reconnects and starts again from a fresh snapshot.
+
+The store is read in a worker thread; what changed is worked out on the event loop, and each change
+is serialised once for all subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from fastapi.sse import ServerSentEvent
+
+from modelbuilder.core import entities as e
+from modelbuilder.errors import ModelBuilderError, NotFound
+from modelbuilder.server.schemas import LogLinePublic, MetricPointPublic, RunPublic, StatusChangePublic
+
+if TYPE_CHECKING:
+    from modelbuilder.server.deps import ServerState
+
+log = logging.getLogger("modelbuilder.server")
+
+POLL_S = 0.5  # how often a watched run is read from the store (its worker reports about once a second)
+METRICS_REFRESH_S = 10.0  # metrics are re-read when the run row changes, and at least this often
+LOG_TAIL = 1000  # log lines a snapshot carries (the whole log: GET .../logs)
+LOG_PAGE = 1000
+MAX_BACKLOG = 500  # changes queued for one client before it is dropped (it reconnects to a snapshot)
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), default=str)
+
+
+@dataclass
+class _Read:
+    """What one poll read from the store (in a worker thread); None where it did not need to read."""
+
+    run: e.Run
+    workspace: str
+    has_results: bool
+    history: list[e.StatusChange] | None
+    metrics: list[e.MetricPoint] | None
+    logs: list[e.LogLine]
+    logs_complete: bool
+
+
+@dataclass
+class _Subscriber:
+    pending: deque[ServerSentEvent] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped: bool = False
+
+
+class RunFeed:
+    """One watched run: polls the store while someone listens, and fans its changes out."""
+
+    def __init__(self, services: ServerState, run_id: str) -> None:
+        self.services, self.run_id = services, run_id
+        self.subscribers: list[_Subscriber] = []
+        self.ready = asyncio.Event()  # the first poll is in
+        self.seq = 0
+        self.ended = False  # the run ended (or was deleted, or reading it failed): `end_event` says how
+        self.end_event: ServerSentEvent | None = None
+        self.task: asyncio.Task[None] | None = None
+        # What the clients have been told (JSON-ready), and where the next poll starts.
+        self.run: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []
+        self.metrics: dict[tuple[str, int], dict[str, Any]] = {}
+        self.logs: deque[dict[str, Any]] = deque(maxlen=LOG_TAIL)
+        self.log_seq = 0
+        self._workspace: dict[str, str] = {}
+        self._row_seen: tuple[Any, ...] | None = None
+        self._metrics_read_at = 0.0
+
+    # --- reading the store (worker thread) ------------------------------------------------------------
+    def _read(self, row_seen: tuple[Any, ...] | None, read_metrics: bool, history_seen: int, log_seq: int) -> _Read:
+        runs = self.services.runs
+        run = runs.get(self.run_id)
+        if run.workspace_id not in self._workspace:
+            self._workspace = self.services.workspace_names()
+        row = self._row(run)
+        history = runs.history(self.run_id) if row[:3] != (row_seen or ())[:3] or not history_seen else None
+        metrics = runs.metrics(self.run_id) if read_metrics or row != row_seen else None
+        lines = runs.logs(self.run_id, after_seq=log_seq, limit=LOG_PAGE)
+        return _Read(run, self._workspace.get(run.workspace_id, ""), self.services.has_results(run.id), history,
+                     metrics, lines, len(lines) < LOG_PAGE)
+
+    @staticmethod
+    def _row(run: e.Run) -> tuple[Any, ...]:
+        """What of the run row tells that something else may have changed: its status first (history),
+        then what a worker writes along with a new epoch's metrics."""
+        return (run.status, run.attempt, run.status_reason, run.progress, run.best_metrics, run.resume_epoch,
+                run.resume_step)
+
+    # --- working out the changes (event loop) ----------------------------------------------------------
+    def _apply(self, read: _Read) -> list[tuple[str, Any]]:
+        changes: list[tuple[str, Any]] = []
+        if read.history is not None and len(read.history) > len(self.history):
+            new = [StatusChangePublic.of(c).model_dump(mode="json") for c in read.history[len(self.history):]]
+            self.history += new
+            changes.append(("status", new))
+        if read.metrics is not None:
+            self._metrics_read_at = time.monotonic()
+            fresh = []
+            for point in read.metrics:
+                known = self.metrics.get((point.key, point.step))
+                dumped = MetricPointPublic.of(point).model_dump(mode="json") if known is None or (
+                    known["value"] != point.value) else None
+                if dumped is not None:
+                    self.metrics[(point.key, point.step)] = dumped
+                    fresh.append(dumped)
+            if fresh:
+                changes.append(("metrics", sorted(fresh, key=lambda p: (p["step"], p["key"]))))
+        if read.logs:
+            new_lines = [LogLinePublic.of(line).model_dump(mode="json") for line in read.logs]
+            self.logs.extend(new_lines)
+            self.log_seq = read.logs[-1].seq
+            changes.append(("log", new_lines))
+        run = RunPublic.of(read.run, read.workspace, read.has_results).model_dump(mode="json")
+        if {k: v for k, v in run.items() if k != "duration_s"} != {
+                k: v for k, v in self.run.items() if k != "duration_s"}:
+            changes.append(("run", run))
+        self.run = run
+        self._row_seen = self._row(read.run)
+        if read.run.terminal and read.logs_complete:
+            self.ended = True
+            changes.append(("end", {"status": read.run.status, "reason": read.run.status_reason}))
+        return changes
+
+    def _publish(self, changes: list[tuple[str, Any]]) -> None:
+        for kind, data in changes:
+            self.seq += 1
+            event = ServerSentEvent(event=kind, raw_data=_json(data), id=str(self.seq))
+            if kind == "end":
+                self.end_event = event
+            for subscriber in self.subscribers:
+                if len(subscriber.pending) >= MAX_BACKLOG:
+                    subscriber.dropped = True
+                else:
+                    subscriber.pending.append(event)
+                subscriber.wake.set()
+
+    def snapshot(self) -> ServerSentEvent:
+        data = {"run": self.run, "history": self.history,
+                "metrics": sorted(self.metrics.values(), key=lambda p: (p["key"], p["step"])),
+                "logs": list(self.logs)}
+        return ServerSentEvent(event="snapshot", raw_data=_json(data), id=str(self.seq))
+
+    # --- the poller -------------------------------------------------------------------------------------
+    async def poll_forever(self) -> None:
+        while self.subscribers and not self.ended:
+            due = time.monotonic() - self._metrics_read_at >= METRICS_REFRESH_S
+            read = partial(self._read, self._row_seen, due, len(self.history), self.log_seq)
+            try:
+                self._publish(self._apply(await anyio.to_thread.run_sync(read)))
+            except NotFound:  # the run was deleted while watched
+                self.ended = True
+                self._publish([("end", {"status": "Deleted", "reason": "the run was deleted"})])
+            except ModelBuilderError as exc:  # the store is unavailable for a moment: try again
+                log.warning("live updates of %s: %s", self.run_id, exc)
+            except Exception:  # a bug of ours: end the streams (the page falls back to polling the API)
+                log.exception("live updates of %s failed", self.run_id)
+                self.ended = True
+                self._publish([("end", {"status": "unknown", "reason": "live updates failed; reload the page"})])
+            self.ready.set()
+            if not self.ended:
+                await asyncio.sleep(POLL_S)
+
+
+class RunFeeds:
+    """Every watched run's feed, in the server's event loop; `follow` is one client's stream."""
+
+    def __init__(self, services: ServerState) -> None:
+        self.services = services
+        self.feeds: dict[str, RunFeed] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def streams(self) -> int:
+        """Event streams open now."""
+        return sum(len(feed.subscribers) for feed in self.feeds.values())
+
+    def _feed(self, run_id: str) -> RunFeed:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # an app served by a new loop (test clients): the old one's feeds died with it
+            self._loop, self.feeds = loop, {}
+        feed = self.feeds.get(run_id)
+        if feed is None:
+            feed = self.feeds[run_id] = RunFeed(self.services, run_id)
+        return feed
+
+    async def follow(self, run_id: str) -> AsyncIterator[ServerSentEvent]:
+        """The snapshot, then every change, until the run ends or the client goes."""
+        feed = self._feed(run_id)
+        subscriber = _Subscriber()
+        feed.subscribers.append(subscriber)
+        if feed.task is None:
+            feed.task = asyncio.create_task(feed.poll_forever(), name=f"live {run_id}")
+        try:
+            await feed.ready.wait()
+            snapshot = feed.snapshot()
+            subscriber.pending.clear()  # the snapshot holds them
+            yield snapshot
+            if feed.end_event is not None and not subscriber.pending:  # it had ended before this client came
+                yield feed.end_event
+                return
+            while not subscriber.dropped:
+                while subscriber.pending:
+                    event = subscriber.pending.popleft()
+                    yield event
+                    if event.event == "end":
+                        return
+                subscriber.wake.clear()
+                await subscriber.wake.wait()
+        finally:
+            self._leave(feed, subscriber)
+
+    def _leave(self, feed: RunFeed, subscriber: _Subscriber) -> None:
+        feed.subscribers.remove(subscriber)
+        if not feed.subscribers:
+            if feed.task is not None:
+                feed.task.cancel()
+            if self.feeds.get(feed.run_id) is feed:
+                del self.feeds[feed.run_id]
+
+    def close(self) -> None:
+        for feed in self.feeds.values():
+            if feed.task is not None:
+                feed.task.cancel()
+        self.feeds = {}
