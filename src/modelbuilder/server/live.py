@@ -113,10 +113,12 @@ class RunFeed:
 
     @staticmethod
     def _row(run: e.Run) -> tuple[Any, ...]:
-        """What of the run row tells that something else may have changed: its status first (history),
-        then what a worker writes along with a new epoch's metrics."""
-        return (run.status, run.attempt, run.status_reason, run.progress, run.best_metrics, run.resume_epoch,
-                run.resume_step)
+        """What of the run row tells that something else may have changed: its status first (the history
+        is read again), then what moves when an epoch's metrics are written: the epoch or phase it
+        reports next, the best metrics, the checkpoint to resume from (the metrics are read again)."""
+        progress = run.progress or {}
+        return (run.status, run.attempt, run.status_reason, progress.get("epoch"), progress.get("phase"),
+                run.best_metrics, run.resume_epoch, run.resume_step)
 
     # --- working out the changes (event loop) ----------------------------------------------------------
     def _apply(self, read: _Read) -> list[tuple[str, Any]]:
