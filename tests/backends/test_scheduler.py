@@ -1,4 +1,8 @@
-"""The scheduler with real worker processes: kills, preemption, eviction, exactly-once, retries."""
+"""The scheduler with real worker processes: kills, preemption, eviction, exactly-once, retries.
+
+Where a test must act while a run is in a given phase, the run's worker holds there (a pause point,
+`plane.holds`) until the test releases it, so what the test sees does not depend on the machine's speed.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from modelbuilder.core.scheduler import evict
 
 pytestmark = pytest.mark.slow
-
-
-def _history(plane, run_id):
-    return [(h.status, h.reason) for h in plane.runs.history(run_id)]
 
 
 def _final_val_accuracy(plane, run_id):
@@ -29,13 +28,16 @@ def test_kill_9_mid_epoch_resumes_from_the_checkpoint_and_matches_an_uninterrupt
     straight = plane.submit(**slow)
     assert plane.wait_ended(straight.id).status == "Completed"
 
+    plane.holds.at("training 3 2")  # in the middle of the third epoch, after two checkpoints
     run = plane.submit(**slow)
-    plane.wait(run.id, lambda r: r.progress.get("phase") == "training" and r.progress.get("epoch", 0) >= 3,
-               what="epoch 3 under way")
-    os.kill(agent.workers[run.id].process.pid, signal.SIGKILL)
+    held = plane.wait_held(run.id)
+    assert held["pid"] == agent.workers[run.id].pid
+    os.kill(held["pid"], signal.SIGKILL)
     at_kill = plane.runs.get(run.id).progress  # the last position the killed attempt reported
+    assert (at_kill["phase"], at_kill["epoch"], at_kill["step"]) == ("training", 3, 2)
+    plane.holds.release(run.id)  # the next attempt goes through
     done = plane.wait_ended(run.id)
-    assert done.status == "Completed", _history(plane, run.id)
+    assert done.status == "Completed", plane.history(run.id)
     history = plane.runs.history(run.id)
     assert [h.status for h in history].count("Running") == 2
     requeued = next(h.reason for h in history if h.status == "Queued" and "retry 1 of 2" in h.reason)
@@ -53,24 +55,31 @@ def test_kill_9_mid_epoch_resumes_from_the_checkpoint_and_matches_an_uninterrupt
                                                           abs=0.02)
 
 
-def test_a_dedicated_run_preempts_a_low_priority_run_which_resumes(plane, agent):
-    low = plane.computes.create("default", "spot", "Standard_D2s_v3", priority="low-priority")
-    ded = plane.computes.create("default", "steady", "Standard_D2s_v3", priority="dedicated")
+def test_a_dedicated_run_preempts_a_low_priority_run_which_resumes(plane, start_agents, monkeypatch):
+    monkeypatch.setenv("MODELBUILDER_CPU_SLOTS", "1")  # room for one run at a time, on any host
+    start_agents()
+    low = plane.computes.create("default", "spot", "Standard_F1s", priority="low-priority")
+    ded = plane.computes.create("default", "steady", "Standard_F1s", priority="dedicated")
     assert (low.state, ded.state) == ("Succeeded", "Succeeded"), (low.error, ded.error)
+    plane.holds.at("training 2 1")  # after the first epoch's checkpoint
     background = plane.submit(compute="spot", architecture="resnet18", epochs=4)
-    plane.wait_epoch(background.id, 1)
+    plane.wait_held(background.id)
     urgent = plane.submit(compute="steady", epochs=2)
+    plane.holds.release(urgent.id)
+    # The held run cannot give way yet, so the request stays until it is released.
+    plane.wait(background.id, lambda r: r.preempt_requested, what="a preemption request")
+    plane.holds.release(background.id)
     plane.wait(background.id, lambda r: r.preemptions >= 1, what="a preemption")
     assert plane.wait_ended(urgent.id).status == "Completed"
     done = plane.wait_ended(background.id)
     assert done.status == "Completed"
-    history = _history(plane, background.id)
+    history = plane.history(background.id)
     statuses = [s for s, _ in history]
     assert statuses[statuses.index("Preempted") + 1] == "Queued"
     preempted = next(reason for status, reason in history if status == "Preempted")
     assert urgent.id in preempted
-    assert any("resumes at epoch" in reason for status, reason in history if status == "Preparing")
-    assert "Preempted" not in [s for s, _ in _history(plane, urgent.id)]
+    assert any("resumes at epoch 2, step 1" in reason for status, reason in history if status == "Preparing")
+    assert "Preempted" not in [s for s, _ in plane.history(urgent.id)]
     # the dedicated run started only once the low-priority one gave way
     urgent_running = next(h.at for h in plane.runs.history(urgent.id) if h.status == "Running")
     background_preempted = next(h.at for h in plane.runs.history(background.id) if h.status == "Preempted")
@@ -78,18 +87,20 @@ def test_a_dedicated_run_preempts_a_low_priority_run_which_resumes(plane, agent)
 
 
 def test_compute_evict_interrupts_low_priority_runs_which_resume(plane, agent):
-    plane.computes.create("default", "spot", "Standard_D2s_v3", priority="low-priority")
-    run = plane.submit(compute="spot", architecture="resnet18", epochs=10)
-    plane.wait_epoch(run.id, 1)
+    plane.computes.create("default", "spot", "Standard_F1s", priority="low-priority")  # fits any host
+    plane.holds.at("training 2 1")
+    run = plane.submit(compute="spot", architecture="resnet18", epochs=4)
+    plane.wait_held(run.id)
     env = {**os.environ, "MODELBUILDER_HOME": str(plane.home)}
     evicted = subprocess.run([sys.executable, "-m", "modelbuilder", "compute", "evict", "spot"], env=env,
                              capture_output=True, text=True, timeout=60)
     assert evicted.returncode == 0, evicted.stderr
     assert run.id in evicted.stdout
+    plane.holds.release(run.id)
     done = plane.wait_ended(run.id)
     assert done.status == "Completed"
     assert done.preemptions == 1
-    history = _history(plane, run.id)
+    history = plane.history(run.id)
     assert any(status == "Preempted" and "evicted" in reason for status, reason in history)
     assert done.error_retries == 0  # a preemption does not spend the error budget
 
@@ -101,18 +112,13 @@ def test_dedicated_computes_cannot_be_evicted(plane):
         evict(plane.store, "default", "local")
 
 
-def test_two_agents_and_thirty_runs_execute_every_run_exactly_once(plane, tmp_path):
+def test_two_agents_and_thirty_runs_execute_every_run_exactly_once(plane, agent_process, monkeypatch):
     plane.computes.create("default", "small", "Standard_F1s")
-    env = {**os.environ, "MODELBUILDER_HOME": str(plane.home), "MODELBUILDER_CPU_SLOTS": "4"}
-    agents = [subprocess.Popen([sys.executable, "-m", "modelbuilder", "agent", "--poll", "0.3"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
-    try:
-        runs = [plane.submit(compute="small", epochs=1, seed=i) for i in range(30)]
-        ended = [plane.wait_ended(run.id, timeout=900) for run in runs]
-    finally:
-        for process in agents:
-            process.terminate()
-            process.wait(30)
+    monkeypatch.setenv("MODELBUILDER_CPU_SLOTS", "4")
+    runs = [plane.submit(compute="small", epochs=1, seed=i) for i in range(30)]
+    for _ in range(2):
+        agent_process()
+    ended = [plane.wait_ended(run.id, timeout=900) for run in runs]
     assert [run.status for run in ended] == ["Completed"] * 30
     owners = set()
     for run in ended:
@@ -123,21 +129,24 @@ def test_two_agents_and_thirty_runs_execute_every_run_exactly_once(plane, tmp_pa
     assert len(owners) == 2, "both agents should have claimed runs"
 
 
-def test_runs_in_flight_survive_their_agent_being_killed(plane):
-    env = {**os.environ, "MODELBUILDER_HOME": str(plane.home)}
-    command = [sys.executable, "-m", "modelbuilder", "agent", "--poll", "0.3"]
-    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    runs = [plane.submit(epochs=3, seed=i) for i in range(2)]
-    plane.wait(runs[0].id, lambda r: r.status == "Running", what="Running")
+def test_runs_in_flight_survive_their_agent_being_killed(plane, agent_process, monkeypatch):
+    monkeypatch.setenv("MODELBUILDER_CPU_SLOTS", "2")  # room for both, on any host
+    plane.computes.create("default", "small", "Standard_F1s")
+    plane.holds.at("training 2 1")  # both runs are in training when their agent dies
+    runs = [plane.submit(compute="small", epochs=3, seed=i) for i in range(2)]
+    first = agent_process()
+    for run in runs:
+        plane.wait_held(run.id)
     first.kill()
     first.wait(10)
-    time.sleep(1)
-    second = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        assert [plane.wait_ended(run.id).status for run in runs] == ["Completed", "Completed"]
-    finally:
-        second.terminate()
-        second.wait(30)
+    plane.holds.release(*(run.id for run in runs))
+    agent_process()  # a new agent finds them still held by their workers, alive, and leaves them be
+    ended = [plane.wait_ended(run.id) for run in runs]
+    assert [run.status for run in ended] == ["Completed", "Completed"], [plane.history(r.id) for r in runs]
+    for run in ended:
+        assert run.attempt == 1  # the same workers finished them: nothing was retried
+        assert [h.status for h in plane.runs.history(run.id)] == ["Queued", "Preparing", "Running", "Finalizing",
+                                                                  "Completed"]
 
 
 def test_a_run_that_always_crashes_fails_after_its_retry_budget(plane, agent, monkeypatch, tmp_path):
@@ -150,6 +159,6 @@ def test_a_run_that_always_crashes_fails_after_its_retry_budget(plane, agent, mo
     assert done.attempt == 3
     assert done.error_retries == 2
     assert "FileExistsError" in done.error or "NotADirectoryError" in done.error
-    reasons = [reason for status, reason in _history(plane, run.id) if status == "Queued"]
+    reasons = [reason for status, reason in plane.history(run.id) if status == "Queued"]
     assert any("retry 1 of 2" in r for r in reasons)
     assert any("retry 2 of 2" in r for r in reasons)

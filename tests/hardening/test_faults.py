@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import torch
 
-from modelbuilder.backends import start_agent
 from modelbuilder.config import get_settings
 from modelbuilder.core.artifacts import ArtifactStore
 from modelbuilder.training.checkpoint import DiskFull, load_checkpoint
@@ -28,85 +27,81 @@ pytestmark = pytest.mark.slow
 
 TRIALS = 20
 SEED = 20261128
+EPOCHS = 6
+STEPS = 4  # 16 training images of the plane's data, 4 a step
+# Where the kills land, in turn: every phase of a run's life, training most (a point per run; see
+# _kill_moments). The first half is killed right at its point, the second half a seeded moment after
+# it, wherever the worker then is (often in the middle of writing a file).
+SCHEDULE = ("Preparing", "preparing", "training", "training", "evaluating", "training", "Finalizing", "training",
+            "exporting", "training")
+EXPECTED_STATUS = {"Preparing": "Preparing", "preparing": "Preparing", "training": "Running",
+                   "evaluating": "Running", "Finalizing": "Finalizing", "exporting": "Finalizing"}
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-EPOCHS = 20
-
-
-def _kill_moments(rng: random.Random, run_ids: list[str]) -> dict[str, tuple[str, int, float]]:
-    """A seeded moment per run: (what must have happened, epoch, then a random delay in seconds).
-
-    Drawn over the whole life of a run, so that kills land while it prepares, in every epoch of
-    training (between and within steps), and while it evaluates and exports; a delay from the claim
-    alone lands mostly in the export on fast machines, where tiny runs train in a second.
-    """
+def _kill_moments(rng: random.Random, run_ids: list[str]) -> dict[str, tuple[str, float]]:
+    """A seeded moment per run: (the pause point its first attempt holds at, then seconds to wait
+    after releasing it before the kill; 0: killed while held there)."""
     moments = {}
-    for run_id in run_ids:
-        draw = rng.random()
-        if draw < 0.2:
-            moments[run_id] = ("claimed", 0, rng.uniform(0.0, 0.5))
-        elif draw < 0.8:
-            moments[run_id] = ("Running", rng.randint(1, EPOCHS), rng.uniform(0.0, 0.3))
-        else:
-            moments[run_id] = ("Finalizing", 0, rng.uniform(0.0, 1.0))
+    for i, run_id in enumerate(run_ids):
+        kind = SCHEDULE[i % len(SCHEDULE)]
+        point = kind
+        if kind == "training":
+            point = f"training {rng.randint(1, EPOCHS)} {rng.randint(1, STEPS)}"
+        elif kind == "evaluating":
+            point = f"evaluating {rng.randint(1, EPOCHS)}"
+        moments[run_id] = (point, 0.0 if i < TRIALS // 2 else round(rng.uniform(0.05, 0.5), 3))
     return moments
 
 
-def _reached(run: Any, what: str, epoch: int) -> bool:
-    status, progress = run.status, run.progress
-    if what == "claimed":
-        return True
-    if what == "Running":
-        return status == "Finalizing" or (status == "Running" and progress.get("phase") == "training"
-                                           and progress.get("epoch", 0) >= epoch)
-    return status == "Finalizing"
+def _where(run: Any) -> str:
+    """'Running/training epoch 3 step 2': the status and the last progress the worker stored."""
+    phase = run.progress.get("phase", "starting")
+    if phase == "training":
+        phase += f" epoch {run.progress.get('epoch')} step {run.progress.get('step')}"
+    elif phase == "evaluating":
+        phase += f" epoch {run.progress.get('epoch')}"
+    return f"{run.status}/{phase}"
 
 
-def test_kill_9_at_random_moments_every_run_completes_and_nothing_is_half_written(plane, monkeypatch):
-    """20 runs, each worker killed once at a seeded random moment of its life, from claim to export."""
+def test_kill_9_at_random_moments_every_run_completes_and_nothing_is_half_written(plane, start_agents,
+                                                                                monkeypatch):
+    """20 runs, each worker killed once at a seeded moment of its life, from its claim to its export."""
     monkeypatch.setenv("MODELBUILDER_CPU_SLOTS", "4")  # four small runs at a time
     plane.computes.create("default", "small", "Standard_F1s")
-    agent = start_agent(plane.store, poll_s=0.2)
-    try:
-        runs = [plane.submit(compute="small", epochs=EPOCHS, seed=i, early_stopping_patience=100)
-                for i in range(TRIALS)]
-        pending = _kill_moments(random.Random(SEED), [run.id for run in runs])
-        killed, missed, phases = 0, 0, []
-        reached_at: dict[str, float] = {}
-        deadline = time.monotonic() + 900
-        while pending and time.monotonic() < deadline:
-            for run_id in list(pending):
-                worker = agent.workers.get(run_id)
-                run = plane.runs.get(run_id)
-                if worker is None or worker.attempt != 1:
-                    if run.terminal or run.attempt > 1:
-                        missed += 1
-                        del pending[run_id]
-                    continue
-                what, epoch, delay = pending[run_id]
-                if run_id not in reached_at and _reached(run, what, epoch):
-                    reached_at[run_id] = time.monotonic()
-                if run_id in reached_at and time.monotonic() - reached_at[run_id] >= delay:
-                    if worker.poll() is None:
-                        phase = run.progress.get("phase", "starting")  # the last progress the worker wrote
-                        if phase == "training":
-                            phase += f" epoch {run.progress.get('epoch')}"
-                        phases.append(f"{run.status}/{phase}")
-                        os.kill(worker.pid, signal.SIGKILL)
-                        killed += 1
-                    else:
-                        missed += 1
-                    del pending[run_id]
-            time.sleep(0.05)
-        ended = [plane.wait_ended(run.id, timeout=600) for run in runs]
-    finally:
-        agent.stop()
-        for worker in agent.workers.values():
-            worker.kill()
+    runs = [plane.submit(compute="small", epochs=EPOCHS, seed=i, early_stopping_patience=100)
+            for i in range(TRIALS)]
+    pending = _kill_moments(random.Random(SEED), [run.id for run in runs])
+    for run_id, (point, _) in pending.items():
+        plane.holds.at(point, run_id)  # before any agent can claim the run
+    agent = start_agents()
+    exact: list[tuple[str, Any]] = []  # (point, the run as the store had it when it was killed there)
+    after: list[str] = []
+    deadline = time.monotonic() + 900
+    while pending and time.monotonic() < deadline:
+        for run_id in list(pending):
+            held = plane.holds.held(run_id)
+            if held is None:
+                continue
+            point, delay = pending.pop(run_id)
+            worker = agent.workers[run_id]
+            assert (worker.attempt, worker.pid) == (1, held["pid"])
+            if delay == 0:
+                exact.append((point, plane.runs.get(run_id)))
+                os.kill(worker.pid, signal.SIGKILL)
+                plane.holds.release(run_id)  # the retry goes through
+            else:
+                plane.holds.release(run_id)
+                time.sleep(delay)
+                if worker.poll() is None:
+                    after.append(_where(plane.runs.get(run_id)))
+                    os.kill(worker.pid, signal.SIGKILL)
+        time.sleep(0.05)
+    assert not pending, f"never held: {pending}"
+    ended = [plane.wait_ended(run.id, timeout=600) for run in runs]
     assert [run.status for run in ended] == ["Completed"] * TRIALS, [(r.id, r.status, r.error) for r in ended]
     store = ArtifactStore(get_settings().artifacts)
     checked = 0
@@ -120,13 +115,24 @@ def test_kill_9_at_random_moments_every_run_completes_and_nothing_is_half_writte
             checked += 1
         assert zipfile.ZipFile(store.resolve(run.id, "MLModel.zip")).testzip() is None
         load_checkpoint(store.resolve(run.id, "checkpoints/last.pt"))
-    assert killed >= TRIALS // 2, f"only {killed} of {TRIALS} kills landed while a worker ran"
-    in_training = sum("training" in phase for phase in phases)
-    assert in_training >= TRIALS // 5, f"only {in_training} kills landed in training: {phases}"
+        killed_attempts = [h for h in plane.runs.history(run.id) if h.status == "Queued" and "SIGKILL" in h.reason]
+        assert run.attempt == 1 + len(killed_attempts)
+    # Every kill made at a point landed there, on any machine: in each phase, and in training epochs.
+    assert len(exact) == TRIALS // 2
+    for point, run in exact:
+        kind, *numbers = point.split()
+        assert run.status == EXPECTED_STATUS[kind], (point, _where(run))
+        if kind.islower():  # a progress phase, and where in it
+            reported = (run.progress["phase"], run.progress["epoch"], run.progress["step"])
+            assert reported[: 1 + len(numbers)] == (kind, *map(int, numbers)), (point, _where(run))
+    assert {EXPECTED_STATUS[point.split()[0]] for point, _ in exact} == {"Preparing", "Running", "Finalizing"}
+    assert len({run.progress["epoch"] for point, run in exact if point.startswith("training")}) >= 2
+    landed = [_where(run) for _, run in exact] + after
     record("kill -9 of the worker at a random moment (seeded)", TRIALS,
            f"all {TRIALS} runs Completed; {checked} files match their recorded size and SHA-256",
-           kills_landed=killed, runs_ended_before_the_kill=missed,
-           killed_at_status_and_phase=", ".join(f"{p} {phases.count(p)}" for p in sorted(set(phases))))
+           kills_landed=len(landed), kills_at_their_point=len(exact),
+           runs_ended_before_a_late_kill=TRIALS // 2 - len(after),
+           killed_at_status_and_phase=", ".join(f"{w} {landed.count(w)}" for w in sorted(set(landed))))
 
 
 def _recipe(data: Path, **changes: object) -> TrainConfig:

@@ -38,17 +38,20 @@ def _wait_all_ended(url: str, run_ids: list[str], timeout: float = 400) -> list[
     raise AssertionError(f"runs did not end: {[(r['id'], r['status']) for r in runs]}")
 
 
-def test_server_killed_during_writes_restarts_cleanly_and_every_run_completes(home, tmp_path):
+def test_server_killed_during_writes_restarts_cleanly_and_every_run_completes(home, holds, tmp_path):
     from tests.imagery import make_image_folder
 
     home.mkdir(parents=True, exist_ok=True)
     data = make_image_folder(tmp_path / "pets", per_label=12)
+    holds.at("training 2 1")  # the first run is training when the server dies, on any machine
     server = Server(home).start()
     try:
         run_ids = [_submit(server.url, data, seed) for seed in range(3)]
-        deadline = time.monotonic() + 120
-        while _run(server.url, run_ids[0])["status"] != "Running" and time.monotonic() < deadline:
-            time.sleep(0.1)
+        deadline = time.monotonic() + 240
+        while holds.held(run_ids[0]) is None:
+            assert _run(server.url, run_ids[0])["status"] in ("Queued", "Preparing", "Running")
+            assert time.monotonic() < deadline, "the first run was not held in training within 240 s"
+            time.sleep(0.05)
         stop_writing = threading.Event()
 
         def keep_writing() -> None:  # the API writes too (submissions) while the server dies
@@ -75,6 +78,7 @@ def test_server_killed_during_writes_restarts_cleanly_and_every_run_completes(ho
         listed = httpx.get(f"{server.url}/api/v1/runs", params={"limit": 500}, timeout=30).json()
         items = listed["items"] if isinstance(listed, dict) else listed
         assert len(items) == submitted  # no run lost
+        holds.release(*(item["id"] for item in items))
         ended = _wait_all_ended(server.url, [item["id"] for item in items])
         problems = [(r["id"], r["status"], r.get("error")) for r in ended if r["status"] != "Completed"]
         assert not problems
