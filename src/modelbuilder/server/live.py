@@ -66,8 +66,7 @@ class _Read:
     has_results: bool
     history: list[e.StatusChange] | None
     metrics: list[e.MetricPoint] | None
-    logs: list[e.LogLine]
-    logs_complete: bool
+    logs: list[e.LogLine]  # the new lines (the last LOG_TAIL of them)
 
 
 @dataclass
@@ -107,9 +106,15 @@ class RunFeed:
         row = self._row(run)
         history = runs.history(self.run_id) if row[:3] != (row_seen or ())[:3] or not history_seen else None
         metrics = runs.metrics(self.run_id) if read_metrics or row != row_seen else None
-        lines = runs.logs(self.run_id, after_seq=log_seq, limit=LOG_PAGE)
+        lines: list[e.LogLine] = []
+        while True:  # read after the run: every line written before the run ended is in
+            page = runs.logs(self.run_id, after_seq=log_seq, limit=LOG_PAGE)
+            lines = (lines + page)[-LOG_TAIL:]
+            if len(page) < LOG_PAGE:
+                break
+            log_seq = page[-1].seq
         return _Read(run, self._workspace.get(run.workspace_id, ""), self.services.has_results(run.id), history,
-                     metrics, lines, len(lines) < LOG_PAGE)
+                     metrics, lines)
 
     @staticmethod
     def _row(run: e.Run) -> tuple[Any, ...]:
@@ -150,7 +155,7 @@ class RunFeed:
             changes.append(("run", run))
         self.run = run
         self._row_seen = self._row(read.run)
-        if read.run.terminal and read.logs_complete:
+        if read.run.terminal:
             self.ended = True
             changes.append(("end", {"status": read.run.status, "reason": read.run.status_reason}))
         return changes
@@ -186,6 +191,8 @@ class RunFeed:
                 self._publish([("end", {"status": "Deleted", "reason": "the run was deleted"})])
             except ModelBuilderError as exc:  # the store is unavailable for a moment: try again
                 log.warning("live updates of %s: %s", self.run_id, exc)
+                await asyncio.sleep(POLL_S)
+                continue
             except Exception:  # a bug of ours: end the streams (the page falls back to polling the API)
                 log.exception("live updates of %s failed", self.run_id)
                 self.ended = True
