@@ -351,7 +351,8 @@ def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: D
         device = torch.device("cuda", d.local_rank)
     amp = choose_precision(recipe.precision, device)
     channels_last = recipe.channels_last if recipe.channels_last is not None else recipe.architecture != "tiny"
-    model, weights = build_model(recipe.architecture, len(data.labels), recipe.weights, offline=offline)
+    model, weights = build_model(recipe.architecture, len(data.labels), recipe.weights, offline=offline,
+                                 zero_init_residual=recipe.zero_init_residual)
     if weights.warning and d.main:
         reporter.log(weights.warning, "warning")
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)

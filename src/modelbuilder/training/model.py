@@ -96,13 +96,18 @@ def head_prefix(model: Classifier) -> str:
     return "body." + _head_of(model.body)[0] + "."
 
 
-def build_model(architecture: str, num_classes: int, weights: str = "auto",
-                offline: bool = False) -> tuple[Classifier, WeightsInfo]:
-    """The network with a new `num_classes` head, and where its starting weights came from."""
+def build_model(architecture: str, num_classes: int, weights: str = "auto", offline: bool = False,
+                zero_init_residual: bool = False) -> tuple[Classifier, WeightsInfo]:
+    """The network with a new `num_classes` head, and where its starting weights came from.
+
+    `zero_init_residual` (ResNets from random initialisation): each residual block starts as the
+    identity (its last BatchNorm's scale is zero), which trains faster from scratch (Goyal et al. 2017).
+    """
     if architecture == "tiny":
         return Classifier(TinyNet(num_classes)), WeightsInfo("none", "random initialisation (tiny)")
     builder, _ = _TORCHVISION[architecture]
-    body = getattr(torchvision.models, builder)(weights=None)
+    options = {"zero_init_residual": True} if zero_init_residual and builder.startswith("resnet") else {}
+    body = getattr(torchvision.models, builder)(weights=None, **options)
     info = WeightsInfo("none", "random initialisation")
     if weights == "auto":
         state, info = _imagenet_state(architecture, offline)
