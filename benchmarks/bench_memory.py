@@ -49,7 +49,7 @@ def replicate(source: Path, target: Path, times: int) -> int:
 
 
 def child(args: argparse.Namespace) -> None:
-    from modelbuilder.training.job import run_training
+    from modelbuilder.training.engine import run_training
     from modelbuilder.training.recipe import TrainConfig
     from modelbuilder.training.reporter import MemoryReporter
 

@@ -73,7 +73,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def train_quick_model(args: argparse.Namespace, data: _common.Dataset, work: Path) -> Path:
-    from modelbuilder.training.job import run_training
+    from modelbuilder.training.engine import run_training
     from modelbuilder.training.recipe import TrainConfig
     from modelbuilder.training.reporter import MemoryReporter
 

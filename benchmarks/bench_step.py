@@ -94,7 +94,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         _common.log(f"bench_step: round {r + 1}/{args.rounds}: " + ", ".join(
             f"{name} {args.batch_size / statistics.median(s):.1f} img/s" for name, s in seconds.items()))
     img_s = {name: args.batch_size / statistics.median(s) for name, s in seconds.items()}
-    from modelbuilder.training.job import choose_precision
+    from modelbuilder.training.engine import choose_precision
 
     return {"img_s": img_s, "compile_s": compile_s, "device": device.type, "threads": torch.get_num_threads(),
             "bf16_native": choose_precision("auto", device) is torch.bfloat16}  # what the trainer would pick

@@ -59,7 +59,7 @@ def recipe_overrides(pairs: list[str]) -> dict[str, Any]:
 def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from modelbuilder.training.job import run_training
+    from modelbuilder.training.engine import run_training
     from modelbuilder.training.recipe import TrainConfig
     from modelbuilder.training.reporter import MemoryReporter
 

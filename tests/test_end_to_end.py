@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from modelbuilder.results.runtime import PredictionEngine, center_crop, preprocess, to_model_input
-from modelbuilder.training.job import run_training
+from modelbuilder.training.engine import run_training
 from modelbuilder.training.model import build_model
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from modelbuilder.training.job import run_training
+from modelbuilder.training.engine import run_training
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
 from tests.imagery import make_image_folder

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from modelbuilder.results.runtime import InvalidImageError, PredictionEngine
-from modelbuilder.training.job import run_training
+from modelbuilder.training.engine import run_training
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
 from tests.hardening.corpus import make_corpus
@@ -100,7 +100,7 @@ def test_cli_predict_reports_bad_files_in_one_line(corpus, trained):
 @pytest.mark.skipif(os.geteuid() != 0, reason="switches user; as non-root, chmod 000 already applies")
 def test_an_unreadable_file_is_skipped_with_permission_denied():
     """Root reads every file, so the data is prepared by a forked child that became the user `nobody`."""
-    from modelbuilder.training.job import prepare_data
+    from modelbuilder.training.engine import prepare_data
 
     base = Path(tempfile.mkdtemp(prefix="mb-unreadable-"))
     try:

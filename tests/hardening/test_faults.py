@@ -18,7 +18,7 @@ import torch
 from modelbuilder.config import get_settings
 from modelbuilder.core.artifacts import ArtifactStore
 from modelbuilder.training.checkpoint import DiskFull, load_checkpoint
-from modelbuilder.training.job import run_training
+from modelbuilder.training.engine import run_training
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
 from tests.reliability import record

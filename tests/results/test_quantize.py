@@ -31,7 +31,7 @@ LABELS = ("cat", "dog", "fox")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny model really trained by the engine at 32 px, and its validation images as the model sees them."""
-    from modelbuilder.training.job import prepare_data, run_training
+    from modelbuilder.training.engine import prepare_data, run_training
     from modelbuilder.training.recipe import TrainConfig
     from modelbuilder.training.reporter import MemoryReporter
 

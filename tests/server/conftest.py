@@ -67,7 +67,7 @@ class TrainedRun:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     """One real tiny training (2 labels x 10 images, 32 px, 2 epochs) and its exported results."""
-    from modelbuilder.training.job import run_training
+    from modelbuilder.training.engine import run_training
     from modelbuilder.training.recipe import TrainConfig
     from modelbuilder.training.reporter import NullReporter
 

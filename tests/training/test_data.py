@@ -12,7 +12,7 @@ from modelbuilder.errors import DataError
 from modelbuilder.results.runtime import Preprocess, center_crop, preprocess
 from modelbuilder.training import data
 from modelbuilder.training.cache import build_decoded_cache
-from modelbuilder.training.job import prepare_data
+from modelbuilder.training.engine import prepare_data
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
 from tests.imagery import add_odd_files, labeled_image

@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 from modelbuilder.errors import InvalidInput
-from modelbuilder.training.job import run_training
+from modelbuilder.training.engine import run_training
 from modelbuilder.training.loop import Preempted
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter

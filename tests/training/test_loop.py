@@ -10,7 +10,7 @@ import torch
 
 from modelbuilder.training.checkpoint import load_checkpoint
 from modelbuilder.training.distributed import Dist
-from modelbuilder.training.job import build_loop, prepare_data, run_training
+from modelbuilder.training.engine import build_loop, prepare_data, run_training
 from modelbuilder.training.loop import (
     Budget,
     Preempted,

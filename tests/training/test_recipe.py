@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modelbuilder.errors import InvalidInput
-from modelbuilder.training.job import run_training
+from modelbuilder.training.engine import run_training
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
 

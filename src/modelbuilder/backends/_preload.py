@@ -10,7 +10,7 @@ import torch  # noqa: F401
 import torch.onnx._internal.exporter._core  # noqa: F401
 
 import modelbuilder.backends.worker  # noqa: F401
-import modelbuilder.training.job  # noqa: F401
+import modelbuilder.training.engine  # noqa: F401
 from modelbuilder.training.export import warm_exporter
 
 warm_exporter()  # parses onnxscript's sources, no tensor op

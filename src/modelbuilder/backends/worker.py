@@ -1,6 +1,6 @@
 """The worker: one process that executes one attempt of one run and reports it to the store.
 
-It runs `training.job.run_training` with a Reporter that writes to the store, renews its lease by a
+It runs `training.engine.run_training` with a Reporter that writes to the store, renews its lease by a
 heartbeat thread, and turns the end of training into the run's next status: Completed, Canceled (the
 best model so far still exported), back to the queue after a preemption (from its checkpoint), or
 an error retry. Every write carries the attempt number; a worker whose lease was taken over is
@@ -183,7 +183,7 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
     unexpected error is raised to it with the run still held, for the restarted workers to resume from
     the last checkpoint, instead of being settled here.
     """
-    from modelbuilder.training.job import run_training
+    from modelbuilder.training.engine import run_training
     from modelbuilder.training.loop import Preempted
     from modelbuilder.training.recipe import TrainConfig
 
@@ -292,7 +292,7 @@ def remove_leftovers(run_dir: Path) -> list[Path]:
 
 def _follow_rank_zero(run_id: str) -> int:
     """A data-parallel rank other than 0: the same training, reporting nothing (rank 0 reports)."""
-    from modelbuilder.training.job import run_training
+    from modelbuilder.training.engine import run_training
     from modelbuilder.training.loop import Preempted
     from modelbuilder.training.recipe import TrainConfig
     from modelbuilder.training.reporter import NullReporter

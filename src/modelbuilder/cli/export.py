@@ -64,7 +64,7 @@ def _run_validation(run_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The run's validation images (center crops), re-found and re-split exactly as training did."""
     from modelbuilder.config import get_settings
     from modelbuilder.results.runtime import center_crop
-    from modelbuilder.training.job import prepare_data
+    from modelbuilder.training.engine import prepare_data
     from modelbuilder.training.recipe import TrainConfig
     from modelbuilder.training.reporter import MemoryReporter
 

@@ -155,7 +155,7 @@ def _resume_here(checkpoint: Path, output: Path) -> None:
 
     from modelbuilder.cli.console import ProgressDisplay
     from modelbuilder.config import get_settings
-    from modelbuilder.training.job import run_training
+    from modelbuilder.training.engine import run_training
     from modelbuilder.training.recipe import TrainConfig
 
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")

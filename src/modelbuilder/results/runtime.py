@@ -106,6 +106,11 @@ class Preprocess:
             raise PipelineError(f"Preprocess color {self.color!r} / interpolation {self.interpolation!r} "
                                 "is not supported.", "use color 'RGB' and interpolation 'bilinear'.")
 
+    @staticmethod
+    def resize_for(crop: int) -> int:
+        """The square's side before the center crop to `crop` (the usual 256 -> 224 ratio)."""
+        return round(crop * 8 / 7)
+
     def to_dict(self) -> dict[str, Any]:
         return {"resize": self.resize, "crop": self.crop, "mean": list(self.mean), "std": list(self.std),
                 "color": self.color, "interpolation": self.interpolation}

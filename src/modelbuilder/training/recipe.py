@@ -96,12 +96,6 @@ class TrainConfig:
         images so that an epoch still has a dozen or more steps to learn from."""
         return int(min(64, max(16, train_images // 20 // 8 * 8)))
 
-    @property
-    def resize_size(self) -> int:
-        """Short side before the center crop (the usual 256 -> 224 ratio)."""
-        assert self.image_size is not None, "image_size is resolved before training starts"
-        return round(self.image_size * 8 / 7)
-
     def with_(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 

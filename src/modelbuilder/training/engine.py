@@ -100,7 +100,7 @@ def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter) -> P
     found = data_mod.discover(recipe.data)
     data_mod.check_labels(found[0], recipe.data)
     image_size = recipe.image_size or data_mod.choose_image_size([s.path for s in found[0]], seed=recipe.seed)
-    resize = round(image_size * 8 / 7)
+    resize = Preprocess.resize_for(image_size)
     samples, skipped, cache = _decode(recipe.data, resize, cache_root, reporter, recipe.loader_threads, found)
     usable = [i for i in range(len(samples)) if cache.ok(i)]
     labels = data_mod.check_labels([samples[i] for i in usable], recipe.data)
@@ -369,11 +369,13 @@ def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: D
     epochs = recipe.epochs or DEFAULT_EPOCHS
     augment = ClassificationPresetTrain(data.image_size, recipe.crop_scale_min, recipe.hflip)
     mix = MixBatch(len(data.labels), recipe.mixup_alpha, recipe.cutmix_alpha)
-    loop = Loop(model, optimizer, schedule(optimizer, recipe, len(data.train), epochs),
-                torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing), device, amp, channels_last,
-                augment, ClassificationPresetEval(data.image_size), recipe.batch_size, recipe.seed, epochs, reporter,
-                budget, d, trained, mix if mix else None,
-                moving_average(model, recipe.ema_decay) if recipe.ema_decay > 0 else None)
+    loop = Loop(
+        model=model, optimizer=optimizer, scheduler=schedule(optimizer, recipe, len(data.train), epochs),
+        criterion=torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing), device=device, amp_dtype=amp,
+        channels_last=channels_last, train_preset=augment, eval_preset=ClassificationPresetEval(data.image_size),
+        batch_size=recipe.batch_size, seed=recipe.seed, epochs=epochs, reporter=reporter, budget=budget, dist=d,
+        train_model=trained, mix=mix if mix else None,
+        ema=moving_average(model, recipe.ema_decay) if recipe.ema_decay > 0 else None)
     return loop, weights
 
 
@@ -417,7 +419,7 @@ def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path,
     metrics["export_check"] = check.to_dict()
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     write_label_map(run_dir / MAP_FILE, data.labels)
-    spec = Preprocess(resize=round(data.image_size * 8 / 7), crop=data.image_size, mean=IMAGENET_MEAN,
+    spec = Preprocess(resize=Preprocess.resize_for(data.image_size), crop=data.image_size, mean=IMAGENET_MEAN,
                       std=IMAGENET_STD)
     summary = {k: metrics[k] for k in ("accuracy", "macro_accuracy", "macro_f1", "log_loss", "best_epoch",
                                        "num_images", "architecture", "image_size")}
