@@ -11,9 +11,8 @@ import onnx
 import pytest
 
 from modelbuilder.errors import InvalidInput
+from modelbuilder.results.files import INT8_MODEL_FILE, INT8_ZIP_FILE
 from modelbuilder.results.quantize import (
-    INT8_MODEL_FILE,
-    INT8_ZIP_FILE,
     calibration_of,
     evaluate_onnx,
     export_int8,

@@ -44,6 +44,7 @@ from modelbuilder.core.runs import RunService
 from modelbuilder.core.sizes import default_catalog
 from modelbuilder.core.store import Store
 from modelbuilder.errors import ModelBuilderError, StaleAttempt
+from modelbuilder.results.files import LOGS
 
 CONNECT_TIMEOUT_S = 60.0
 LEASE_GRACE_S = 60.0  # once the run is no longer this attempt's, how long Ray Train may take to stop
@@ -102,7 +103,7 @@ def train_worker(config: dict[str, Any]) -> None:
 def _record_start(run_id: str, attempt: int, rank: int, world: int) -> bool:
     """Note this rank's process in `logs/ray-ranks/<rank>.json`; True when the rank already ran in
     this attempt (Ray Train restarted the worker group)."""
-    path = ArtifactStore(get_settings().artifacts).run_dir(run_id) / "logs" / "ray-ranks" / f"{rank}.json"
+    path = ArtifactStore(get_settings().artifacts).run_dir(run_id) / LOGS / "ray-ranks" / f"{rank}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         restarted = json.loads(path.read_text()).get("attempt") == attempt

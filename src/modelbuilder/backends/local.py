@@ -30,6 +30,7 @@ from modelbuilder.core import entities as e
 from modelbuilder.core.artifacts import ArtifactStore
 from modelbuilder.core.scheduler import local_pool, need_of, register_launcher, signal_name
 from modelbuilder.core.sizes import SizeSpec
+from modelbuilder.results.files import worker_log
 
 _FORK_CONTEXT: Any = None
 
@@ -193,7 +194,7 @@ class LocalLauncher:
 
     def launch(self, run: e.Run, owner: str, size: SizeSpec, compute: e.Compute) -> LocalWorker | TorchrunWorker:
         run_dir = ArtifactStore(get_settings().artifacts).run_dir(run.id)
-        log_path = run_dir / "logs" / f"worker-{run.attempt}.log"
+        log_path = run_dir / worker_log(run.attempt)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         need = need_of(size, local_pool())
         # A CPU size gets the cores it pays for, so runs sharing the host do not fight over them.

@@ -41,6 +41,7 @@ from modelbuilder.core.compute import register_provisioner
 from modelbuilder.core.scheduler import register_launcher
 from modelbuilder.core.sizes import AUTO, SizeSpec
 from modelbuilder.errors import CapacityError, InvalidInput
+from modelbuilder.results.files import worker_log
 
 PROBE_TIMEOUT_S = 30.0
 DEFAULT_ADDRESS = "auto"  # RAY_ADDRESS, else the cluster started on this host with `ray start`
@@ -233,7 +234,7 @@ class RayDriver(SessionWorker):
 class RayLauncher:
     def launch(self, run: e.Run, owner: str, size: SizeSpec, compute: e.Compute) -> RayDriver:
         require_ray()
-        log_path = ArtifactStore(get_settings().artifacts).run_dir(run.id) / "logs" / f"worker-{run.attempt}.log"
+        log_path = ArtifactStore(get_settings().artifacts).run_dir(run.id) / worker_log(run.attempt)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "modelbuilder.backends._ray_driver", run.id, "--attempt", str(run.attempt),
                    "--owner", owner, "--address", compute.address or DEFAULT_ADDRESS, "--size", size.name,

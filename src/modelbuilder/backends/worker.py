@@ -30,6 +30,7 @@ from modelbuilder.core.leases import LeaseService
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.store import Store
 from modelbuilder.errors import ModelBuilderError, StaleAttempt
+from modelbuilder.results.files import LOGS
 from modelbuilder.training.reporter import Progress, StopReason
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: the run went back to the queue
@@ -211,7 +212,7 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
         result = run_training(recipe, run_dir, reporter, resume=resume)
         reporter.flush()
         # logs/ holds this process's own output, still growing: it is a diagnostic, not a result.
-        runs.record_artifacts(run_id, [a for a in artifacts.list(run_id) if not a.path.startswith("logs/")], attempt)
+        runs.record_artifacts(run_id, [a for a in artifacts.list(run_id) if not a.path.startswith(f"{LOGS}/")], attempt)
         best = {k: float(result.metrics[k]) for k in ("accuracy", "macro_accuracy", "macro_f1", "log_loss")}
         runs.set_best_metrics(run_id, attempt, {**best, "best_epoch": float(result.best_epoch)})
         charge(runs, run_id, attempt)

@@ -5,12 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-RESULT_FILES = ("bestModel.onnx", "bestModelMap.json", "MLModel.zip")
-
-
-def result_paths(name: str) -> tuple[str, ...]:
-    """What a result holds, relative to the run's folder."""
-    return (f"{name}.ConsoleApp", f"{name}.Model", *RESULT_FILES)
+from modelbuilder.results.files import result_paths
 
 
 def copy_results(run_dir: Path, name: str, output: Path) -> dict[str, Path]:

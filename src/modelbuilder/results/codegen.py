@@ -22,10 +22,11 @@ import jinja2
 from modelbuilder import names
 from modelbuilder.errors import AlreadyExists, InvalidInput
 from modelbuilder.results import runtime
+from modelbuilder.results.files import ZIP_FILE, project_folders
 
 TEMPLATES = Path(__file__).parent / "templates"
 REQUIREMENTS = ("onnxruntime>=1.17", "numpy>=1.24", "Pillow>=10.0")
-ASSETS = ("MLModel.zip", runtime.MODEL_FILE, runtime.MAP_FILE)
+ASSETS = (ZIP_FILE, runtime.MODEL_FILE, runtime.MAP_FILE)  # in the order the generated README lists them
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,8 @@ def generate_projects(name: str, output_dir: str | os.PathLike[str], mlmodel_zip
     output_dir, mlmodel_zip = Path(output_dir), Path(mlmodel_zip)
     sample = Path(sample_image) if sample_image is not None else None
     package = _checked_inputs(mlmodel_zip, sample)
-    result = GeneratedProjects(console_app=output_dir / f"{name}.ConsoleApp",
-                               model=output_dir / f"{name}.Model")
+    console_app, model = project_folders(name)
+    result = GeneratedProjects(console_app=output_dir / console_app, model=output_dir / model)
     existing = [p.name for p in (result.model, result.console_app) if p.exists()]
     if existing and not overwrite:
         raise AlreadyExists(f"{' and '.join(existing)} already exist in {str(output_dir)!r}.",
@@ -150,7 +151,7 @@ def generate_projects(name: str, output_dir: str | os.PathLike[str], mlmodel_zip
         _render_tree(env, "model", model_dir, context)
         assets = model_dir / package_dir
         shutil.copyfile(Path(runtime.__file__), assets / "_runtime.py")
-        shutil.copyfile(mlmodel_zip, assets / "MLModel.zip")
+        shutil.copyfile(mlmodel_zip, assets / ZIP_FILE)
         (assets / runtime.MODEL_FILE).write_bytes(package.onnx)
         (assets / runtime.MAP_FILE).write_text(json.dumps(package.labels, indent=2, ensure_ascii=False),
                                                encoding="utf-8")

@@ -45,14 +45,13 @@ from typing import Any
 import numpy as np
 
 from modelbuilder.errors import InvalidInput
+from modelbuilder.results.files import INT8_MODEL_FILE, INT8_ZIP_FILE
 from modelbuilder.results.pipeline import write_model_package
-from modelbuilder.results.runtime import Preprocess, make_session, to_model_input
-from modelbuilder.results.runtime import _softmax as softmax  # float64, stable
+from modelbuilder.results.runtime import Preprocess, make_session, softmax, to_model_input
 
 CALIBRATION_BATCH = 8
 CALIBRATIONS = ("averaged", "extremes")  # the order breaks exact ties: averaged first
 METADATA_CALIBRATION, METADATA_SCORES = "modelbuilder.calibration", "modelbuilder.calibration_scores"
-INT8_MODEL_FILE, INT8_ZIP_FILE = "bestModel.int8.onnx", "MLModel.int8.zip"
 
 
 def has_vnni() -> bool:

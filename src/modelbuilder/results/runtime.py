@@ -356,7 +356,8 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits (N x labels), in float64 and stable for any logit size."""
     z = logits.astype(np.float64)
     z -= z.max(axis=1, keepdims=True)
     np.exp(z, out=z)
@@ -443,7 +444,7 @@ class PredictionEngine:
         if batch.ndim != 4 or batch.shape[3] != 3 or batch.dtype != np.uint8:
             raise ValueError(f"Expected an NHWC uint8 batch of RGB images, got {batch.dtype} {batch.shape}.")
         (logits,) = self._session.run([self.output_name], {self.input_name: to_model_input(batch)})
-        return _softmax(logits)
+        return softmax(logits)
 
     def _output(self, probs: np.ndarray) -> ModelOutput:
         return ModelOutput(prediction=self._package.labels[int(np.argmax(probs))], score=probs.tolist())

@@ -18,6 +18,7 @@ from modelbuilder.config import Settings
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.errors import Conflict, NotFound
+from modelbuilder.results.files import RESULT_MARKER
 from modelbuilder.server.live import RunFeeds
 from modelbuilder.server.schemas import RunPublic
 
@@ -25,9 +26,6 @@ if TYPE_CHECKING:
     from modelbuilder.core.scheduler import Agent
     from modelbuilder.core.store import Store
     from modelbuilder.results.runtime import PredictionEngine
-
-RESULT_MARKER = "MLModel.zip"  # written last by the engine: a run with it has its whole result
-
 
 class EngineCache:
     """One PredictionEngine per run, the most recently used few kept; reloaded if MLModel.zip changes."""

@@ -22,9 +22,9 @@ from urllib.parse import quote
 from modelbuilder import names
 from modelbuilder.core.artifacts import ArtifactStore
 from modelbuilder.errors import InvalidInput, NotFound
+from modelbuilder.results.files import RESULT_FILES, project_folders
 from modelbuilder.server.handlers import BadPath
 
-RESULT_FILES = ("bestModel.onnx", "bestModelMap.json", "MLModel.zip")
 CHUNK = 1 << 20
 _TEXT = {".md", ".py", ".txt", ".log", ".toml", ".csv", ".tsv", ".yaml", ".yml"}
 _INLINE_TYPES = {".png": "image/png", ".json": "application/json"}
@@ -106,8 +106,8 @@ def _files_under(artifacts: ArtifactStore, run_id: str, folder: str) -> list[str
 
 def write_bundle(artifacts: ArtifactStore, run_id: str, name: str) -> tuple[IO[bytes], int]:
     """`<Name>.ConsoleApp/`, `<Name>.Model/` and the three assets as one zip, in a temporary file."""
-    members = [*_files_under(artifacts, run_id, f"{name}.ConsoleApp"),
-               *_files_under(artifacts, run_id, f"{name}.Model"), *RESULT_FILES]
+    members = [relpath for folder in project_folders(name) for relpath in _files_under(artifacts, run_id, folder)]
+    members += RESULT_FILES
     out = tempfile.TemporaryFile()
     try:
         with zipfile.ZipFile(out, "w") as archive:

@@ -21,8 +21,9 @@ import torch
 from modelbuilder import names
 from modelbuilder.errors import DataError, InvalidInput
 from modelbuilder.results.codegen import generate_projects
+from modelbuilder.results.files import DATA_REPORT_FILE, MAP_FILE, METRICS_FILE, MODEL_FILE, RECIPE_FILE, ZIP_FILE
 from modelbuilder.results.pipeline import write_label_map, write_model_package
-from modelbuilder.results.runtime import MAP_FILE, MODEL_FILE, Preprocess
+from modelbuilder.results.runtime import Preprocess
 from modelbuilder.training import budget as budget_mod
 from modelbuilder.training import data as data_mod
 from modelbuilder.training.cache import build_decoded_cache
@@ -49,8 +50,6 @@ from modelbuilder.training.model import IMAGENET_MEAN, IMAGENET_STD, WeightsInfo
 from modelbuilder.training.presets import ClassificationPresetEval, ClassificationPresetTrain, MixBatch
 from modelbuilder.training.recipe import DEFAULT_EPOCHS, TrainConfig
 from modelbuilder.training.reporter import Progress, Reporter
-
-ZIP_FILE = "MLModel.zip"
 
 
 @dataclass(frozen=True)
@@ -204,7 +203,7 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
     if checkpoint is not None and checkpoint["labels"] != data.labels:
         raise DataError("The data's labels differ from the checkpoint's.", "resume with the same data.")
     if d.main:
-        (run_dir / "data_report.json").write_text(json.dumps(data.report.to_dict(), indent=2))
+        (run_dir / DATA_REPORT_FILE).write_text(json.dumps(data.report.to_dict(), indent=2))
         for skip in data.report.skipped:
             reporter.log(f"Skipped {skip.path}: {skip.reason}", "warning")
 
@@ -228,7 +227,7 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
         recipe, loop = plan_time(recipe, loop, data, worked_s, started, d)
     state = resume_state(checkpoint, loop) if checkpoint is not None else TrainState()
     if d.main:
-        recipe.save(run_dir / "recipe.json")
+        recipe.save(run_dir / RECIPE_FILE)
     reporter.log(f"Training {recipe.architecture} ({weights.detail}) on {loop.device.type}"
                  f"{f' x {d.world} processes' if d.enabled else ''}, {'bf16' if loop.amp_dtype else 'float32'}"
                  f"{', channels_last' if loop.channels_last else ''}, {len(data.train)} training / {len(data.val)} "
@@ -245,7 +244,7 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
     final = finalize(loop, data, recipe, run_dir, result, weights.detail, reporter)
     if head_history and "full" in phases:
         final.metrics["head_history"] = head_history
-        (run_dir / "metrics.json").write_text(json.dumps(final.metrics, indent=2))
+        (run_dir / METRICS_FILE).write_text(json.dumps(final.metrics, indent=2))
     return final
 
 
@@ -417,7 +416,7 @@ def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path,
     images = torch.cat([x for x, _ in _first_batches(loop, data.val, 64)]).float()
     check = verify_onnx(onnx_path, loop.model, images.contiguous())
     metrics["export_check"] = check.to_dict()
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     write_label_map(run_dir / MAP_FILE, data.labels)
     spec = Preprocess(resize=Preprocess.resize_for(data.image_size), crop=data.image_size, mean=IMAGENET_MEAN,
                       std=IMAGENET_STD)
@@ -428,7 +427,7 @@ def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path,
     reporter.log(f"Validation accuracy {metrics['accuracy']:.4f} (best epoch {result.state.best_epoch}); "
                  f"results in {run_dir}.")
     outputs = {"onnx": onnx_path, "map": run_dir / MAP_FILE, "zip": zip_path, "console_app": projects.console_app,
-               "model": projects.model, "metrics": run_dir / "metrics.json"}
+               "model": projects.model, "metrics": run_dir / METRICS_FILE}
     return TrainResult(run_dir, recipe.name or "MLModel", data.labels, metrics, result.stopped,
                        result.state.best_epoch, outputs)
 

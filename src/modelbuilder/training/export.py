@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from modelbuilder.errors import ExportCheckFailed
+from modelbuilder.results.runtime import softmax
 
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 MAX_ABS_PROB_DIFF = 1e-4
@@ -74,12 +75,6 @@ def export_onnx(model: torch.nn.Module, image_size: int, path: Path, opset: int 
     return path
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
 def verify_onnx(path: Path, model: torch.nn.Module, images: torch.Tensor) -> ExportCheck:
     """Compare onnxruntime with PyTorch eager (float32) on `images` (N x 3 x H x W in [0, 1])."""
     import onnxruntime as ort
@@ -87,8 +82,8 @@ def verify_onnx(path: Path, model: torch.nn.Module, images: torch.Tensor) -> Exp
     model = model.to("cpu", memory_format=torch.contiguous_format).float().eval()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
-        expected = _softmax(model(images).numpy())
-    got = _softmax(session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy().astype(np.float32)})[0])
+        expected = softmax(model(images).numpy())
+    got = softmax(session.run([OUTPUT_NAME], {INPUT_NAME: images.numpy().astype(np.float32)})[0])
     check = ExportCheck(len(images), float((expected.argmax(1) == got.argmax(1)).mean()),
                         float(np.abs(expected - got).max()))
     if check.top1_agreement < 1.0 or check.max_abs_prob_diff >= MAX_ABS_PROB_DIFF:

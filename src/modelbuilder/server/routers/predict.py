@@ -12,7 +12,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, UploadFile
 
 from modelbuilder.errors import PayloadTooLarge
-from modelbuilder.server.deps import RESULT_MARKER, RunDep, ServicesDep
+from modelbuilder.results.files import RESULT_MARKER
+from modelbuilder.server.deps import RunDep, ServicesDep
 from modelbuilder.server.middleware import UPLOAD_LIMIT
 from modelbuilder.server.schemas import PredictionPublic
 

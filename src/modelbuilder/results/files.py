@@ -1,0 +1,38 @@
+"""The names of the files a run leaves in its folder, defined once for every layer that reads or writes them.
+
+`MODEL_FILE` and `MAP_FILE` are defined in `runtime.py`, which must stay self-contained (it is copied
+into every generated `<Name>.Model`); they are re-exported here so nothing else spells them.
+"""
+
+from __future__ import annotations
+
+from modelbuilder.results.runtime import MAP_FILE, MODEL_FILE
+
+ZIP_FILE = "MLModel.zip"
+RESULT_FILES = (MODEL_FILE, MAP_FILE, ZIP_FILE)  # the three assets a user gets back
+RESULT_MARKER = ZIP_FILE  # written last by the engine: a run folder holding it has its whole result
+INT8_MODEL_FILE, INT8_ZIP_FILE = "bestModel.int8.onnx", "MLModel.int8.zip"
+METRICS_FILE = "metrics.json"
+RECIPE_FILE = "recipe.json"
+DATA_REPORT_FILE = "data_report.json"
+LOGS = "logs"  # the workers' own output: a diagnostic, still growing while the run runs, never a result
+
+
+def project_folders(name: str) -> tuple[str, str]:
+    """The two generated projects of a result named `name`: `<Name>.ConsoleApp` and `<Name>.Model`."""
+    return f"{name}.ConsoleApp", f"{name}.Model"
+
+
+def worker_log(attempt: int) -> str:
+    """The log file of one attempt's worker process."""
+    return f"{LOGS}/worker-{attempt}.log"
+
+
+def result_paths(name: str) -> tuple[str, ...]:
+    """Everything a user gets back from a run, relative to its folder."""
+    return (*project_folders(name), *RESULT_FILES)
+
+
+__all__ = ["DATA_REPORT_FILE", "INT8_MODEL_FILE", "INT8_ZIP_FILE", "LOGS", "MAP_FILE",
+           "METRICS_FILE", "MODEL_FILE", "RECIPE_FILE", "RESULT_FILES", "RESULT_MARKER", "ZIP_FILE",
+           "project_folders", "result_paths", "worker_log"]
