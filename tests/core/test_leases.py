@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import queue
 import threading
+from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from modelbuilder.core.entities import Run, utcnow
-from modelbuilder.core.leases import LeaseService
+from modelbuilder.core.leases import LeaseRenewal, LeaseService
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.store import Store
 from modelbuilder.errors import InvalidInput, StaleAttempt
@@ -103,6 +105,37 @@ def test_renewing_extends_the_lease_and_reports_stop_requests(
         leases.renew_lease(run.id, 1, "agent-b", 600)
     with pytest.raises(StaleAttempt):
         leases.renew_lease(run.id, 2, "agent-a", 600)
+
+
+def test_the_renewal_loop_renews_reports_each_renewal_and_stops_once_the_lease_is_lost(
+    runs: RunService, leases: LeaseService, team: Team, recipe: Recipe
+) -> None:
+    runs.submit(team.workspace, "pets", team.dedicated, recipe)
+    run = _claim(leases, team)
+    seen: queue.Queue[Any] = queue.Queue()
+    lost = threading.Event()
+    renewal = LeaseRenewal(leases, run.id, 1, "agent-a", on_renewed=seen.put, on_lost=lost.set, interval=0.01,
+                           lease_seconds=600).start()
+    try:
+        first = seen.get(timeout=30)  # renewed by the loop's own thread
+        assert first.lease_expires_at > run.lease_expires_at
+        runs.request_cancel(run.id)
+        assert _next_matching(seen, lambda r: r.cancel_requested)  # a stop request shows in a renewal
+        leases.requeue_expired(utcnow() + timedelta(hours=1))  # taken away: the reaper requeues it
+        assert lost.wait(30)
+        renewal._thread.join(30)
+        assert not renewal._thread.is_alive()  # no renewals after the loss
+        assert renewal.lost
+        assert renewal.renew_now() is False
+    finally:
+        renewal.stop()
+
+
+def _next_matching(seen: queue.Queue[Any], matches: Callable[[Any], bool]) -> Any:
+    while True:
+        run = seen.get(timeout=30)
+        if matches(run):
+            return run
 
 
 def test_the_reaper_requeues_lost_runs_against_the_error_budget(

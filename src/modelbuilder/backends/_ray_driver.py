@@ -35,11 +35,11 @@ import time
 from typing import Any
 
 from modelbuilder.backends.ray import ClusterResources, plan_workers, storage_path
-from modelbuilder.backends.worker import EXIT_FENCED, EXIT_PREEMPTED, HEARTBEAT_S, LEASE_S, execute
+from modelbuilder.backends.worker import EXIT_FENCED, EXIT_PREEMPTED, execute
 from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
 from modelbuilder.core.artifacts import ArtifactStore
-from modelbuilder.core.leases import LeaseService
+from modelbuilder.core.leases import LeaseRenewal, LeaseService
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.sizes import default_catalog
 from modelbuilder.core.store import Store
@@ -147,35 +147,28 @@ class LeaseKeeper:
     def __init__(self, runs: RunService, leases: LeaseService, run_id: str, attempt: int, owner: str) -> None:
         self.runs, self.leases, self.run_id, self.attempt, self.owner = runs, leases, run_id, attempt, owner
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="lease keeper", daemon=True)
+        self._cancel_seen: float | None = None
+        self._lease = LeaseRenewal(leases, run_id, attempt, owner, on_renewed=self._renewed, on_lost=self._lost)
 
     def start(self) -> None:
-        self._thread.start()
+        self._lease.start()
 
     def stop(self) -> None:
         self._done.set()
-        self._thread.join(timeout=10)
+        self._lease.stop()
 
-    def _beat(self) -> None:
-        cancel_seen: float | None = None
-        while not self._done.wait(HEARTBEAT_S):
-            try:
-                run = self.leases.renew_lease(self.run_id, self.attempt, self.owner, LEASE_S)
-                if not (run.cancel_requested and run.status == e.PREPARING):
-                    cancel_seen = None
-                elif cancel_seen is None:
-                    cancel_seen = time.monotonic()
-                elif time.monotonic() - cancel_seen > CANCEL_GRACE_S:
-                    self.runs.transition(self.run_id, e.CANCELED, "canceled by the user before Ray Train started "
-                                         "training", self.attempt)
-                    self.leases.release_lease(self.run_id, self.attempt, self.owner)
-                    self._exit(0, "canceled before any Ray Train worker started training")
-            except StaleAttempt:
-                break
-            except ModelBuilderError:
-                continue  # the store is briefly unavailable (or the run just moved on): try again
-        else:
-            return
+    def _renewed(self, run: e.Run) -> None:
+        if not (run.cancel_requested and run.status == e.PREPARING):
+            self._cancel_seen = None
+        elif self._cancel_seen is None:
+            self._cancel_seen = time.monotonic()
+        elif time.monotonic() - self._cancel_seen > CANCEL_GRACE_S:
+            self.runs.transition(self.run_id, e.CANCELED, "canceled by the user before Ray Train started training",
+                                 self.attempt)
+            self.leases.release_lease(self.run_id, self.attempt, self.owner)
+            self._exit(0, "canceled before any Ray Train worker started training")
+
+    def _lost(self) -> None:
         if not self._done.wait(LEASE_GRACE_S):
             self._exit(EXIT_FENCED, f"run {self.run_id} is no longer held by attempt {self.attempt} and Ray Train "
                        f"has not stopped within {LEASE_GRACE_S:.0f} s")

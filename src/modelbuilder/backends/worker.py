@@ -1,10 +1,10 @@
 """The worker: one process that executes one attempt of one run and reports it to the store.
 
 It runs `training.engine.run_training` with a Reporter that writes to the store, renews its lease by a
-heartbeat thread, and turns the end of training into the run's next status: Completed, Canceled (the
-best model so far still exported), back to the queue after a preemption (from its checkpoint), or
-an error retry. Every write carries the attempt number; a worker whose lease was taken over is
-fenced off and stops without writing anything more.
+heartbeat thread (`core.leases.LeaseRenewal`), and turns the end of training into the run's next
+status: Completed, Canceled (the best model so far still exported), back to the queue after a
+preemption (from its checkpoint), or an error retry. Every write carries the attempt number; a
+worker whose lease was taken over is fenced off and stops without writing anything more.
 
     python -m modelbuilder.backends.worker RUN_ID --attempt N --owner OWNER
 """
@@ -26,7 +26,7 @@ from modelbuilder.backends._pause import PausePoint
 from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
 from modelbuilder.core.artifacts import ArtifactStore
-from modelbuilder.core.leases import LeaseService
+from modelbuilder.core.leases import LeaseRenewal, LeaseService
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.store import Store
 from modelbuilder.errors import ModelBuilderError, StaleAttempt
@@ -35,8 +35,6 @@ from modelbuilder.training.reporter import Progress, StopReason
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: the run went back to the queue
 EXIT_FENCED = 76  # the lease was taken over; nothing more was written
-HEARTBEAT_S = 5.0
-LEASE_S = 60.0
 FLUSH_S = 1.0
 
 
@@ -65,32 +63,23 @@ class StoreReporter:
         self._pending_progress: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._last_flush = 0.0
-        self._beat = threading.Event()
-        self._thread = threading.Thread(target=self._heartbeat, daemon=True)
+        self._lease = LeaseRenewal(leases, run.id, run.attempt, owner, on_renewed=self._take_in,
+                                   on_lost=self._fence)
         self._pause = PausePoint.for_run(run.id, run.attempt)  # None outside tests
 
     # --- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
-        self._thread.start()
+        self._lease.start()
 
     def close(self) -> None:
-        self._beat.set()
-        self._thread.join(timeout=10)
+        self._lease.stop()
         self.flush()
 
-    def _heartbeat(self) -> None:
-        while not self._beat.wait(HEARTBEAT_S) and not self.fenced:
-            self._renew()
+    def _fence(self) -> None:
+        self.fenced = True
 
-    def _renew(self) -> None:
-        """Extend the lease, and take in a cancel or a preemption asked for since the last renewal."""
-        try:
-            run = self.leases.renew_lease(self.run_id, self.attempt, self.owner, LEASE_S)
-        except StaleAttempt:
-            self.fenced = True
-            return
-        except ModelBuilderError:
-            return  # the store is briefly unavailable: try again at the next beat
+    def _take_in(self, run: e.Run) -> None:
+        """After each renewal of the lease: take in a cancel or a preemption asked for since the last one."""
         if run.cancel_requested:
             self.stop_requested = "cancel"
         elif run.preempt_requested and self.stop_requested is None:
@@ -103,7 +92,7 @@ class StoreReporter:
         assert self._pause is not None
         self.flush()
         self._pause.hold(**where)
-        self._renew()
+        self._lease.renew_now()
 
     def _guard(self) -> None:
         if self.fenced:

@@ -6,7 +6,8 @@ These are the primitives the scheduler (`scheduler.py`) builds its agents on:
   low-priority ones, then oldest first. SQLite serializes claims with `BEGIN IMMEDIATE`; PostgreSQL
   uses `SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent agents never wait on each other's rows.
   Each claim bumps the run's attempt number, which fences every later write of older attempts.
-- `renew_lease` is the worker's heartbeat; `release_lease` ends the lease once the run has ended.
+- `renew_lease` is the worker's heartbeat (`LeaseRenewal` calls it every HEARTBEAT_S from a thread of
+  the holder's); `release_lease` ends the lease once the run has ended.
 - `requeue_expired` is the reaper: a run whose worker stopped renewing goes back to the queue,
   counting against its error budget, or fails once that budget is spent.
 - `worker_exited` is the agent's view of a worker process it saw exit: it settles the run if the
@@ -25,7 +26,8 @@ The reaper and the agent charge the attempts they settle (`_billing`), each atte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, case, select, update
@@ -36,9 +38,11 @@ from modelbuilder.core import _rows as r
 from modelbuilder.core import entities as e
 from modelbuilder.core.sizes import SizeCatalog, default_catalog
 from modelbuilder.core.store import Store
-from modelbuilder.errors import InvalidInput, StaleAttempt
+from modelbuilder.errors import InvalidInput, ModelBuilderError, StaleAttempt
 
 MAX_OWNER = 200
+LEASE_S = 60.0  # how long a claim or a renewal keeps a run held: the time a lost holder keeps it from the reaper
+HEARTBEAT_S = 5.0  # how often a holder renews: a dozen chances to renew before its lease runs out
 
 
 def _lease_seconds(seconds: float) -> timedelta:
@@ -227,3 +231,51 @@ class LeaseService:
             _lifecycle.apply(
                 session, row, e.QUEUED, "requeued after preemption; starts over (no checkpoint yet)", now=now
             )
+
+
+class LeaseRenewal:
+    """The heartbeat of one attempt's holder: renews its lease every `interval` seconds in a thread.
+
+    After each renewal `on_renewed(run)` is called with the run as the store has it (a cancel or a
+    preemption asked for since shows there). Once the attempt no longer holds the run (`StaleAttempt`),
+    `on_lost()` is called and the renewals stop. A store that is briefly unavailable is tried again at
+    the next beat, which is what a lease of LEASE_S = 12 x HEARTBEAT_S leaves room for.
+    """
+
+    def __init__(self, leases: LeaseService, run_id: str, attempt: int, owner: str, *,
+                 on_renewed: Callable[[e.Run], None], on_lost: Callable[[], None],
+                 interval: float = HEARTBEAT_S, lease_seconds: float = LEASE_S) -> None:
+        self.leases, self.run_id, self.attempt, self.owner = leases, run_id, attempt, owner
+        self.on_renewed, self.on_lost = on_renewed, on_lost
+        self.interval, self.lease_seconds = interval, lease_seconds
+        self.lost = False
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease {run_id}", daemon=True)
+
+    def start(self) -> LeaseRenewal:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def renew_now(self) -> bool:
+        """Renew at once (also between beats); False once the lease is lost."""
+        if self.lost:
+            return False
+        try:
+            run = self.leases.renew_lease(self.run_id, self.attempt, self.owner, self.lease_seconds)
+            self.on_renewed(run)
+        except StaleAttempt:
+            self.lost = True
+            self.on_lost()
+            return False
+        except ModelBuilderError:
+            pass  # the store is unavailable for a moment: the next beat tries again
+        return True
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self.interval) and self.renew_now():
+            pass

@@ -32,7 +32,7 @@ from sqlalchemy import select
 
 from modelbuilder.core import _rows as r
 from modelbuilder.core import entities as e
-from modelbuilder.core.leases import LeaseService
+from modelbuilder.core.leases import LEASE_S, LeaseService
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.sizes import SizeCatalog, SizeSpec, default_catalog, host_capacity
 from modelbuilder.core.store import Store
@@ -40,7 +40,6 @@ from modelbuilder.errors import ModelBuilderError, StoreUnavailable
 
 log = logging.getLogger("modelbuilder.scheduler")
 
-LEASE_S = 60.0
 
 
 class WorkerHandle(Protocol):
