@@ -75,6 +75,7 @@ def plane(home: Path, tmp_path: Path, holds: Holds) -> Iterator[Plane]:
     """Services over a fresh store (default workspace made), a small two-label image folder, and pause points."""
     from modelbuilder.core.compute import ComputeService
     from modelbuilder.core.leases import LeaseService
+    from modelbuilder.core.recording import RunRecorder
     from modelbuilder.core.runs import RunService
     from modelbuilder.core.store import Store
     from modelbuilder.core.workspace import WorkspaceService
@@ -83,7 +84,8 @@ def plane(home: Path, tmp_path: Path, holds: Holds) -> Iterator[Plane]:
     workspaces = WorkspaceService(store)
     workspaces.ensure_default()
     data = make_image_folder(tmp_path / "pets", per_label=10, labels=("cat", "dog"))
-    yield Plane(store, workspaces, ComputeService(store), RunService(store), LeaseService(store), data, home, holds)
+    yield Plane(store, workspaces, ComputeService(store), RunService(store), RunRecorder(store), LeaseService(store),
+                data, home, holds)
     store.close()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from modelbuilder.backends._pause import ANY_RUN, held_path, parse_point, release_path
 from modelbuilder.core.compute import ComputeService
 from modelbuilder.core.leases import LeaseService
+from modelbuilder.core.recording import RunRecorder
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.store import Store
 from modelbuilder.core.workspace import WorkspaceService
@@ -53,6 +54,7 @@ class Plane:
     workspaces: WorkspaceService
     computes: ComputeService
     runs: RunService
+    recorder: RunRecorder
     leases: LeaseService
     data: Path
     home: Path

@@ -33,7 +33,7 @@ class _Session(Services):
     """One store and its services, shared by the objects of one SDK user."""
 
     def __init__(self, store: Store | None = None) -> None:
-        super().__init__(store or Store.open())
+        super().__init__(store=store or Store.open())
 
 
 _default: _Session | None = None
@@ -178,12 +178,12 @@ class Run:
     def metrics(self) -> dict[str, list[tuple[int, float]]]:
         """Every metric as (epoch, value) pairs, e.g. metrics()['val_accuracy']."""
         out: dict[str, list[tuple[int, float]]] = {}
-        for point in self._s.runs.metrics(self.id):
+        for point in self._s.recorder.metrics(self.id):
             out.setdefault(point.key, []).append((point.step, point.value))
         return {k: sorted(v) for k, v in out.items()}
 
     def logs(self) -> list[str]:
-        return [line.message for line in self._s.runs.logs(self.id, limit=100_000)]
+        return [line.message for line in self._s.recorder.logs(self.id, limit=100_000)]
 
     def cancel(self) -> Run:
         self.entity = self._s.runs.request_cancel(self.id)

@@ -22,9 +22,9 @@ def test_two_processes_match_one_with_the_same_global_batch(plane, agent, tmp_pa
     assert abs(acc_one - acc_two) <= 0.05, (acc_one, acc_two)
 
     # metrics once per epoch, not once per rank; one "Training" line; one set of results
-    points = plane.runs.metrics(two.id, "val_accuracy")
+    points = plane.recorder.metrics(two.id, "val_accuracy")
     assert sorted(p.step for p in points) == [1, 2, 3, 4]
-    logs = [line.message for line in plane.runs.logs(two.id)]
+    logs = [line.message for line in plane.recorder.logs(two.id)]
     training = [m for m in logs if m.startswith("Training ")]
     assert len(training) == 1
     assert "x 2 processes" in training[0]

@@ -116,8 +116,8 @@ def test_a_ray_compute_trains_with_two_workers_and_its_results_download(plane, a
     assert done.attempt == 1
     # two Ray Train workers, one report: metrics once per epoch, one "Training" line from rank 0
     assert [_rank(plane, run.id, rank)["world"] for rank in (0, 1)] == [2, 2]
-    assert sorted(p.step for p in plane.runs.metrics(run.id, "val_accuracy")) == [1, 2, 3]
-    training = [line.message for line in plane.runs.logs(run.id) if line.message.startswith("Training ")]
+    assert sorted(p.step for p in plane.recorder.metrics(run.id, "val_accuracy")) == [1, 2, 3]
+    training = [line.message for line in plane.recorder.logs(run.id) if line.message.startswith("Training ")]
     assert len(training) == 1, training
     assert "x 2 processes" in training[0]
     deadline = time.monotonic() + 60
@@ -153,13 +153,14 @@ def test_a_killed_ray_worker_on_a_low_priority_compute_resumes_from_its_checkpoi
     assert [h.status for h in plane.runs.history(run.id)] == ["Queued", "Preparing", "Running", "Finalizing",
                                                               "Completed"]
     assert _rank(plane, run.id, 1)["pid"] != victim["pid"]
-    resumed = [line.message for line in plane.runs.logs(run.id) if "after Ray restarted the workers" in line.message]
+    resumed = [line.message for line in plane.recorder.logs(run.id)
+               if "after Ray restarted the workers" in line.message]
     assert len(resumed) == 1, resumed
     # from the checkpoint there was when the worker was killed: only the epoch under way is lost
     epoch = int(resumed[0].split("resumed at epoch ")[1].split()[0])
     assert epoch == checkpointed + 1, (resumed, checkpointed)
     print(f"\nrank 1 killed after epoch {checkpointed} was checkpointed; {resumed[0]}")
-    assert sorted(p.step for p in plane.runs.metrics(run.id, "val_accuracy")) == [1, 2, 3, 4]
+    assert sorted(p.step for p in plane.recorder.metrics(run.id, "val_accuracy")) == [1, 2, 3, 4]
 
 
 def test_a_ray_compute_larger_than_the_cluster_or_unreachable_fails_with_the_reason(plane, ray_address):

@@ -29,13 +29,13 @@ def test_a_run_goes_through_every_status_and_records_everything(plane, agent):
     assert done.status == "Completed", done.error
     assert _statuses(plane, run.id) == ["Queued", "Preparing", "Running", "Finalizing", "Completed"]
     assert all(h.reason for h in plane.runs.history(run.id))
-    epochs = sorted({m.step for m in plane.runs.metrics(run.id, "val_accuracy")})
+    epochs = sorted({m.step for m in plane.recorder.metrics(run.id, "val_accuracy")})
     assert epochs == [1, 2]
     assert done.best_metrics["accuracy"] >= 0.0
     assert done.compute_seconds > 0
-    messages = [line.message for line in plane.runs.logs(run.id)]
+    messages = [line.message for line in plane.recorder.logs(run.id)]
     assert any("Training tiny" in m for m in messages)
-    recorded = {a.path: a for a in plane.runs.artifacts(run.id)}
+    recorded = {a.path: a for a in plane.recorder.artifacts(run.id)}
     for path in ("bestModel.onnx", "bestModelMap.json", "MLModel.zip", "metrics.json", "data_report.json",
                  "recipe.json", "Tiny.ConsoleApp/main.py", "checkpoints/last.pt"):
         assert path in recorded, path
@@ -106,7 +106,7 @@ def test_an_attempt_ended_by_kill_9_is_charged_up_to_when_its_agent_saw_it_die(p
     assert done.compute_seconds > (killed - claims[1]).total_seconds() >= 2
     price = default_catalog().price_per_hour("Standard_F1s", "dedicated")
     assert done.cost == pytest.approx(done.compute_seconds / 3600 * price)
-    charges = plane.runs.charges(run.id)
+    charges = plane.recorder.charges(run.id)
     assert [(c.attempt, c.by) for c in charges] == [(1, "agent"), (2, "worker")]  # once each
     assert (charges[0].at, charges[0].seconds) == (killed, pytest.approx((killed - claims[1]).total_seconds()))
     assert charges[1].at <= completed  # charged before the end was stored: an ended run shows its cost

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def _final_val_accuracy(plane, run_id):
-    points = plane.runs.metrics(run_id, "val_accuracy")
+    points = plane.recorder.metrics(run_id, "val_accuracy")
     return max(points, key=lambda p: p.step).value
 
 

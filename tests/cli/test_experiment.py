@@ -8,6 +8,7 @@ import pytest
 
 from modelbuilder.core.compute import ComputeService
 from modelbuilder.core.leases import LeaseService
+from modelbuilder.core.recording import RunRecorder
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.store import Store
 from modelbuilder.core.workspace import WorkspaceService
@@ -34,7 +35,7 @@ def runs(store: Store) -> Runs:
     assert claimed is not None
     assert claimed.id == first.id
     service.transition(first.id, "Running", "training", attempt=claimed.attempt)
-    service.set_best_metrics(first.id, claimed.attempt, {"accuracy": 0.9, "macro_f1": 0.88})
+    RunRecorder(store).set_best_metrics(first.id, claimed.attempt, {"accuracy": 0.9, "macro_f1": 0.88})
     service.transition(first.id, "Finalizing", "exporting", attempt=claimed.attempt)
     service.transition(first.id, "Completed", "done", attempt=claimed.attempt)
     canceled = service.submit("team", "pets", "cpu-1", {"epochs": 2})

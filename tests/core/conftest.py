@@ -18,7 +18,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from modelbuilder.core.compute import ComputeService
+from modelbuilder.core.entities import Run
 from modelbuilder.core.leases import LeaseService
+from modelbuilder.core.recording import RunRecorder
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.store import Store
 from modelbuilder.core.workspace import WorkspaceService
@@ -96,6 +98,11 @@ def runs(store: Store) -> RunService:
 
 
 @pytest.fixture
+def recorder(store: Store) -> RunRecorder:
+    return RunRecorder(store)
+
+
+@pytest.fixture
 def leases(store: Store) -> LeaseService:
     return LeaseService(store)
 
@@ -123,3 +130,17 @@ def team(workspaces: WorkspaceService, computes: ComputeService) -> Team:
 @pytest.fixture
 def recipe() -> dict[str, object]:
     return {"data": "/data/pets", "epochs": 3, "architecture": "tiny"}
+
+
+def claim(leases: LeaseService, team: Team, owner: str = "agent-a") -> Run:
+    """The next queued run of the team's computes, claimed by `owner`."""
+    run = leases.claim_next_run([team.dedicated_id, team.spot_id], owner, lease_seconds=60)
+    assert run is not None
+    return run
+
+
+def running(runs: RunService, leases: LeaseService, team: Team, recipe: dict[str, object]) -> Run:
+    """A new run of the team's dedicated compute, claimed (attempt 1) and Running."""
+    runs.submit(team.workspace, "pets", team.dedicated, recipe)
+    run = claim(leases, team)
+    return runs.transition(run.id, "Running", "training started", attempt=run.attempt)

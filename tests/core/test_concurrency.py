@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from modelbuilder.core import _rows as r
 from modelbuilder.core.compute import ComputeService
 from modelbuilder.core.leases import LeaseService
+from modelbuilder.core.recording import RunRecorder
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.store import Store
 from modelbuilder.core.workspace import WorkspaceService
@@ -30,7 +31,7 @@ def _worker(url: str, index: int, start: Any, errors: Any) -> None:
         start.wait(60)
         with Store.open(url) as store:  # all eight open the brand-new store at once
             WorkspaceService(store).ensure_default()
-            runs, leases = RunService(store), LeaseService(store)
+            runs, recorder, leases = RunService(store), RunRecorder(store), LeaseService(store)
             compute = ComputeService(store).get("default", "local")
             for i in range(RUNS_EACH):
                 runs.submit("default", f"exp-{index % 3}", "local", {"worker": index, "i": i})
@@ -38,13 +39,13 @@ def _worker(url: str, index: int, start: Any, errors: Any) -> None:
                 attempt = run.attempt
                 runs.transition(run.id, "Running", "training", attempt=attempt)
                 for epoch in range(1, EPOCHS + 1):
-                    runs.log_metrics(run.id, attempt, epoch, {"loss": 1 / epoch, "accuracy": epoch / 4})
-                    runs.append_logs(run.id, attempt, [f"epoch {epoch} done", ("debug", "tick")])
-                    runs.update_progress(run.id, attempt, {"epoch": epoch})
+                    recorder.log_metrics(run.id, attempt, epoch, {"loss": 1 / epoch, "accuracy": epoch / 4})
+                    recorder.append_logs(run.id, attempt, [f"epoch {epoch} done", ("debug", "tick")])
+                    recorder.update_progress(run.id, attempt, {"epoch": epoch})
                     leases.renew_lease(run.id, attempt, f"worker-{index}", 60)
                 runs.transition(run.id, "Finalizing", "exporting", attempt=attempt)
                 runs.transition(run.id, "Completed", "done", attempt=attempt)
-                runs.charge_attempt(run.id, attempt)
+                recorder.charge_attempt(run.id, attempt)
                 leases.release_lease(run.id, attempt, f"worker-{index}")
     except BaseException:
         errors.put(f"worker {index}: {traceback.format_exc()}")
@@ -70,7 +71,7 @@ def test_eight_processes_write_to_one_store_at_once(store_url: str) -> None:
         assert len(every) == PROCESSES * RUNS_EACH
         assert {run.status for run in every} == {"Completed"}
         assert {run.attempt for run in every} == {1}  # no run was claimed twice
-        charges = {run.id: RunService(store).charges(run.id) for run in every}
+        charges = {run.id: RunRecorder(store).charges(run.id) for run in every}
         assert {tuple((c.attempt, c.by) for c in charged) for charged in charges.values()} == {((1, "worker"),)}
         assert all(run.compute_seconds == charges[run.id][0].seconds > 0 for run in every)
         assert len(WorkspaceService(store).list_experiments("default")) == 3
@@ -81,4 +82,4 @@ def test_eight_processes_write_to_one_store_at_once(store_url: str) -> None:
         assert metrics == PROCESSES * RUNS_EACH * EPOCHS * 2
         assert logs == PROCESSES * RUNS_EACH * EPOCHS * 2
         assert changes == PROCESSES * RUNS_EACH * 5
-        assert [line.seq for line in RunService(store).logs(every[0].id)] == list(range(1, 2 * EPOCHS + 1))
+        assert [line.seq for line in RunRecorder(store).logs(every[0].id)] == list(range(1, 2 * EPOCHS + 1))

@@ -10,6 +10,7 @@ import pytest
 
 from modelbuilder.core.entities import Run, utcnow
 from modelbuilder.core.leases import LeaseRenewal, LeaseService
+from modelbuilder.core.recording import RunRecorder
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.store import Store
 from modelbuilder.errors import InvalidInput, StaleAttempt
@@ -188,7 +189,7 @@ def test_a_lost_run_that_was_being_canceled_ends_canceled(
 
 
 def test_errors_retry_then_fail_with_the_last_error(
-    runs: RunService, leases: LeaseService, team: Team, recipe: Recipe
+    runs: RunService, recorder: RunRecorder, leases: LeaseService, team: Team, recipe: Recipe
 ) -> None:
     runs.submit(team.workspace, "pets", team.dedicated, recipe, max_error_retries=1)
     run = _claim(leases, team)
@@ -202,17 +203,17 @@ def test_errors_retry_then_fail_with_the_last_error(
     assert failed.status == "Failed"
     assert failed.error == "ValueError: bad image"
     assert failed.ended_at is not None
-    runs.append_logs(run.id, 2, ["Traceback ..."])  # its own end: the worker may still flush its logs
+    recorder.append_logs(run.id, 2, ["Traceback ..."])  # its own end: the worker may still flush its logs
     assert leases.release_lease(run.id, 2, "agent-a").lease_owner is None
 
 
 def test_preemption_requeues_to_resume_with_its_own_budget(
-    runs: RunService, leases: LeaseService, team: Team, recipe: Recipe
+    runs: RunService, recorder: RunRecorder, leases: LeaseService, team: Team, recipe: Recipe
 ) -> None:
     submitted = runs.submit(team.workspace, "pets", team.spot, recipe, max_preemptions=1, max_error_retries=0)
     run = _claim(leases, team)
     runs.transition(run.id, "Running", "training", attempt=1)
-    runs.set_resume_point(run.id, 1, "checkpoints/epoch-2.pt", 2, 40)
+    recorder.set_resume_point(run.id, 1, "checkpoints/epoch-2.pt", 2, 40)
     runs.request_preempt(run.id, "a dedicated run needs the GPU")
     requeued = leases.preempted(run.id, 1, "a dedicated run needs the GPU")
     assert requeued.status == "Queued"
@@ -257,20 +258,20 @@ def test_a_preempted_worker_that_dies_counts_as_a_preemption(
 
 
 def test_release_after_the_end_and_release_of_an_unfinished_run(
-    runs: RunService, leases: LeaseService, team: Team, recipe: Recipe
+    runs: RunService, recorder: RunRecorder, leases: LeaseService, team: Team, recipe: Recipe
 ) -> None:
     runs.submit(team.workspace, "pets", team.dedicated, recipe)
     run = _claim(leases, team)
     runs.transition(run.id, "Running", "t", attempt=1)
     runs.transition(run.id, "Finalizing", "f", attempt=1)
     runs.transition(run.id, "Completed", "done", attempt=1)
-    runs.append_logs(run.id, 1, ["the last line, after Completed"])  # still holds its lease
+    recorder.append_logs(run.id, 1, ["the last line, after Completed"])  # still holds its lease
     released = leases.release_lease(run.id, 1, "agent-a")
     assert released.lease_owner is None
     assert released.status == "Completed"
     assert leases.release_lease(run.id, 1, "agent-a") == released  # harmless twice
     with pytest.raises(StaleAttempt):
-        runs.append_logs(run.id, 1, ["too late"])
+        recorder.append_logs(run.id, 1, ["too late"])
 
     runs.submit(team.workspace, "pets", team.dedicated, recipe)
     died = _claim(leases, team)

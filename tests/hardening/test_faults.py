@@ -106,7 +106,7 @@ def test_kill_9_at_random_moments_every_run_completes_and_nothing_is_half_writte
     store = ArtifactStore(get_settings().artifacts)
     checked = 0
     for run in ended:
-        recorded = {a.path: a for a in plane.runs.artifacts(run.id)}
+        recorded = {a.path: a for a in plane.recorder.artifacts(run.id)}
         on_disk = {a.path for a in store.list(run.id) if not a.path.startswith("logs/")}
         assert set(recorded) == on_disk, f"{run.id}: unrecorded or missing files {set(recorded) ^ on_disk}"
         for path, artifact in recorded.items():

@@ -97,14 +97,15 @@ def make_completed_run(services: ServerState, trained: TrainedRun) -> str:
     assert claimed.id == run.id
     attempt = claimed.attempt
     services.runs.transition(run.id, e.RUNNING, "training from the start", attempt)
-    services.runs.append_logs(run.id, attempt, ["Running: training from the start", ("warning", "a <b>warning</b>")])
+    services.recorder.append_logs(run.id, attempt, ["Running: training from the start",
+                                                    ("warning", "a <b>warning</b>")])
     for record in trained.metrics["history"]:  # type: ignore[union-attr]
         values = {k: v for k, v in record.items() if k not in ("epoch", "partial")}
-        services.runs.log_metrics(run.id, attempt, int(record["epoch"]), values)
+        services.recorder.log_metrics(run.id, attempt, int(record["epoch"]), values)
     services.runs.transition(run.id, e.FINALIZING, "evaluating and exporting", attempt)
     shutil.copytree(trained.folder, services.artifacts.run_dir(run.id))
-    services.runs.record_artifacts(run.id, services.artifacts.list(run.id), attempt)
-    services.runs.set_best_metrics(run.id, attempt, {"accuracy": float(trained.metrics["accuracy"])})  # type: ignore[arg-type]
+    services.recorder.record_artifacts(run.id, services.artifacts.list(run.id), attempt)
+    services.recorder.set_best_metrics(run.id, attempt, {"accuracy": float(trained.metrics["accuracy"])})  # type: ignore[arg-type]
     services.runs.transition(run.id, e.COMPLETED, "validation accuracy 1.0", attempt)
     return run.id
 

@@ -38,11 +38,10 @@ from modelbuilder.backends.ray import ClusterResources, plan_workers, storage_pa
 from modelbuilder.backends.worker import EXIT_FENCED, EXIT_PREEMPTED, execute
 from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
-from modelbuilder.core.artifacts import ArtifactStore
 from modelbuilder.core.leases import LeaseRenewal, LeaseService
 from modelbuilder.core.runs import RunService
+from modelbuilder.core.services import Services, artifact_store
 from modelbuilder.core.sizes import default_catalog
-from modelbuilder.core.store import Store
 from modelbuilder.errors import ModelBuilderError, StaleAttempt
 from modelbuilder.results.files import LOGS
 
@@ -72,9 +71,8 @@ def train_worker(config: dict[str, Any]) -> None:
     os.environ["RANK"] = str(rank)  # what `execute` reads to tell rank 0 from the others
     run_id, attempt, owner = config["run_id"], config["attempt"], config["owner"]
     restarted = _record_start(run_id, attempt, rank, context.get_world_size())
-    store = Store.open()
-    try:
-        runs = RunService(store)
+    with Services() as services:
+        runs = services.runs
         run = runs.get(run_id)
         if not holds(run, attempt, owner):
             print(f"[rank {rank}] run {run_id} is no longer held by attempt {attempt}; nothing to do", flush=True)
@@ -83,7 +81,7 @@ def train_worker(config: dict[str, Any]) -> None:
             if restarted:
                 message = f"{_resume_point(run)} after Ray restarted the workers"
                 print(f"[warning] {message}", flush=True)
-                runs.append_logs(run_id, attempt, [("warning", message)])
+                services.recorder.append_logs(run_id, attempt, [("warning", message)])
             code = execute(run_id, attempt, owner, restartable=True)
             if code not in (0, EXIT_PREEMPTED):
                 _release_peers()
@@ -96,14 +94,12 @@ def train_worker(config: dict[str, Any]) -> None:
             if holds(runs.get(run_id), attempt, owner):
                 raise  # a real failure: Ray Train restarts the worker group (or gives up)
             print(f"[rank {rank}] rank 0 ended the run; this rank stops", flush=True)
-    finally:
-        store.close()
 
 
 def _record_start(run_id: str, attempt: int, rank: int, world: int) -> bool:
     """Note this rank's process in `logs/ray-ranks/<rank>.json`; True when the rank already ran in
     this attempt (Ray Train restarted the worker group)."""
-    path = ArtifactStore(get_settings().artifacts).run_dir(run_id) / LOGS / "ray-ranks" / f"{rank}.json"
+    path = artifact_store().run_dir(run_id) / LOGS / "ray-ranks" / f"{rank}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         restarted = json.loads(path.read_text()).get("attempt") == attempt
@@ -264,39 +260,39 @@ def _gist(error: BaseException) -> str:
 
 
 def drive(args: argparse.Namespace) -> int:
-    store = Store.open()
-    runs, leases = RunService(store), LeaseService(store)
+    with Services() as services:
+        return _drive(args, services.runs, services.leases)
+
+
+def _drive(args: argparse.Namespace, runs: RunService, leases: LeaseService) -> int:
+    run = runs.get(args.run_id)
+    if not holds(run, args.attempt, args.owner):
+        print(f"run {args.run_id} is not held by attempt {args.attempt} of {args.owner}; nothing to do",
+              file=sys.stderr)
+        return EXIT_FENCED
+    keeper = LeaseKeeper(runs, leases, args.run_id, args.attempt, args.owner)
+    keeper.start()
     try:
-        run = runs.get(args.run_id)
-        if not holds(run, args.attempt, args.owner):
-            print(f"run {args.run_id} is not held by attempt {args.attempt} of {args.owner}; nothing to do",
-                  file=sys.stderr)
-            return EXIT_FENCED
-        keeper = LeaseKeeper(runs, leases, args.run_id, args.attempt, args.owner)
-        keeper.start()
-        try:
-            error = _connect(args.address)
-            if error is None:
-                try:
-                    error = run_trainer(args, run)
-                except Exception as exc:  # noqa: BLE001 - the cluster or Ray failed around Ray Train
-                    error = f"Ray driver failed: {_describe_failure(exc)}"
-        finally:
-            keeper.stop()
-            _disconnect()
-        run = runs.get(args.run_id)
-        if not holds(run, args.attempt, args.owner):
-            print(f"Ray Train done; run {run.id} is {run.status}" + (f" ({error})" if error else ""), flush=True)
-            return 0  # rank 0 reported the run's end (or gave it back to the queue)
-        error = error or "Ray Train finished but the run did not report an end"
-        print(error, file=sys.stderr, flush=True)
-        try:
-            leases.fail_or_retry(args.run_id, args.attempt, error)
-        except StaleAttempt:
-            return 0
-        return 1
+        error = _connect(args.address)
+        if error is None:
+            try:
+                error = run_trainer(args, run)
+            except Exception as exc:  # noqa: BLE001 - the cluster or Ray failed around Ray Train
+                error = f"Ray driver failed: {_describe_failure(exc)}"
     finally:
-        store.close()
+        keeper.stop()
+        _disconnect()
+    run = runs.get(args.run_id)
+    if not holds(run, args.attempt, args.owner):
+        print(f"Ray Train done; run {run.id} is {run.status}" + (f" ({error})" if error else ""), flush=True)
+        return 0  # rank 0 reported the run's end (or gave it back to the queue)
+    error = error or "Ray Train finished but the run did not report an end"
+    print(error, file=sys.stderr, flush=True)
+    try:
+        leases.fail_or_retry(args.run_id, args.attempt, error)
+    except StaleAttempt:
+        return 0
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:

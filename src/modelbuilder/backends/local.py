@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 
 from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
-from modelbuilder.core.artifacts import ArtifactStore
 from modelbuilder.core.scheduler import local_pool, need_of, register_launcher, signal_name
+from modelbuilder.core.services import artifact_store
 from modelbuilder.core.sizes import SizeSpec
 from modelbuilder.results.files import worker_log
 
@@ -193,7 +193,7 @@ class LocalLauncher:
         return free[:count]
 
     def launch(self, run: e.Run, owner: str, size: SizeSpec, compute: e.Compute) -> LocalWorker | TorchrunWorker:
-        run_dir = ArtifactStore(get_settings().artifacts).run_dir(run.id)
+        run_dir = artifact_store().run_dir(run.id)
         log_path = run_dir / worker_log(run.attempt)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         need = need_of(size, local_pool())

@@ -36,9 +36,9 @@ from typing import Any, ClassVar
 from modelbuilder.backends.local import SessionWorker, niced
 from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
-from modelbuilder.core.artifacts import ArtifactStore
 from modelbuilder.core.compute import register_provisioner
 from modelbuilder.core.scheduler import register_launcher
+from modelbuilder.core.services import artifact_store
 from modelbuilder.core.sizes import AUTO, SizeSpec
 from modelbuilder.errors import CapacityError, InvalidInput
 from modelbuilder.results.files import worker_log
@@ -221,7 +221,7 @@ def storage_path(run_id: str) -> str:
     configured = os.environ.get(STORAGE_ENV)
     if configured:
         return configured.rstrip("/")  # RunConfig(name=run id) adds the run's own folder under it
-    return str(ArtifactStore(get_settings().artifacts).run_dir(run_id) / "ray")
+    return str(artifact_store().run_dir(run_id) / "ray")
 
 
 class RayDriver(SessionWorker):
@@ -234,7 +234,7 @@ class RayDriver(SessionWorker):
 class RayLauncher:
     def launch(self, run: e.Run, owner: str, size: SizeSpec, compute: e.Compute) -> RayDriver:
         require_ray()
-        log_path = ArtifactStore(get_settings().artifacts).run_dir(run.id) / worker_log(run.attempt)
+        log_path = artifact_store().run_dir(run.id) / worker_log(run.attempt)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "modelbuilder.backends._ray_driver", run.id, "--attempt", str(run.attempt),
                    "--owner", owner, "--address", compute.address or DEFAULT_ADDRESS, "--size", size.name,

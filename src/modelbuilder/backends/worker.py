@@ -23,15 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from modelbuilder.backends._pause import PausePoint
-from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
-from modelbuilder.core.artifacts import ArtifactStore
 from modelbuilder.core.leases import LeaseRenewal, LeaseService
+from modelbuilder.core.recording import RunRecorder
 from modelbuilder.core.runs import RunService
-from modelbuilder.core.store import Store
+from modelbuilder.core.services import Services
 from modelbuilder.errors import ModelBuilderError, StaleAttempt
 from modelbuilder.results.files import LOGS
-from modelbuilder.training.reporter import Progress, StopReason
+from modelbuilder.training.engine import run_training
+from modelbuilder.training.loop import Preempted
+from modelbuilder.training.recipe import TrainConfig
+from modelbuilder.training.reporter import NullReporter, Progress, StopReason
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: the run went back to the queue
 EXIT_FENCED = 76  # the lease was taken over; nothing more was written
@@ -54,8 +56,10 @@ class StoreReporter:
     progress calls are also where a test's pause point holds the worker (`_pause.py`; tests only).
     """
 
-    def __init__(self, runs: RunService, leases: LeaseService, run: e.Run, owner: str, run_dir: Path) -> None:
-        self.runs, self.leases, self.run_id, self.attempt, self.owner = runs, leases, run.id, run.attempt, owner
+    def __init__(self, runs: RunService, recorder: RunRecorder, leases: LeaseService, run: e.Run, owner: str,
+                 run_dir: Path) -> None:
+        self.runs, self.recorder, self.leases = runs, recorder, leases
+        self.run_id, self.attempt, self.owner = run.id, run.attempt, owner
         self.run_dir = run_dir
         self.stop_requested: StopReason | None = None
         self.fenced = False
@@ -115,9 +119,9 @@ class StoreReporter:
             return
         try:
             if logs:
-                self.runs.append_logs(self.run_id, self.attempt, logs)
+                self.recorder.append_logs(self.run_id, self.attempt, logs)
             if progress is not None:
-                self.runs.update_progress(self.run_id, self.attempt, progress)
+                self.recorder.update_progress(self.run_id, self.attempt, progress)
         except StaleAttempt:
             self.fenced = True
         except ModelBuilderError:
@@ -153,13 +157,13 @@ class StoreReporter:
         self._guard()
 
     def metrics(self, epoch: int, values: dict[str, float]) -> None:
-        self._write(self.runs.log_metrics, self.run_id, self.attempt, epoch, values)
-        self._write(self.runs.set_best_metrics, self.run_id, self.attempt,
+        self._write(self.recorder.log_metrics, self.run_id, self.attempt, epoch, values)
+        self._write(self.recorder.set_best_metrics, self.run_id, self.attempt,
                     {k: v for k, v in values.items() if k in ("val_accuracy", "val_loss")})
 
     def checkpoint(self, path: Path, epoch: int, step: int) -> None:
         relpath = path.relative_to(self.run_dir).as_posix()
-        self._write(self.runs.set_resume_point, self.run_id, self.attempt, relpath, epoch, step)
+        self._write(self.recorder.set_resume_point, self.run_id, self.attempt, relpath, epoch, step)
 
     def should_stop(self) -> StopReason | None:
         self._guard()
@@ -173,24 +177,22 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
     unexpected error is raised to it with the run still held, for the restarted workers to resume from
     the last checkpoint, instead of being settled here.
     """
-    from modelbuilder.training.engine import run_training
-    from modelbuilder.training.loop import Preempted
-    from modelbuilder.training.recipe import TrainConfig
+    with Services() as services:
+        if int(os.environ.get("RANK", "0")) > 0:
+            return _follow_rank_zero(services, run_id)
+        return _attempt(services, run_id, attempt, owner, restartable)
 
-    if int(os.environ.get("RANK", "0")) > 0:
-        return _follow_rank_zero(run_id)
-    settings = get_settings()
-    store = Store.open()
-    runs, leases = RunService(store), LeaseService(store)
+
+def _attempt(services: Services, run_id: str, attempt: int, owner: str, restartable: bool) -> int:
+    runs, recorder, leases, artifacts = services.runs, services.recorder, services.leases, services.artifacts
     run = runs.get(run_id)
     if run.attempt != attempt or run.lease_owner != owner:
         print(f"run {run_id} is not held by attempt {attempt} of {owner}; nothing to do", file=sys.stderr)
         return EXIT_FENCED
-    artifacts = ArtifactStore(settings.artifacts)
     run_dir = artifacts.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers(run_dir)
-    reporter = StoreReporter(runs, leases, run, owner, run_dir)
+    reporter = StoreReporter(runs, recorder, leases, run, owner, run_dir)
     _install_signal_handlers(reporter)
     reporter.start()
     code = 0
@@ -201,10 +203,11 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
         result = run_training(recipe, run_dir, reporter, resume=resume)
         reporter.flush()
         # logs/ holds this process's own output, still growing: it is a diagnostic, not a result.
-        runs.record_artifacts(run_id, [a for a in artifacts.list(run_id) if not a.path.startswith(f"{LOGS}/")], attempt)
+        recorder.record_artifacts(run_id, [a for a in artifacts.list(run_id) if not a.path.startswith(f"{LOGS}/")],
+                                  attempt)
         best = {k: float(result.metrics[k]) for k in ("accuracy", "macro_accuracy", "macro_f1", "log_loss")}
-        runs.set_best_metrics(run_id, attempt, {**best, "best_epoch": float(result.best_epoch)})
-        charge(runs, run_id, attempt)
+        recorder.set_best_metrics(run_id, attempt, {**best, "best_epoch": float(result.best_epoch)})
+        charge(recorder, run_id, attempt)
         if result.stopped == "cancel":
             runs.transition(run_id, e.CANCELED, f"canceled by the user; the best model so far (epoch "
                             f"{result.best_epoch}) was exported", attempt)
@@ -215,11 +218,11 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
         reporter.flush()
         where = "no checkpoint yet: the next attempt starts over"
         if stop.checkpoint is not None:
-            runs.set_resume_point(run_id, attempt, stop.checkpoint.relative_to(run_dir).as_posix(), stop.epoch,
-                                  stop.step)
+            recorder.set_resume_point(run_id, attempt, stop.checkpoint.relative_to(run_dir).as_posix(), stop.epoch,
+                                      stop.step)
             where = f"checkpoint at epoch {stop.epoch + 1}, step {stop.step}"
         why = runs.get(run_id).preempt_reason or "preempted (SIGTERM)"
-        charge(runs, run_id, attempt)
+        charge(recorder, run_id, attempt)
         leases.preempted(run_id, attempt, f"{why}; {where}")
         code = EXIT_PREEMPTED
     except (LeaseLost, StaleAttempt) as lost:
@@ -227,13 +230,13 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
         return EXIT_FENCED
     except CanceledBeforeTraining as canceled:
         reporter.flush()
-        charge(runs, run_id, attempt)
+        charge(recorder, run_id, attempt)
         runs.transition(run_id, e.CANCELED, str(canceled), attempt)
     except ModelBuilderError as mistake:
         # The user's data or recipe: trying again cannot help, so fail now with the fix.
         reporter.log(str(mistake), "error")
         reporter.flush()
-        charge(runs, run_id, attempt)
+        charge(recorder, run_id, attempt)
         runs.transition(run_id, e.FAILED, mistake.message, attempt, error=str(mistake))
         code = 1
     except BaseException as exc:  # noqa: BLE001 - a bug or a fault: retried within the error budget
@@ -243,13 +246,13 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
         if restartable:
             keep_lease = True
             raise
-        charge(runs, run_id, attempt)
+        charge(recorder, run_id, attempt)
         leases.fail_or_retry(run_id, attempt, f"{type(exc).__name__}: {exc}")
         code = 1
     finally:
         reporter.close()
         if not keep_lease:  # a restarted Ray worker group goes on with this attempt: charged at its end
-            charge(runs, run_id, attempt)  # when it was fenced off; otherwise it was, and this adds nothing
+            charge(recorder, run_id, attempt)  # when it was fenced off; otherwise it was, and this adds nothing
             try:
                 leases.release_lease(run_id, attempt, owner)
             except ModelBuilderError:
@@ -257,11 +260,11 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
     return code
 
 
-def charge(runs: RunService, run_id: str, attempt: int) -> None:
+def charge(recorder: RunRecorder, run_id: str, attempt: int) -> None:
     """Charge this attempt's time, before the run's end is stored, so that an ended run shows its
     final cost. Once per attempt: if the agent or the reaper got there first, this adds nothing."""
     try:
-        runs.charge_attempt(run_id, attempt)
+        recorder.charge_attempt(run_id, attempt)
     except ModelBuilderError:
         pass  # the store is gone: the agent that sees this process exit, or the reaper, charges it
 
@@ -280,16 +283,10 @@ def remove_leftovers(run_dir: Path) -> list[Path]:
     return removed
 
 
-def _follow_rank_zero(run_id: str) -> int:
+def _follow_rank_zero(services: Services, run_id: str) -> int:
     """A data-parallel rank other than 0: the same training, reporting nothing (rank 0 reports)."""
-    from modelbuilder.training.engine import run_training
-    from modelbuilder.training.loop import Preempted
-    from modelbuilder.training.recipe import TrainConfig
-    from modelbuilder.training.reporter import NullReporter
-
-    store = Store.open()
-    run = RunService(store).get(run_id)
-    artifacts = ArtifactStore(get_settings().artifacts)
+    run = services.runs.get(run_id)
+    artifacts = services.artifacts
     resume = artifacts.resolve(run_id, run.resume_from) if run.resume_from else None
     try:
         run_training(TrainConfig.from_dict(run.recipe), artifacts.run_dir(run_id), NullReporter(), resume=resume)

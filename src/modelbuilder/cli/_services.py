@@ -33,7 +33,7 @@ class Services:
     def __init__(self, store: Store) -> None:
         from modelbuilder.core.services import Services as CoreServices
 
-        self.core = CoreServices(store)
+        self.core = CoreServices(store=store)
         self.notes: list[str] = []  # said on stderr once the command went well (an error stays one line)
 
     def __getattr__(self, name: str) -> Any:  # store, workspaces, computes, runs, leases, artifacts

@@ -77,10 +77,11 @@ def follow_run(run_id: str, runs: Any, store: Any, output: Path | None) -> None:
 
 def watch(run_id: str, runs: Any, show_logs: bool = True) -> Any:
     from modelbuilder.core.follow import follow
+    from modelbuilder.core.recording import RunRecorder
 
     run = None
     with ProgressDisplay() as display:
-        for event in follow(runs, run_id):
+        for event in follow(runs, RunRecorder(runs.store), run_id):
             run = event.run
             if event.kind == "status" and event.status is not None:
                 display.status(event.status.status, event.status.reason)
@@ -186,7 +187,9 @@ def show(run_id: str, as_json: Annotated[bool, typer.Option("--json", help="Prin
     store, runs = _open()
     run = runs.get(run_id)
     history = runs.history(run_id)
-    artifacts = runs.artifacts(run_id)
+    from modelbuilder.core.recording import RunRecorder
+
+    artifacts = RunRecorder(store).artifacts(run_id)
     if as_json:
         payload = _run_json(run)
         payload["history"] = [json.loads(json.dumps(asdict(h), default=str)) for h in history]
@@ -218,7 +221,9 @@ def logs(run_id: str, follow: Annotated[bool, typer.Option("--follow", "-f", hel
     if follow:
         watch(run_id, runs)
         return
-    for line in runs.logs(run_id, limit=100_000):
+    from modelbuilder.core.recording import RunRecorder
+
+    for line in RunRecorder(store).logs(run_id, limit=100_000):
         console.print(f"{line.at:%H:%M:%S} {line.level:<7} {line.message}", highlight=False, soft_wrap=True)
 
 

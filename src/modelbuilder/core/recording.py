@@ -1,9 +1,10 @@
 """What a run records while it runs: metrics, logs, progress, best metrics, resume points, artifacts
 and, at the end of an attempt, its compute time and cost.
 
-These are the worker-side writes. Each carries the worker's attempt number and is refused with
-`StaleAttempt` once that attempt no longer holds the run (fencing; `_lifecycle.check_holder`).
-`RunService` (runs.py) adds submission and the status lifecycle on top of these.
+The writes are the worker's. Each carries the worker's attempt number and is refused with
+`StaleAttempt` once that attempt no longer holds the run (fencing; `_lifecycle.check_holder`). The
+reads are every face's (the run page, `runs logs`, the SDK's `Run.metrics()`). A run's submission,
+status and stop requests are `RunService`'s (runs.py), a service of its own beside this one.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def _metric_value(key: object, value: object) -> float | None:
 
 
 class RunRecorder:
+    """What runs record, and reading it back."""
+
     def __init__(self, store: Store, catalog: SizeCatalog | None = None) -> None:
         self.store = store
         self.catalog = catalog or default_catalog()
@@ -92,13 +95,26 @@ class RunRecorder:
                 )
             )
 
-    def metrics(self, run_id: str, key: str | None = None) -> builtins.list[e.MetricPoint]:
+    def metrics(self, run_id: str, key: str | None = None, after_step: int | None = None
+                ) -> builtins.list[e.MetricPoint]:
+        """The run's metric points by key, then step; only `key`'s, and only the steps after `after_step`,
+        when given (a live view asks for what is new since the epoch it has).
+
+        The columns are selected without the ORM: a point is five values, and building an ORM object
+        for each cost 7.4 ms of a 10 ms read at 360 points.
+        """
+        m = r.MetricRow.__table__.c
+        query = select(m.run_id, m.key, m.step, m.value, m.at).where(m.run_id == run_id)
+        if key is not None:
+            query = query.where(m.key == key)
+        if after_step is not None:
+            query = query.where(m.step > after_step)
         with self.store.read() as session:
             _lookup.run_row(session, run_id)
-            query = select(r.MetricRow).where(r.MetricRow.run_id == run_id)
-            if key is not None:
-                query = query.where(r.MetricRow.key == key)
-            return [r.metric(row) for row in session.scalars(query.order_by(r.MetricRow.key, r.MetricRow.step))]
+            rows = session.execute(query.order_by(m.key, m.step)).all()
+        nan = float("nan")  # NULL stands for NaN (a diverged loss)
+        return [e.MetricPoint(run, name, step, nan if value is None else value, at)
+                for run, name, step, value, at in rows]
 
     def append_logs(self, run_id: str, attempt: int | None, lines: Iterable[str | tuple[str, str]]) -> int:
         """Append log lines (a message, or (level, message)); returns the number of the last line."""

@@ -3,7 +3,8 @@
 A status change that comes from a worker carries its attempt number and is refused with
 `StaleAttempt` when that attempt no longer holds the run (fencing; see `_lifecycle.check_holder`).
 Changes without an attempt come from the control plane itself (the CLI, the API) and are not fenced.
-What a run records (metrics, logs, ...) is in `recording.py`; claims and leases in `leases.py`.
+What a run records (metrics, logs, ...) is `RunRecorder`'s (recording.py); claims and leases are
+`LeaseService`'s (leases.py): three services over one store, none built on another.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from modelbuilder import names
 from modelbuilder.core import _lifecycle, _lookup
 from modelbuilder.core import _rows as r
 from modelbuilder.core import entities as e
-from modelbuilder.core.recording import RunRecorder, json_dict
+from modelbuilder.core.recording import json_dict
+from modelbuilder.core.store import Store
 from modelbuilder.errors import AlreadyExists, Conflict, InvalidInput
 
 StopRequest = Literal["cancel", "preempt"]
@@ -31,8 +33,11 @@ def request_hash(**request: Any) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-class RunService(RunRecorder):
-    """Runs: submit, read, move through statuses, cancel or preempt; plus everything `RunRecorder` records."""
+class RunService:
+    """Runs: submit, read, move through statuses, cancel or preempt."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     # --- submission ---------------------------------------------------------------------------------
     def submit(

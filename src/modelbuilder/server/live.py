@@ -18,7 +18,8 @@ A client that disconnects is unsubscribed at once (Starlette cancels its stream)
 polling when its last subscriber leaves. A client that falls MAX_BACKLOG changes behind is
 disconnected; its EventSource reconnects and starts again from a fresh snapshot.
 
-The store is read in a worker thread; what changed is worked out on the event loop, and each change
+The store is read in a worker thread by `core.follow.poll`, whose rules of what to read again the CLI
+and the SDK follow too; what changed for the clients is worked out on the event loop, and each change
 is serialised once for all subscribers.
 """
 
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from fastapi.sse import ServerSentEvent
 
-from modelbuilder.core import entities as e
+from modelbuilder.core.follow import News, Seen, poll
 from modelbuilder.errors import ModelBuilderError, NotFound
 from modelbuilder.server.schemas import LogLinePublic, MetricPointPublic, RunPublic, StatusChangePublic
 
@@ -47,9 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelbuilder.server")
 
 POLL_S = 0.5  # how often a watched run is read from the store (its worker reports about once a second)
-METRICS_REFRESH_S = 10.0  # metrics are re-read when the run row changes, and at least this often
+METRICS_REFRESH_S = 10.0  # every point is read again this often (the new steps: whenever core.follow.poll says)
 LOG_TAIL = 1000  # log lines a snapshot carries (the whole log: GET .../logs)
-LOG_PAGE = 1000
 MAX_BACKLOG = 500  # changes queued for one client before it is dropped (it reconnects to a snapshot)
 
 
@@ -57,17 +57,13 @@ def _json(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"), default=str)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Read:
-    """What one poll read from the store (in a worker thread); None where it did not need to read."""
+    """What one poll read from the store (in a worker thread)."""
 
-    run: e.Run
+    news: News  # the run, and what is new (core.follow's rules of what to read again)
     workspace: str
     has_results: bool
-    history: list[e.StatusChange] | None
-    metrics: list[e.MetricPoint] | None
-    logs: list[e.LogLine]  # the new lines (the last LOG_TAIL of them)
-
 
 @dataclass
 class _Subscriber:
@@ -92,50 +88,29 @@ class RunFeed:
         self.history: list[dict[str, Any]] = []
         self.metrics: dict[tuple[str, int], dict[str, Any]] = {}
         self.logs: deque[dict[str, Any]] = deque(maxlen=LOG_TAIL)
-        self.log_seq = 0
+        self.seen = Seen()  # moved on by each poll, in the worker thread (one poll at a time)
         self._workspace: dict[str, str] = {}
-        self._row_seen: tuple[Any, ...] | None = None
         self._metrics_read_at = 0.0
 
     # --- reading the store (worker thread) ------------------------------------------------------------
-    def _read(self, row_seen: tuple[Any, ...] | None, read_metrics: bool, history_seen: int, log_seq: int) -> _Read:
-        runs = self.services.runs
-        run = runs.get(self.run_id)
-        if run.workspace_id not in self._workspace:
+    def _read(self, every_metric: bool) -> _Read:
+        news = poll(self.services.runs, self.services.recorder, self.run_id, self.seen, every_metric=every_metric,
+                    log_tail=LOG_TAIL)
+        if news.run.workspace_id not in self._workspace:
             self._workspace = self.services.workspace_names()
-        row = self._row(run)
-        history = runs.history(self.run_id) if row[:3] != (row_seen or ())[:3] or not history_seen else None
-        metrics = runs.metrics(self.run_id) if read_metrics or row != row_seen else None
-        lines: list[e.LogLine] = []
-        while True:  # read after the run: every line written before the run ended is in
-            page = runs.logs(self.run_id, after_seq=log_seq, limit=LOG_PAGE)
-            lines = (lines + page)[-LOG_TAIL:]
-            if len(page) < LOG_PAGE:
-                break
-            log_seq = page[-1].seq
-        return _Read(run, self._workspace.get(run.workspace_id, ""), self.services.has_results(run.id), history,
-                     metrics, lines)
-
-    @staticmethod
-    def _row(run: e.Run) -> tuple[Any, ...]:
-        """What of the run row tells that something else may have changed: its status first (the history
-        is read again), then what moves when an epoch's metrics are written: the epoch or phase it
-        reports next, the best metrics, the checkpoint to resume from (the metrics are read again)."""
-        progress = run.progress or {}
-        return (run.status, run.attempt, run.status_reason, progress.get("epoch"), progress.get("phase"),
-                run.best_metrics, run.resume_epoch, run.resume_step)
+        return _Read(news, self._workspace.get(news.run.workspace_id, ""), self.services.has_results(self.run_id))
 
     # --- working out the changes (event loop) ----------------------------------------------------------
     def _apply(self, read: _Read) -> list[tuple[str, Any]]:
+        news = read.news
         changes: list[tuple[str, Any]] = []
-        if read.history is not None and len(read.history) > len(self.history):
-            new = [StatusChangePublic.of(c).model_dump(mode="json") for c in read.history[len(self.history):]]
+        if news.changes:
+            new = [StatusChangePublic.of(c).model_dump(mode="json") for c in news.changes]
             self.history += new
             changes.append(("status", new))
-        if read.metrics is not None:
-            self._metrics_read_at = time.monotonic()
+        if news.metrics is not None:
             fresh = []
-            for point in read.metrics:
+            for point in news.metrics:
                 known = self.metrics.get((point.key, point.step))
                 dumped = MetricPointPublic.of(point).model_dump(mode="json") if known is None or (
                     known["value"] != point.value) else None
@@ -144,20 +119,18 @@ class RunFeed:
                     fresh.append(dumped)
             if fresh:
                 changes.append(("metrics", sorted(fresh, key=lambda p: (p["step"], p["key"]))))
-        if read.logs:
-            new_lines = [LogLinePublic.of(line).model_dump(mode="json") for line in read.logs]
+        if news.logs:
+            new_lines = [LogLinePublic.of(line).model_dump(mode="json") for line in news.logs]
             self.logs.extend(new_lines)
-            self.log_seq = read.logs[-1].seq
             changes.append(("log", new_lines))
-        run = RunPublic.of(read.run, read.workspace, read.has_results).model_dump(mode="json")
+        run = RunPublic.of(news.run, read.workspace, read.has_results).model_dump(mode="json")
         if {k: v for k, v in run.items() if k != "duration_s"} != {
                 k: v for k, v in self.run.items() if k != "duration_s"}:
             changes.append(("run", run))
         self.run = run
-        self._row_seen = self._row(read.run)
-        if read.run.terminal:
+        if news.run.terminal:
             self.ended = True
-            changes.append(("end", {"status": read.run.status, "reason": read.run.status_reason}))
+            changes.append(("end", {"status": news.run.status, "reason": news.run.status_reason}))
         return changes
 
     def _publish(self, changes: list[tuple[str, Any]]) -> None:
@@ -183,7 +156,9 @@ class RunFeed:
     async def poll_forever(self) -> None:
         while self.subscribers and not self.ended:
             due = time.monotonic() - self._metrics_read_at >= METRICS_REFRESH_S
-            read = partial(self._read, self._row_seen, due, len(self.history), self.log_seq)
+            if due:
+                self._metrics_read_at = time.monotonic()
+            read = partial(self._read, due)
             try:
                 self._publish(self._apply(await anyio.to_thread.run_sync(read)))
             except NotFound:  # the run was deleted while watched

@@ -25,7 +25,7 @@ _BINARY = {"content": {"application/octet-stream": {}}, "description": "The file
 @router.get("/artifacts")
 def list_artifacts(run: RunDep, services: ServicesDep) -> list[ArtifactPublic]:
     """The run's files with size and SHA-256: as recorded when it ended, else what its folder holds now."""
-    records = services.runs.artifacts(run.id) or services.artifacts.list(run.id)
+    records = services.recorder.artifacts(run.id) or services.artifacts.list(run.id)
     return [ArtifactPublic.of(record) for record in records]
 
 

@@ -35,7 +35,7 @@ def tail_logs(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> LogTailPublic:
     """Log lines numbered above `after_seq`, oldest first; `next_seq` is what to pass next time."""
-    lines = services.runs.logs(run.id, after_seq=after_seq, limit=limit)
+    lines = services.recorder.logs(run.id, after_seq=after_seq, limit=limit)
     return LogTailPublic(lines=[LogLinePublic.of(line) for line in lines],
                          next_seq=lines[-1].seq if lines else after_seq, status=run.status, terminal=run.terminal)
 
@@ -49,7 +49,7 @@ async def _follow(services: ServerState, run_id: str, after_seq: int) -> AsyncIt
     seq, status, started, quiet_since = after_seq, None, time.monotonic(), time.monotonic()
     while True:
         run = await anyio.to_thread.run_sync(services.runs.get, run_id)
-        lines = await anyio.to_thread.run_sync(partial(services.runs.logs, run_id, after_seq=seq, limit=PAGE))
+        lines = await anyio.to_thread.run_sync(partial(services.recorder.logs, run_id, after_seq=seq, limit=PAGE))
         for line in lines:
             seq = line.seq
             yield _event("log", LogLinePublic.of(line).model_dump(mode="json"), line.seq)

@@ -24,14 +24,14 @@ def list_metrics(
     step: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
 ) -> list[MetricPointPublic]:
     """Every metric point, by key then step; optionally only one key and/or one step."""
-    points = services.runs.metrics(run.id, key=key)
+    points = services.recorder.metrics(run.id, key=key)
     return [MetricPointPublic.of(p) for p in points if step is None or p.step == step]
 
 
 @router.get("/metrics/{key}")
 def metric_series(run: RunDep, key: MetricKey, services: ServicesDep) -> list[MetricPointPublic]:
     """One metric's values, one per step (an empty list when the run has not logged it yet)."""
-    return [MetricPointPublic.of(p) for p in services.runs.metrics(run.id, key=key)]
+    return [MetricPointPublic.of(p) for p in services.recorder.metrics(run.id, key=key)]
 
 
 @router.get("/steps/{step}/metrics")
@@ -39,5 +39,5 @@ def step_metrics(
     run: RunDep, step: Annotated[int, Path(ge=0, le=1_000_000)], services: ServicesDep
 ) -> StepMetricsPublic:
     """Every metric at one step (epoch)."""
-    values: dict[str, float | None] = {p.key: p.value for p in services.runs.metrics(run.id) if p.step == step}
+    values: dict[str, float | None] = {p.key: p.value for p in services.recorder.metrics(run.id) if p.step == step}
     return StepMetricsPublic(step=step, values=values)
