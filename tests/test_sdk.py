@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from modelbuilder import Workspace
-from modelbuilder.errors import AlreadyExists, Conflict, InvalidInput
+from modelbuilder.errors import AlreadyExists, Conflict, InvalidInput, step
+from modelbuilder.sdk import objects
 from tests.imagery import make_image_folder
 
 
@@ -16,13 +17,12 @@ def data(home, tmp_path):
 
 @pytest.fixture(autouse=True)
 def fresh_session(home):
-    import modelbuilder.sdk as sdk
-
-    sdk._default = None
+    """The SDK's objects share one Services per process: each test gets its own, over its own home."""
+    objects._default = None
     yield
-    if sdk._default is not None:
-        sdk._default.store.close()
-    sdk._default = None
+    if objects._default is not None:
+        objects._default.close()
+    objects._default = None
 
 
 def test_workspace_and_compute_rules_through_the_sdk(home):
@@ -35,8 +35,11 @@ def test_workspace_and_compute_rules_through_the_sdk(home):
     failed = ws.computes.create("big", size="Standard_NC24")
     assert failed.state == "Failed"
     assert "GPU" in failed.error
-    with pytest.raises(AlreadyExists, match="compute delete big"):
+    with pytest.raises(AlreadyExists, match="delete the existing compute first") as refused:
         ws.computes.create("big", size="Standard_D2s_v3")
+    # The SDK says the fix in concepts; the step it names is there for a program to act on.
+    assert refused.value.steps["delete"] == step("delete_compute", workspace="team-vision", compute="big")
+    assert "modelbuilder" not in str(refused.value)
     ws.computes.delete("big")
     assert ws.computes.create("big", size="Standard_D2s_v3").state == "Succeeded"
     with pytest.raises(InvalidInput):

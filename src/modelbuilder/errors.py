@@ -2,27 +2,72 @@
 
 The CLI and the API render them the same way: what was wrong, then how to fix it. Anything that is
 not a `ModelBuilderError` is a bug of ours, not a mistake of the user's, and keeps its traceback.
+
+A fix speaks of concepts ("delete the compute first"). Where it names a step the user can take, the
+step is a `Step` (an action of `ACTIONS` and what it acts on), placed in the hint as " ({name})", and
+each face words it in its own terms: the CLI as its command, the API as its method and address
+(`hint_in(words)`). Plain, as the SDK shows it, the hint leaves the step out.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+# Every step a fix can name; each face words each of them (or leaves it out), which a test checks.
+ACTIONS = frozenset({
+    "list_workspaces", "create_workspace", "use_workspace", "list_regions",
+    "list_computes", "create_compute", "show_compute", "delete_compute", "compute_sizes",
+    "list_experiments", "list_runs", "show_run", "cancel_run", "follow_run", "list_artifacts",
+    "delete_with_force", "upgrade_store", "choose_home", "give_validation_data",
+})
+_PLACE = re.compile(r" ?\(\{(\w+)\}\)")
+
+
+@dataclass(frozen=True)
+class Step:
+    """A step that fixes an error: what to do (`action`) and what it acts on (`args`: workspace, compute, run)."""
+
+    action: str
+    args: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"unknown step {self.action!r}")
+
+
+def step(action: str, **args: str) -> Step:
+    return Step(action, args)
+
 
 class ModelBuilderError(Exception):
-    """Base class: `message` says what was wrong, `hint` how to fix it."""
+    """Base class: `message` says what was wrong, `hint` how to fix it; `steps` are the steps it names."""
 
     code = "error"
     http_status = 400
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    def __init__(self, message: str, hint: str = "", steps: Mapping[str, Step] | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.steps = dict(steps or {})
+        self._hint = hint
+        self.hint = self.hint_in(lambda _: None)
+
+    def hint_in(self, words: Callable[[Step], str | None]) -> str:
+        """The hint with each step worded by `words` (None leaves that step out)."""
+
+        def word(found: re.Match[str]) -> str:
+            worded = words(self.steps[found.group(1)])
+            return f" ({worded})" if worded else ""
+
+        return _PLACE.sub(word, self._hint)
 
     def __str__(self) -> str:
         return f"{self.message} Fix: {self.hint}" if self.hint else self.message
 
-    def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message, "hint": self.hint}
+    def to_dict(self, words: Callable[[Step], str | None] | None = None) -> dict[str, str]:
+        return {"code": self.code, "message": self.message, "hint": self.hint_in(words) if words else self.hint}
 
 
 class InvalidInput(ModelBuilderError):

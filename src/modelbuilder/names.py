@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from modelbuilder.errors import InvalidInput
+from modelbuilder.errors import InvalidInput, step
 
 WORKSPACE_NAME = re.compile(r"[A-Za-z0-9-]{3,33}")
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,35}")
@@ -98,7 +98,7 @@ def region(value: str, allowed: tuple[str, ...] | list[str] = DEFAULT_REGIONS) -
         shown = ", ".join(list(allowed)[:8]) + (", ..." if len(allowed) > 8 else "")
         raise InvalidInput(
             f"Region {_shown(value)} is not one of the configured regions.",
-            f"use one of: {shown} (list them all with 'modelbuilder workspace regions').",
+            f"use one of: {shown} ({{regions}}).", {"regions": step("list_regions")},
         )
     return value.lower()
 

@@ -41,7 +41,7 @@ def test_a_failed_compute_stays_blocks_its_name_until_deleted_then_the_name_is_f
     refused = run_module("compute", "create", "big", "--size", "Standard_D2s_v3")
     line = refused.user_error("Compute 'big' already exists", "in state Failed", "needs 4 GPU(s)")
     assert "use another name" in line
-    assert "'modelbuilder compute delete big' first" in line
+    assert "delete the existing compute first ('modelbuilder compute delete big')" in line
     assert refused.stdout == ""
     assert cli("compute", "show", "big", "--json").json()["size"] == "Standard_NC24"  # untouched
 
@@ -74,7 +74,7 @@ def test_compute_names_at_their_boundaries(cli: Cli, name: str, accepted: bool) 
         (["--size", "Standard_XL"], ["Size 'Standard_XL' is not in the catalog", "Standard_NC12"]),
         (["--size", "auto", "--priority", "spot"], ["Priority 'spot' is not valid", "low-priority"]),
         (["--size", "auto", "--kind", "k8s"], ["Compute kind 'k8s' is not valid", "'ray'"]),
-        (["--size", "auto", "--address", "ray://head:10001"], ["A local compute takes no address", "--kind ray"]),
+        (["--size", "auto", "--address", "ray://head:10001"], ["A local compute takes no address", "kind ray"]),
     ],
     ids=["size", "priority", "kind", "address"],
 )

@@ -15,7 +15,7 @@ from modelbuilder.core.entities import Compute
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.sizes import HostCapacity, SizeCatalog, SizeSpec, host_capacity, shortfalls
 from modelbuilder.core.workspace import WorkspaceService
-from modelbuilder.errors import AlreadyExists, CapacityError, Conflict, InvalidInput, NotFound
+from modelbuilder.errors import AlreadyExists, CapacityError, Conflict, InvalidInput, NotFound, step
 
 if TYPE_CHECKING:
     from tests.core.conftest import Team
@@ -101,7 +101,7 @@ def test_the_failed_compute_story(computes: ComputeService, ws: str) -> None:
     assert "Failed" in caught.value.message
     assert "this host has" in caught.value.message
     assert "another name" in caught.value.hint
-    assert "modelbuilder compute delete gpu-1" in caught.value.hint
+    assert caught.value.steps["delete"] == step("delete_compute", workspace=ws, compute="gpu-1")
 
     # Deleting the failed compute works; then the name can be used with a size that fits.
     assert computes.delete(ws, "gpu-1") == []
@@ -117,7 +117,7 @@ def test_an_existing_succeeded_compute_is_not_created_twice(computes: ComputeSer
     with pytest.raises(AlreadyExists) as caught:
         computes.create(ws, "cpu", "auto", priority="low-priority")
     assert "Succeeded" in caught.value.message
-    assert "modelbuilder compute delete cpu" in caught.value.hint
+    assert caught.value.steps["delete"] == step("delete_compute", workspace=ws, compute="cpu")
 
 
 def test_a_kind_without_provisioner_fails_the_compute_instead_of_raising(
@@ -173,7 +173,9 @@ def test_delete_refuses_active_runs_unless_forced(
         computes.delete(team.workspace, team.dedicated)
     assert queued.id in caught.value.message
     assert done.id not in caught.value.message
-    assert "--force" in caught.value.hint
+    assert "delete it with force" in caught.value.hint
+    assert caught.value.steps["force"] == step("delete_with_force", workspace=team.workspace, compute=team.dedicated)
+    assert caught.value.steps["cancel"] == step("cancel_run", run=queued.id)
     assert computes.delete(team.workspace, team.dedicated, force=True) == [queued.id]
     canceled = runs.get(queued.id)
     assert canceled.status == "Canceled"

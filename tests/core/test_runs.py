@@ -10,7 +10,7 @@ from modelbuilder.core.compute import ComputeService
 from modelbuilder.core.entities import Run
 from modelbuilder.core.leases import LeaseService
 from modelbuilder.core.runs import RunService
-from modelbuilder.errors import Conflict, InvalidInput, NotFound
+from modelbuilder.errors import Conflict, InvalidInput, NotFound, step
 from tests.core.conftest import running as _running
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def test_submit_validates_its_input(runs: RunService, team: Team, recipe: Recipe
         runs.submit(team.workspace, "pets", team.dedicated, recipe, max_error_retries=-1)
     with pytest.raises(NotFound) as caught:
         runs.submit(team.workspace, "pets", "nope", recipe)
-    assert "compute create nope" in caught.value.hint
+    assert caught.value.steps["create"] == step("create_compute", workspace=team.workspace, compute="nope")
     with pytest.raises(NotFound):
         runs.submit("missing", "pets", team.dedicated, recipe)
     assert runs.list(team.workspace) == []
@@ -90,7 +90,7 @@ def test_a_failed_compute_takes_no_runs(
     with pytest.raises(Conflict) as caught:
         runs.submit(team.workspace, "pets", "cluster", recipe)
     assert "Failed" in caught.value.message
-    assert "modelbuilder compute delete cluster" in caught.value.hint
+    assert caught.value.steps["delete"] == step("delete_compute", workspace=team.workspace, compute="cluster")
 
 
 def test_idempotent_submission(runs: RunService, team: Team, recipe: Recipe, workspaces: object) -> None:

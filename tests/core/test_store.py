@@ -16,7 +16,7 @@ from filelock import FileLock
 from modelbuilder.core import _rows as r
 from modelbuilder.core import store as store_module
 from modelbuilder.core.store import Store, current_revision, head_revision, upgrade
-from modelbuilder.errors import AlreadyExists, InvalidInput, SchemaOutOfDate, StoreUnavailable
+from modelbuilder.errors import AlreadyExists, InvalidInput, SchemaOutOfDate, StoreUnavailable, step
 
 
 def test_a_new_store_is_created_at_head(store: Store, store_url: str) -> None:
@@ -144,9 +144,9 @@ def test_a_store_behind_the_code_is_not_upgraded_silently(store: Store, store_ur
     assert made_at is not None
     assert made_at in caught.value.message
     assert newer_code in caught.value.message
-    assert "modelbuilder db upgrade" in caught.value.hint
-    assert "--home" in caught.value.hint
+    assert "upgrade its schema" in caught.value.hint
     assert "MODELBUILDER_DB_URL" in caught.value.hint
+    assert caught.value.steps == {"upgrade": step("upgrade_store"), "home": step("choose_home")}
     assert current_revision(store_url) == made_at
 
     assert upgrade(store_url) == (made_at, newer_code)
@@ -176,7 +176,8 @@ def test_an_unwritable_sqlite_folder_names_the_fix(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(StoreUnavailable) as caught:
         Store.open(f"sqlite:///{blocker / 'x.db'}")
-    assert "--home" in caught.value.hint
+    assert "MODELBUILDER_HOME" in caught.value.hint
+    assert caught.value.steps == {"home": step("choose_home")}
 
 
 def test_plain_postgresql_urls_use_psycopg() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.workspace import WorkspaceService
-from modelbuilder.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from modelbuilder.errors import AlreadyExists, Conflict, InvalidInput, NotFound, step
 
 if TYPE_CHECKING:
     from tests.core.conftest import Team
@@ -62,7 +62,7 @@ def test_duplicate_workspace_names_are_refused(workspaces: WorkspaceService) -> 
     with pytest.raises(AlreadyExists) as caught:
         workspaces.create("team-vision", "eastus", "other")
     assert "another name" in caught.value.hint
-    assert "workspace use team-vision" in caught.value.hint
+    assert caught.value.steps["use"] == step("use_workspace", workspace="team-vision")
     assert [w.name for w in workspaces.list()] == ["team-vision"]
     assert workspaces.get("team-vision").region == "westeurope"
 
@@ -75,7 +75,7 @@ def test_get_list_and_delete(workspaces: WorkspaceService) -> None:
     assert workspaces.delete("zeta") == []
     with pytest.raises(NotFound) as caught:
         workspaces.get("zeta")
-    assert "modelbuilder workspace create zeta" in caught.value.hint
+    assert caught.value.steps["create"] == step("create_workspace", workspace="zeta")
 
 
 def test_delete_refuses_active_runs_unless_forced(
@@ -85,7 +85,7 @@ def test_delete_refuses_active_runs_unless_forced(
     with pytest.raises(Conflict) as caught:
         workspaces.delete(team.workspace)
     assert run.id in caught.value.message
-    assert "--force" in caught.value.hint
+    assert caught.value.steps["force"] == step("delete_with_force", workspace=team.workspace)
     assert workspaces.delete(team.workspace, force=True) == [run.id]
     with pytest.raises(NotFound):
         runs.get(run.id)

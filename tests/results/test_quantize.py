@@ -218,7 +218,8 @@ def test_export_a_zip_needs_validation_data_and_writes_to_output(cli, trained, h
 
 def test_export_errors_are_one_line_with_the_fix(cli, home, tmp_path, trained):
     cli("export", "run-nothere").user_error("neither a run id nor an existing MLModel.zip", "run-0123456789ab")
-    cli("export", RUN_ID).user_error(f"Run {RUN_ID} has no finished model", "runs show")
+    cli("export", RUN_ID).user_error(f"Run {RUN_ID} has no finished model",
+                                     f"'modelbuilder runs logs {RUN_ID} --follow'")
     cli("export", str(tmp_path / "missing.zip")).user_error("neither a run id nor an existing MLModel.zip")
     not_a_zip = tmp_path / "notes.zip"
     not_a_zip.write_text("hello")

@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from modelbuilder.config import Settings
+from modelbuilder.core.services import Services
 from modelbuilder.server.api import create_app
 from modelbuilder.server.deps import ServerState
 from tests.imagery import make_image_folder
@@ -45,9 +46,15 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def services(app: FastAPI, client: TestClient) -> ServerState:
-    """The app's own services (the store it opened), for arranging what a test then reads."""
+def state(app: FastAPI, client: TestClient) -> ServerState:
+    """The app's server state: its services, prediction engines, live feeds."""
     return app.state.server  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def services(state: ServerState) -> Services:
+    """The app's own services (the store it opened), for arranging what a test then reads."""
+    return state.services
 
 
 @pytest.fixture
@@ -79,12 +86,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
 
 
 @pytest.fixture
-def completed_run(services: ServerState, trained: TrainedRun) -> str:
+def completed_run(services: Services, trained: TrainedRun) -> str:
     """A Completed run in the store whose folder holds the real results of `trained`."""
     return make_completed_run(services, trained)
 
 
-def make_completed_run(services: ServerState, trained: TrainedRun) -> str:
+def make_completed_run(services: Services, trained: TrainedRun) -> str:
     """Walk a run through its lifecycle as a worker would, with `trained`'s real results; returns its id."""
     from modelbuilder.core import entities as e
     from modelbuilder.core.leases import LeaseService
@@ -111,7 +118,7 @@ def make_completed_run(services: ServerState, trained: TrainedRun) -> str:
 
 
 @pytest.fixture
-def queued_run(services: ServerState, trained: TrainedRun) -> str:
+def queued_run(services: Services, trained: TrainedRun) -> str:
     """A run that waits in the queue (no agent runs in these tests)."""
     services.workspaces.ensure_default()
     return services.runs.submit("default", "pets", "local", {"data": str(trained.data), **TINY_RECIPE},

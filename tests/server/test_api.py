@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from modelbuilder.core.services import Services
 from modelbuilder.server.api import create_app
 from modelbuilder.server.deps import ServerState
 from tests.imagery import labeled_image
@@ -63,7 +64,7 @@ def test_workspace_errors(client: TestClient) -> None:
 
 
 def test_workspace_with_active_runs_needs_force(client: TestClient, queued_run: str,
-                                                services: ServerState) -> None:
+                                                services: Services) -> None:
     body = error_of(client.delete("/api/v1/workspaces/default"), 409, "conflict")
     assert queued_run in body["message"]
     forced = client.delete("/api/v1/workspaces/default", params={"force": "true"})
@@ -95,7 +96,9 @@ def test_computes_follow_the_cli_rules(client: TestClient) -> None:
     again = error_of(client.post("/api/v1/workspaces/team-a/computes", json={"name": "gpu-1", "size": "auto"}),
                      409, "already_exists")
     assert "in state Failed" in again["message"]
-    assert "delete gpu-1" in again["hint"]
+    # The fix in the API's own terms: the request that takes it, not the CLI's command.
+    assert "(DELETE /api/v1/workspaces/team-a/computes/gpu-1)" in again["hint"]
+    assert "modelbuilder" not in again["hint"]
     assert [c["name"] for c in client.get("/api/v1/workspaces/team-a/computes").json()] == ["cpu-1", "gpu-1"]
     assert client.get("/api/v1/workspaces/team-a/computes/gpu-1").json()["state"] == "Failed"
     assert client.delete("/api/v1/workspaces/team-a/computes/gpu-1").json() == {"deleted": "gpu-1",
@@ -243,7 +246,7 @@ def test_log_follow_streams_until_the_run_ends(client: TestClient, completed_run
 
 
 def test_log_follow_ends_when_a_waiting_run_is_canceled(client: TestClient, queued_run: str,
-                                                        services: ServerState) -> None:
+                                                        services: Services) -> None:
     received = []
     with client.stream("GET", f"/api/v1/runs/{queued_run}/logs/stream") as response:
         for line in response.iter_lines():
@@ -295,7 +298,7 @@ def test_bundle_and_predict_wait_for_results(client: TestClient, queued_run: str
     error_of(client.post(f"/api/v1/runs/{queued_run}/predict", files={"file": ("a.png", png_bytes())}), 409)
 
 
-def test_predict(client: TestClient, completed_run: str, services: ServerState) -> None:
+def test_predict(client: TestClient, completed_run: str, state: ServerState) -> None:
     for label in ("cat", "dog"):
         result = client.post(f"/api/v1/runs/{completed_run}/predict",
                              files={"file": ("x.png", png_bytes(label, 3), "image/png")})
@@ -305,7 +308,7 @@ def test_predict(client: TestClient, completed_run: str, services: ServerState) 
         assert body["prediction"] == body["labels"][body["score"].index(max(body["score"]))]
         assert sum(body["score"]) == pytest.approx(1.0)
         assert body["scores"] == dict(zip(body["labels"], body["score"], strict=True))
-    assert len(services.engines._engines) == 1  # one engine per run, loaded once
+    assert len(state.engines._engines) == 1  # one engine per run, loaded once
 
 
 @pytest.mark.parametrize(("content", "reason"), [

@@ -19,7 +19,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from modelbuilder.server.deps import ServerState
+from modelbuilder.core.services import Services
 
 SECRET = f"TOP-SECRET-{secrets.token_hex(8)}".encode()
 
@@ -37,7 +37,7 @@ HOSTILE = [
 
 
 @pytest.fixture
-def planted(services: ServerState, completed_run: str, home: Path) -> str:
+def planted(services: Services, completed_run: str, home: Path) -> str:
     """Secrets outside the run's folder, and links inside it that point at them."""
     run_dir = services.artifacts.run_dir(completed_run)
     other = services.artifacts.run_dir("run-0000000000ff")

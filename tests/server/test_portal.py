@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from modelbuilder.core import compute as compute_module
+from modelbuilder.core.services import Services
 from modelbuilder.errors import CapacityError
-from modelbuilder.server.deps import ServerState
 
 from .conftest import TrainedRun
 
@@ -58,7 +58,7 @@ def test_missing_things_are_404_pages(client: TestClient, completed_run: str) ->
     page(client, "/workspaces/bad!name", 422)
 
 
-def test_text_from_users_and_workers_is_escaped(client: TestClient, services: ServerState,
+def test_text_from_users_and_workers_is_escaped(client: TestClient, services: Services,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     def hostile_provisioner(compute: object, size: object) -> None:
         raise CapacityError(HOSTILE_TEXT, HOSTILE_TEXT)

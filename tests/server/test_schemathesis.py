@@ -40,7 +40,7 @@ def _remove_home() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def real_run(trained: TrainedRun) -> str:
-    return make_completed_run(APP.state.server, trained)
+    return make_completed_run(APP.state.server.services, trained)
 
 
 @schema.parametrize()

@@ -41,7 +41,7 @@ def test_manifest_paths_are_relative_to_it(image_folder, suffix, sep):
 def test_missing_path_is_an_error(tmp_path):
     with pytest.raises(DataError, match="does not exist") as info:
         data.discover(tmp_path / "nope")
-    assert "--data" in info.value.hint
+    assert "one sub-folder per label" in info.value.hint  # said in concepts: every face shows this hint
 
 
 def test_no_images_is_an_error(tmp_path):
@@ -58,6 +58,27 @@ def test_single_label_is_an_error(image_folder):
         data.check_labels(data.discover(root)[0], str(root))
 
 
+def test_a_set_whose_images_cannot_be_read_is_an_error(image_folder, tmp_path):
+    root = image_folder(labels=("cat", "dog"), per_label=3)
+    for label in ("cat", "dog"):
+        for path in (root / label).iterdir():
+            path.write_bytes(b"not an image")
+    with pytest.raises(DataError, match="None of the 6 files") as info:
+        data.check_readable(data.discover(root)[0], str(root))
+    assert "not an image" in info.value.message
+    for path in (root / "cat").iterdir():  # one label readable again: still only one label to learn
+        labeled_image("cat", 0).save(path, format="PNG")
+    with pytest.raises(DataError, match="Only the label 'cat'"):
+        data.check_readable(data.discover(root)[0], str(root))
+
+
+def test_a_few_unreadable_files_beside_readable_ones_are_not_an_error(image_folder):
+    root = image_folder(labels=("cat", "dog"), per_label=3)
+    first = sorted((root / "dog").iterdir())[0]
+    first.write_bytes(b"truncated")
+    assert data.check_readable(data.discover(root)[0], str(root)) == ["cat", "dog"]
+
+
 def test_folder_without_label_folders_is_an_error(tmp_path):
     labeled_image("cat", 0).save(tmp_path / "a.png")
     with pytest.raises(DataError, match="no label sub-folders"):
@@ -69,7 +90,8 @@ def test_already_split_folder_gets_a_helpful_error(image_folder, tmp_path):
     image_folder("split/val")
     with pytest.raises(DataError, match="looks split") as info:
         data.discover(tmp_path / "split")
-    assert "--validation-data" in info.value.hint
+    assert str(tmp_path / "split" / "train") in info.value.hint
+    assert "as the validation data" in info.value.hint
 
 
 def test_manifest_without_columns_is_an_error(tmp_path):

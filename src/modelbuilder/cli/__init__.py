@@ -1,7 +1,9 @@
-"""The `modelbuilder` command: thin adapters that parse, call a service, and render.
+"""The `modelbuilder` command: thin adapters that read their options, call the application layer
+(`modelbuilder.sdk`) or a service, and render the answer.
 
 Every mistake a user can make surfaces as a `ModelBuilderError` (or the prediction runtime's
-`PipelineError`) and is printed here as one line with its fix, exit code 2, never a traceback.
+`PipelineError`) and is printed here as one line with its fix in the CLI's terms (`fixes.py`), exit
+code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ from typing import Annotated
 import typer
 
 from modelbuilder import __version__
+from modelbuilder.cli import agent, compute, db, experiment, export, predict, runs, server, train, workspace
+from modelbuilder.cli.console import fail
+from modelbuilder.cli.fixes import one_line
+from modelbuilder.errors import ModelBuilderError
+from modelbuilder.results.runtime import PipelineError
 
 app = typer.Typer(
     name="modelbuilder",
@@ -40,29 +47,16 @@ def _root(
         os.environ["MODELBUILDER_HOME"] = str(home.expanduser().resolve())
 
 
-def _register() -> None:
-    from modelbuilder.cli import agent, compute, db, experiment, export, predict, runs, server, train, workspace
-
-    train.register(app)
-    predict.register(app)
-    for commands in (workspace, compute, experiment, runs, agent, db, server, export):
-        commands.register(app)
-
-
-_register()
+for commands in (train, predict, workspace, compute, experiment, runs, agent, db, server, export):
+    commands.register(app)
 
 
 def main() -> None:
-    from modelbuilder.errors import ModelBuilderError
-    from modelbuilder.results.runtime import PipelineError
-
     try:
         app()
-    except (ModelBuilderError, PipelineError) as exc:
-        from modelbuilder.cli.console import fail
-
+    except ModelBuilderError as exc:
+        fail(one_line(exc))
+    except PipelineError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        from modelbuilder.cli.console import fail
-
         fail("interrupted.", code=130)

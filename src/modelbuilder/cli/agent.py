@@ -9,6 +9,10 @@ from typing import Annotated
 
 import typer
 
+from modelbuilder.backends import start_agent
+from modelbuilder.cli._common import services
+from modelbuilder.cli.console import console
+
 
 def agent(
     kinds: Annotated[str | None, typer.Option(help="Compute kinds to serve, comma-separated (default: local, "
@@ -16,21 +20,17 @@ def agent(
     poll: Annotated[float, typer.Option(help="Seconds between scheduling passes.")] = 1.0,
 ) -> None:
     """Claim and run queued runs of this host's computes until stopped (Ctrl-C or SIGTERM)."""
-    from modelbuilder.backends import start_agent
-    from modelbuilder.cli.console import console
-    from modelbuilder.core.store import Store
-
-    store = Store.open()
     chosen = tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else None
-    running = start_agent(store, kinds=chosen, poll_s=poll)
-    console.print(f"Agent {running.owner} serving {', '.join(running.kinds)} computes; Ctrl-C to stop "
-                  "(running workers finish on their own).", highlight=False)
-    stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
-    while not stopped.wait(0.5):
-        pass
-    running.stop()
+    with services() as s:
+        running = start_agent(s.store, kinds=chosen, poll_s=poll)
+        console.print(f"Agent {running.owner} serving {', '.join(running.kinds)} computes; Ctrl-C to stop "
+                      "(running workers finish on their own).", highlight=False)
+        stopped = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopped.set())
+        while not stopped.wait(0.5):
+            pass
+        running.stop()
 
 
 def register(app: typer.Typer) -> None:

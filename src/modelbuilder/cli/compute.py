@@ -8,7 +8,21 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from modelbuilder.cli._services import JsonOption, WorkspaceOption, echo_json, out, plain, services, styled, when
+from modelbuilder import names
+from modelbuilder.cli._common import (
+    JsonOption,
+    WorkspaceOption,
+    echo_json,
+    out,
+    plain,
+    services,
+    styled,
+    when,
+    workspace_in_use,
+)
+from modelbuilder.cli.console import fail
+from modelbuilder.core.scheduler import evict as evict_compute
+from modelbuilder.core.sizes import default_catalog
 
 compute_app = typer.Typer(help="Computes: where runs train (this host, or an existing Ray cluster).",
                           no_args_is_help=True)
@@ -34,11 +48,9 @@ def create(
     creating one under the same name again.
     """
     with services() as s:
-        workspace = s.workspace(workspace)
+        workspace = workspace_in_use(s, workspace)
         compute = s.computes.create(workspace, name, size, priority, kind, address)
     if compute.error is not None or compute.state != "Succeeded":
-        from modelbuilder.cli.console import fail
-
         fail(escape(f"Compute {compute.name!r} is {compute.state}: {compute.error or 'no reason recorded'} "
                     f"It stays listed as {compute.state} until 'modelbuilder compute delete {compute.name}'."),
              code=1)
@@ -51,7 +63,7 @@ def create(
 def list_(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """List the computes of a workspace, failed ones with their error."""
     with services() as s:
-        workspace = s.workspace(workspace)
+        workspace = workspace_in_use(s, workspace)
         computes = s.computes.list(workspace)
     if as_json:
         echo_json([plain(c) for c in computes])
@@ -69,10 +81,8 @@ def list_(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> Non
 @compute_app.command("show")
 def show(name: NameArgument, workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """Show one compute: size, priority, kind, state and error."""
-    from modelbuilder import names
-
     with services() as s:
-        workspace = s.workspace(workspace)
+        workspace = workspace_in_use(s, workspace)
         compute = s.computes.get(workspace, names.compute_name(name))
     if as_json:
         echo_json({**plain(compute), "workspace": workspace})
@@ -96,10 +106,8 @@ def delete(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Delete a compute in any state (a Failed one too). Its past runs stay, with their results."""
-    from modelbuilder import names
-
     with services() as s:
-        workspace = s.workspace(workspace)
+        workspace = workspace_in_use(s, workspace)
         canceled = s.computes.delete(workspace, names.compute_name(name), force=force)
     note = f"; canceled {len(canceled)} run(s): {', '.join(canceled)}" if canceled else ""
     out(f"Deleted compute [bold]{name}[/] from workspace {workspace}{note}.")
@@ -109,11 +117,8 @@ def delete(
 def evict(name: NameArgument, workspace: WorkspaceOption = None) -> None:
     """Interrupt the running runs of a low-priority compute, as a spot eviction would (a drill): each
     checkpoints at its next step, goes back to the queue and resumes from there."""
-    from modelbuilder import names
-    from modelbuilder.core.scheduler import evict as evict_compute
-
     with services() as s:
-        workspace = s.workspace(workspace)
+        workspace = workspace_in_use(s, workspace)
         evicted = evict_compute(s.store, workspace, names.compute_name(name))
     if evicted:
         out(f"Evicting {len(evicted)} run(s) from [bold]{name}[/]: {', '.join(evicted)}; each resumes from its "
@@ -125,8 +130,6 @@ def evict(name: NameArgument, workspace: WorkspaceOption = None) -> None:
 @compute_app.command("sizes")
 def sizes(as_json: JsonOption = False) -> None:
     """The size catalog with hourly list prices (USD); 'auto' is this host. Needs no store."""
-    from modelbuilder.core.sizes import default_catalog
-
     catalog = default_catalog()
     rows = [
         {**plain(spec), "price_per_hour_dedicated": catalog.price_per_hour(spec.name, "dedicated"),

@@ -1,4 +1,4 @@
-"""Rich rendering shared by the CLI commands: progress of a training, errors, tables."""
+"""Rich rendering shared by the CLI commands: progress of a training, its summary, errors."""
 
 from __future__ import annotations
 
@@ -8,10 +8,15 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 from rich.text import Text
 
+from modelbuilder.core.follow import RunEvent
 from modelbuilder.training.reporter import Progress as TrainProgress
 from modelbuilder.training.reporter import StopReason
+
+# A run's log repeats each status change as a line ("Running: ..."); the display shows the change itself.
+STATUS_LINES = ("Preparing:", "Running:", "Finalizing:")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -32,11 +37,24 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def print_summary(metrics: dict[str, Any], placed: dict[str, Path], stopped: str) -> None:
+    """What a finished training reached, and where its results were put."""
+    console.print(
+        f"\n[bold green]Done[/] ({stopped.replace('_', ' ')}): validation accuracy [bold]{metrics['accuracy']:.4f}[/], "
+        f"macro F1 {metrics['macro_f1']:.4f}, best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
+        f"{metrics['images_per_s']:.0f} img/s, training time {fmt_seconds(metrics['training_seconds'])}.",
+        highlight=False)
+    table = Table("output", "where", show_header=True, header_style="bold")
+    for key, path in placed.items():
+        table.add_row(key, str(path))
+    console.print(table)
+
+
 class ProgressDisplay:
     """Draws a run's progress: one bar for decoding, one per epoch, with loss, accuracy, images/s, ETA.
 
     It is fed `training.reporter.Progress` objects, either by the engine directly (it is a Reporter)
-    or by the CLI reading the run's progress from the store.
+    or through `show` by the CLI following the run's events from the store.
     """
 
     def __init__(self, quiet: bool = False) -> None:
@@ -55,6 +73,19 @@ class ProgressDisplay:
 
     def __exit__(self, *exc: object) -> None:
         self.bars.stop()
+
+    def show(self, event: RunEvent, logs: bool = True) -> None:
+        """One event of a run followed from the store (`sdk.wait`)."""
+        if event.kind == "status" and event.status is not None:
+            self.status(event.status.status, event.status.reason)
+        elif event.kind == "log" and event.log is not None and logs:
+            if not event.log.message.startswith(STATUS_LINES):
+                self.log(event.log.message, event.log.level)
+        elif event.kind == "metrics" and event.epoch is not None:
+            self.metrics(event.epoch, event.values)
+        elif event.kind == "progress":
+            fields = {k: v for k, v in event.progress.items() if k in TrainProgress.__dataclass_fields__}
+            self.progress(TrainProgress(**fields))
 
     # --- Reporter ---------------------------------------------------------------------------------
     def status(self, status: str, reason: str = "") -> None:

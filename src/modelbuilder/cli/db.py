@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import typer
 
+from modelbuilder.core import store
+
 db_app = typer.Typer(help="The store's schema (SQLite under --home, or MODELBUILDER_DB_URL).", no_args_is_help=True)
 
 
 @db_app.command("upgrade")
 def upgrade() -> None:
     """Bring the store's schema to the newest revision (idempotent; run it while nothing else writes)."""
-    from modelbuilder.core import store
-
     before, after = store.upgrade()
     typer.echo(f"store schema: {before or 'none'} -> {after}")
 
@@ -19,8 +19,6 @@ def upgrade() -> None:
 @db_app.command("current")
 def current() -> None:
     """Print the store's schema revision and the newest this modelbuilder knows (changes nothing)."""
-    from modelbuilder.core import store
-
     revision, head = store.current_revision(), store.head_revision()
     if revision == head:
         note = "up to date"

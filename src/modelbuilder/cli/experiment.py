@@ -9,7 +9,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from modelbuilder.cli._services import JsonOption, WorkspaceOption, echo_json, out, plain, services, styled, when
+from modelbuilder import names
+from modelbuilder.cli._common import (
+    JsonOption,
+    WorkspaceOption,
+    echo_json,
+    out,
+    plain,
+    services,
+    styled,
+    when,
+    workspace_in_use,
+)
+from modelbuilder.cli.console import fmt_seconds
 
 if TYPE_CHECKING:
     from modelbuilder.core.entities import Run
@@ -40,7 +52,7 @@ def duration_s(run: Run) -> float | None:
 def list_(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """List the experiments of a workspace with their number of runs and the latest run's status."""
     with services() as s:
-        workspace = s.workspace(workspace)
+        workspace = workspace_in_use(s, workspace)
         experiments = s.workspaces.list_experiments(workspace)
         runs = s.runs.list(workspace, limit=RUN_LIMIT)
     counts = Counter(run.experiment_name for run in runs)
@@ -68,11 +80,8 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show an experiment's runs, newest first: status, compute, accuracy, when and how long."""
-    from modelbuilder import names
-    from modelbuilder.cli.console import fmt_seconds
-
     with services() as s:
-        workspace = s.workspace(workspace)
+        workspace = workspace_in_use(s, workspace)
         experiment = s.workspaces.get_experiment(workspace, names.experiment_name(name))
         runs = s.runs.list(workspace, experiment=experiment.name, limit=RUN_LIMIT)
     if as_json:

@@ -10,8 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
+from modelbuilder.cli.console import console
+from modelbuilder.demo_data import write_dataset
 from modelbuilder.errors import InvalidInput
+from modelbuilder.results.runtime import InvalidImageError, PredictionEngine
 
 
 class OutputFormat(StrEnum):
@@ -40,8 +44,6 @@ def predict(
     top: Annotated[int, typer.Option(help="Labels to show per image in the table.")] = 3,
 ) -> None:
     """Classify images with a trained model (needs only onnxruntime, numpy and Pillow)."""
-    from modelbuilder.results.runtime import InvalidImageError, PredictionEngine
-
     engine = PredictionEngine.load(model)
     files = _images_in(images)
     rows: list[dict] = []
@@ -66,9 +68,7 @@ def predict(
             writer.writerow([r["image"], r["prediction"] or "", *scores, r.get("error", "")])
         typer.echo(buffer.getvalue(), nl=False)
     else:
-        from rich.table import Table
 
-        from modelbuilder.cli.console import console
 
         table = Table("image", "prediction", "score", f"top {top}")
         for r in rows:
@@ -86,8 +86,6 @@ def demo_data(
     target: Annotated[Path, typer.Argument(help="Folder to write the images into.")],
 ) -> None:
     """Write a demo image set (digits: scikit-learn's 1,797 handwritten digits, one folder per label)."""
-    from modelbuilder.demo_data import write_dataset
-
     counts = write_dataset(dataset, target)
     typer.echo(f"Wrote {sum(counts.values())} images in {len(counts)} label folders to {target}.")
 

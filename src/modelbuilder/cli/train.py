@@ -1,72 +1,34 @@
 """`modelbuilder train`: one command from a folder of images to a ready result.
 
-The run is submitted to the store and executed by an agent on its compute, in a worker process, like
-any other run: the command follows it live from the store, and on Ctrl-C cancels it cleanly (the best
-model so far is still exported). Without a server running, the command runs an agent itself while it
-waits; with `--detach` it only submits.
+The run is submitted to the store (`sdk.submit`: the same checks as the SDK and the API) and executed
+by an agent on its compute, in a worker process, like any other run: the command follows it live from
+the store (`sdk.wait`), and on Ctrl-C cancels it cleanly (the best model so far is still exported).
+Without a server running, the command runs an agent itself while it waits; with `--detach` it only
+submits.
 """
 
 from __future__ import annotations
 
-import re
+import datetime
+import json
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from modelbuilder import names
+from modelbuilder.cli._common import services
+from modelbuilder.cli.console import ProgressDisplay, console, err_console, fail, print_summary
+from modelbuilder.config import get_settings
+from modelbuilder.core import entities as e
+from modelbuilder.core.services import Services
 from modelbuilder.results.bundle import copy_results
+from modelbuilder.results.files import METRICS_FILE
+from modelbuilder.sdk import results, submit, wait
+from modelbuilder.sdk.submit import Submitted
+from modelbuilder.training.recipe import TrainConfig
 
 DATA_HELP = "A folder with one sub-folder per label, or a .tsv/.csv manifest with ImageSource and Label columns."
-
-
-DATA_PATHS = ("data", "validation_data")
-
-
-def recipe_from_options(**options: Any) -> Any:
-    """Flags > YAML recipe file > defaults, validated by TrainConfig itself.
-
-    Data paths given as flags are relative to the current folder; those written in the recipe file
-    are relative to the file's folder (so a recipe kept next to its data works from anywhere).
-    """
-    from modelbuilder.training.recipe import TrainConfig
-
-    recipe_file = options.pop("recipe")
-    budget = options.pop("time_budget")
-    for key in DATA_PATHS:
-        if options.get(key) is not None:
-            options[key] = str(Path(options[key]).expanduser().resolve())
-    if budget is not None:
-        options["time_budget_s"] = names.duration_seconds(budget)
-    config = TrainConfig.from_sources(recipe_file, **options)
-    if recipe_file is None:
-        return config
-    base = recipe_file.expanduser().resolve().parent
-    from_file = {key: str((base / Path(value).expanduser()).resolve())
-                 for key in DATA_PATHS if isinstance(value := getattr(config, key), str) and options.get(key) is None}
-    return config.with_(**from_file)
-
-
-def print_summary(metrics: dict[str, Any], placed: dict[str, Path], stopped: str) -> None:
-    from rich.table import Table
-
-    from modelbuilder.cli.console import console, fmt_seconds
-
-    console.print(
-        f"\n[bold green]Done[/] ({stopped.replace('_', ' ')}): validation accuracy [bold]{metrics['accuracy']:.4f}[/], "
-        f"macro F1 {metrics['macro_f1']:.4f}, best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
-        f"{metrics['images_per_s']:.0f} img/s, training time {fmt_seconds(metrics['training_seconds'])}.",
-        highlight=False)
-    table = Table("output", "where", show_header=True, header_style="bold")
-    for key, path in placed.items():
-        table.add_row(key, str(path))
-    console.print(table)
-
-
-def default_experiment(data: str) -> str:
-    """An experiment name from the data folder ('my pets' -> 'my-pets'), valid by construction."""
-    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(data).stem).strip("-_")[:36]
-    return slug if len(slug) >= 3 and slug[0].isalnum() else "default"
 
 
 def train(
@@ -123,40 +85,67 @@ def train(
     if resume is not None:
         _resume_here(resume, output)
         return
-    config = recipe_from_options(
-        data=data, name=name, epochs=epochs, time_budget=time_budget, image_size=image_size,
-        batch_size=batch_size, architecture=architecture, weights=weights, mode=mode,
-        validation_fraction=validation_fraction, validation_data=validation_data, seed=seed, precision=precision,
-        processes=processes, hflip=hflip, compile=compile, recipe=recipe)
-    config = config.with_(name=config.name or names.project_name_from(Path(config.data).stem))
-    _check_data(config)
-    from modelbuilder.cli.runs import follow_run, submit_run
-
-    run, runs, store = submit_run(config, workspace, experiment or default_experiment(config.data), compute,
-                                  idempotency_key)
-    if detach:
-        return
-    follow_run(run.id, runs, store, output)
+    recipe_settings = {
+        "data": data, "name": name, "epochs": epochs, "time_budget": time_budget, "image_size": image_size,
+        "batch_size": batch_size, "architecture": architecture, "weights": weights, "mode": mode,
+        "validation_fraction": validation_fraction, "validation_data": validation_data, "seed": seed,
+        "precision": precision, "processes": processes, "hflip": hflip, "compile": compile}
+    with services() as s:
+        config = submit.recipe_from(recipe_settings, recipe)
+        submitted = submit.submit(s, config, workspace=workspace, experiment=experiment, compute=compute,
+                                  idempotency_key=idempotency_key)
+        _say_submitted(submitted)
+        if not detach:
+            _finish(s, _follow(s, submitted.run.id), output)
 
 
-def _check_data(config: Any) -> None:
-    """The mistakes that need no decoding (missing path, no images, one label, a bad manifest), now
-    rather than after the run was queued."""
-    from modelbuilder.training import data as data_mod
+def _say_submitted(submitted: Submitted) -> None:
+    run = submitted.run
+    if submitted.made is not None:
+        err_console.print(f"[dim]Made workspace '{submitted.workspace}' with the local compute "
+                          f"'{submitted.made.name}' (size {submitted.made.size}, {submitted.made.state}).[/]",
+                          highlight=False)
+    console.print(f"Run [bold]{run.id}[/] queued on compute [bold]{run.compute_name}[/] ({run.compute_size}, "
+                  f"{run.priority}), workspace {submitted.workspace}, experiment {run.experiment_name}.",
+                  highlight=False, soft_wrap=True)
+    if submitted.portal_url:
+        console.print(f"Monitor current run: {submitted.portal_url}", highlight=False, soft_wrap=True)
 
-    for source in filter(None, (config.data, config.validation_data)):
-        samples, _ = data_mod.discover(source)
-        if source == config.data:
-            data_mod.check_labels(samples, source)
+
+def _follow(services: Services, run_id: str) -> e.Run:
+    """Show the run live until it ends; Ctrl-C cancels it (the best model so far is still exported)."""
+    previous = signal.getsignal(signal.SIGINT)
+    canceling = False
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        nonlocal canceling
+        if canceling:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        canceling = True
+        services.runs.request_cancel(run_id)
+        err_console.print("Canceling: the best model so far is being exported. Press Ctrl-C again to stop "
+                          f"watching (run {run_id} then ends on its own).")
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        with ProgressDisplay() as display:
+            return wait.wait(services, run_id, on_event=display.show)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _finish(services: Services, run: e.Run, output: Path) -> None:
+    if run.status not in (e.COMPLETED, e.CANCELED) or not run.best_metrics:
+        fail(f"run {run.id} ended {run.status}: {run.error or run.status_reason}", code=1)
+    metrics = json.loads((results.require_results(services, run) / METRICS_FILE).read_text())
+    print_summary(metrics, results.download(services, run, output), metrics.get("stopped", run.status.lower()))
 
 
 def _resume_here(checkpoint: Path, output: Path) -> None:
-    import datetime
-
-    from modelbuilder.cli.console import ProgressDisplay
-    from modelbuilder.config import get_settings
+    """Continue a training from its checkpoint in this process (no store, no agent)."""
+    # Deliberately here: the engine imports torch (about 2 s), which only this way of training needs.
     from modelbuilder.training.engine import run_training
-    from modelbuilder.training.recipe import TrainConfig
 
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
     run_dir = get_settings().resolved_home / "local-runs" / stamp

@@ -9,7 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from modelbuilder.cli._services import JsonOption, echo_json, out, plain, services, styled, when
+from modelbuilder.cli._common import JsonOption, echo_json, out, plain, services, styled, when, workspace_in_use
+from modelbuilder.config import get_settings
 
 workspace_app = typer.Typer(
     help="Workspaces: the central place for experiments, computes and runs.", no_args_is_help=True
@@ -65,7 +66,7 @@ def show(
 ) -> None:
     """Show a workspace: its computes (with state and error), experiments and runs by status."""
     with services() as s:
-        name = s.workspace(name)
+        name = workspace_in_use(s, name)
         workspace = s.workspaces.get(name)
         computes = s.computes.list(name)
         experiments = s.workspaces.list_experiments(name)
@@ -102,14 +103,10 @@ def delete(
     = False,
 ) -> None:
     """Delete a workspace with its experiments, computes, runs and their artifacts."""
-    from modelbuilder.config import get_settings
-    from modelbuilder.core.artifacts import ArtifactStore
-
     with services() as s:
         run_ids = s.workspaces.delete(name, force=force)
-    artifacts = ArtifactStore(get_settings().artifacts)
-    for run_id in run_ids:
-        artifacts.delete_run(run_id)
+        for run_id in run_ids:
+            s.artifacts.delete_run(run_id)
     out(f"Deleted workspace [bold]{name}[/] and its {len(run_ids)} run(s).")
 
 
@@ -117,15 +114,13 @@ def delete(
 def use(name: NameArgument) -> None:
     """Make NAME the workspace later commands act in when --workspace is not given."""
     with services() as s:
-        workspace = s.workspaces.use_workspace(s.workspace(name))
+        workspace = s.workspaces.use_workspace(workspace_in_use(s, name))
     out(f"Using workspace [bold]{workspace.name}[/] for later commands.")
 
 
 @workspace_app.command("regions")
 def regions() -> None:
     """List the configured regions (MODELBUILDER_REGIONS overrides them), one per line."""
-    from modelbuilder.config import get_settings
-
     for region in get_settings().regions:
         typer.echo(region)
 

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from modelbuilder.core import _rows as r
 from modelbuilder.core import entities as e
 from modelbuilder.core.store import Store
-from modelbuilder.errors import NotFound
+from modelbuilder.errors import NotFound, step
 
 
 def workspace_row(session: Session, name: str) -> r.WorkspaceRow:
@@ -16,8 +16,8 @@ def workspace_row(session: Session, name: str) -> r.WorkspaceRow:
     if row is None:
         raise NotFound(
             f"Workspace {name!r} does not exist.",
-            "list them with 'modelbuilder workspace list', or create it with "
-            f"'modelbuilder workspace create {name} --region local --resource-group default'.",
+            "list the workspaces ({list}), or create this one ({create}).",
+            {"list": step("list_workspaces"), "create": step("create_workspace", workspace=name)},
         )
     return row
 
@@ -29,8 +29,9 @@ def compute_row(session: Session, workspace: r.WorkspaceRow, name: str) -> r.Com
     if row is None:
         raise NotFound(
             f"Compute {name!r} does not exist in workspace {workspace.name!r}.",
-            f"list them with 'modelbuilder compute list', or create it with "
-            f"'modelbuilder compute create {name} --size auto'.",
+            "list the workspace's computes ({list}), or create this one ({create}).",
+            {"list": step("list_computes", workspace=workspace.name),
+             "create": step("create_compute", workspace=workspace.name, compute=name)},
         )
     return row
 
@@ -42,7 +43,8 @@ def experiment_row(session: Session, workspace: r.WorkspaceRow, name: str) -> r.
     if row is None:
         raise NotFound(
             f"Experiment {name!r} does not exist in workspace {workspace.name!r}.",
-            "list them with 'modelbuilder experiment list'; the first run under a new name registers it.",
+            "list the workspace's experiments ({list}); the first run under a new name registers it.",
+            {"list": step("list_experiments", workspace=workspace.name)},
         )
     return row
 
@@ -59,14 +61,18 @@ def register_experiment(store: Store, session: Session, workspace: r.WorkspaceRo
 def run_row(session: Session, run_id: str, *, for_update: bool = False) -> r.RunRow:
     """The run, locked against concurrent writers when `for_update` (PostgreSQL; SQLite locks the file)."""
     if not isinstance(run_id, str) or not e.RUN_ID.fullmatch(run_id):
-        raise NotFound(f"Run {run_id!r} does not exist.", "list runs with 'modelbuilder runs list'.")
+        raise _no_run(run_id)
     query = select(r.RunRow).where(r.RunRow.id == run_id)
     if for_update:
         query = query.with_for_update()
     row = session.scalars(query).one_or_none()
     if row is None:
-        raise NotFound(f"Run {run_id!r} does not exist.", "list runs with 'modelbuilder runs list'.")
+        raise _no_run(run_id)
     return row
+
+
+def _no_run(run_id: object) -> NotFound:
+    return NotFound(f"Run {run_id!r} does not exist.", "list the runs ({list}).", {"list": step("list_runs")})
 
 
 def run_entity(session: Session, row: r.RunRow) -> e.Run:

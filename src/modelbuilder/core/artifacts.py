@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from modelbuilder.core import entities as e
-from modelbuilder.errors import InvalidInput, NotFound
+from modelbuilder.errors import InvalidInput, NotFound, step
 
 MAX_RELPATH = 1024
 _TEMP_PREFIX = ".tmp-"
@@ -60,6 +60,11 @@ def _sha256_of(path: Path) -> str:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _described(run_id: str, relpath: str, path: Path) -> e.ArtifactRecord:
+    stat = path.stat()
+    return e.ArtifactRecord(run_id, relpath, stat.st_size, _sha256_of(path), datetime.fromtimestamp(stat.st_mtime, UTC))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -148,18 +153,19 @@ class ArtifactStore:
                 path = here / name
                 if name.startswith(_TEMP_PREFIX) or path.is_symlink():
                     continue
-                stat = path.stat()
-                relpath = path.relative_to(base).as_posix()
-                created = datetime.fromtimestamp(stat.st_mtime, UTC)
-                records.append(e.ArtifactRecord(run_id, relpath, stat.st_size, _sha256_of(path), created))
+                records.append(_described(run_id, path.relative_to(base).as_posix(), path))
         return sorted(records, key=lambda record: record.path)
+
+    def describe(self, run_id: str, relpath: str) -> e.ArtifactRecord:
+        """One file of the run's folder as it is now: its size, SHA-256 and time."""
+        return _described(run_id, relpath, self.resolve(run_id, relpath))
 
     def open(self, run_id: str, relpath: str) -> BinaryIO:
         path = self.resolve(run_id, relpath)
         if not path.is_file():
             raise NotFound(
                 f"Run {run_id} has no artifact {relpath!r}.",
-                "list them with 'modelbuilder runs show RUN_ID'.",
+                "list the run's artifacts ({list}).", {"list": step("list_artifacts", run=run_id)},
             )
         return path.open("rb")
 

@@ -25,7 +25,7 @@ from modelbuilder.core import _rows as r
 from modelbuilder.core import entities as e
 from modelbuilder.core.sizes import SizeCatalog, SizeSpec, default_catalog, host_capacity, shortfalls
 from modelbuilder.core.store import Store
-from modelbuilder.errors import AlreadyExists, CapacityError, Conflict, InvalidInput, ModelBuilderError
+from modelbuilder.errors import AlreadyExists, CapacityError, Conflict, InvalidInput, ModelBuilderError, Step, step
 
 # A provisioner checks that `size` can be met for `compute` and raises a ModelBuilderError (usually
 # CapacityError) saying why not. It runs outside any store transaction, so it may take a while.
@@ -46,7 +46,7 @@ def provision_local(compute: e.Compute, size: SizeSpec) -> None:
     if missing:
         raise CapacityError(
             f"Size {size.name} needs {', '.join(missing)}.",
-            "pick a smaller size (see 'modelbuilder compute sizes'), or 'auto' for what this host has.",
+            "pick a smaller size ({sizes}), or 'auto' for what this host has.", {"sizes": step("compute_sizes")},
         )
 
 
@@ -82,8 +82,9 @@ def _provision(compute: e.Compute, size: SizeSpec) -> str | None:
     return None
 
 
-def _both_fixes(name: str) -> str:
-    return f"use another name, or run 'modelbuilder compute delete {name}' first."
+def _both_fixes(workspace: str, name: str) -> tuple[str, dict[str, Step]]:
+    return ("use another name, or delete the existing compute first ({delete}).",
+            {"delete": step("delete_compute", workspace=workspace, compute=name)})
 
 
 class ComputeService:
@@ -108,7 +109,8 @@ class ComputeService:
         size = self.catalog.canonical(size)
         if address is not None:
             if kind == "local":
-                raise InvalidInput("A local compute takes no address.", "drop --address, or use --kind ray.")
+                raise InvalidInput("A local compute takes no address.",
+                                   "give no address, or make it a compute of kind ray.")
             if not _ADDRESS.fullmatch(address):
                 raise InvalidInput(
                     f"Address {address[:60]!r} is not valid.",
@@ -151,12 +153,12 @@ class ComputeService:
             why = (row.error or "no reason recorded").split(" Fix: ")[0].rstrip(".")
             return AlreadyExists(
                 f"Compute {row.name!r} already exists in workspace {workspace!r}, in state Failed ({why}).",
-                _both_fixes(row.name),
+                *_both_fixes(workspace, row.name),
             )
         return AlreadyExists(
             f"Compute {row.name!r} already exists in workspace {workspace!r} "
             f"(state {row.state}, size {row.size}, {row.priority}).",
-            _both_fixes(row.name),
+            *_both_fixes(workspace, row.name),
         )
 
     # --- read ---------------------------------------------------------------------------------------
@@ -202,10 +204,11 @@ class ComputeService:
                 shown = ", ".join(run.id for run in active[:5]) + (", ..." if len(active) > 5 else "")
                 raise Conflict(
                     f"Compute {name!r} has {len(active)} run(s) that have not ended ({shown}).",
-                    "wait for them, cancel them with 'modelbuilder runs cancel ID', or delete with --force "
-                    "to cancel them.",
+                    "wait for them, cancel them ({cancel}), or delete it with force, which cancels them ({force}).",
+                    {"cancel": step("cancel_run", run=active[0].id),
+                     "force": step("delete_with_force", workspace=workspace, compute=name)},
                 )
             for run in active:
-                _lifecycle.cancel_active(session, run, f"canceled: compute {name!r} was deleted (--force)")
+                _lifecycle.cancel_active(session, run, f"canceled: compute {name!r} was deleted (with force)")
             session.delete(row)
             return [run.id for run in active]

@@ -102,9 +102,11 @@ class RunEvent:
     progress: dict[str, Any] = field(default_factory=dict)
 
 
-def follow(runs: RunService, recorder: RunRecorder, run_id: str, poll_s: float = 0.5,
-           logs: bool = True) -> Iterator[RunEvent]:
-    """Events of `run_id` in order, until it ends (the last event has kind 'end')."""
+def follow(runs: RunService, recorder: RunRecorder, run_id: str, poll_s: float = 0.5, logs: bool = True,
+           timeout: float | None = None) -> Iterator[RunEvent]:
+    """Events of `run_id` in order, until it ends (the last event has kind 'end'). TimeoutError when it
+    has not ended `timeout` seconds from now."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     seen, epochs_shown = Seen(), 0
     last_progress: dict[str, Any] = {}
     while True:
@@ -132,4 +134,6 @@ def follow(runs: RunService, recorder: RunRecorder, run_id: str, poll_s: float =
         if run.terminal:
             yield RunEvent("end", run)
             return
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} is still {run.status} after {timeout} s")
         time.sleep(poll_s)

@@ -147,7 +147,7 @@ class RunRecorder:
 
     def logs(self, run_id: str, after_seq: int = 0, limit: int = 1000) -> builtins.list[e.LogLine]:
         """Log lines numbered above `after_seq`, oldest first (poll with the last number to follow)."""
-        names.positive_int(limit, "--limit", maximum=100_000)
+        names.positive_int(limit, "limit", maximum=100_000)
         with self.store.read() as session:
             _lookup.run_row(session, run_id)
             rows = session.scalars(

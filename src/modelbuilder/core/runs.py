@@ -23,7 +23,7 @@ from modelbuilder.core import _rows as r
 from modelbuilder.core import entities as e
 from modelbuilder.core.recording import json_dict
 from modelbuilder.core.store import Store
-from modelbuilder.errors import AlreadyExists, Conflict, InvalidInput
+from modelbuilder.errors import AlreadyExists, Conflict, InvalidInput, step
 
 StopRequest = Literal["cancel", "preempt"]
 
@@ -95,7 +95,7 @@ class RunService:
                     return existing
             target = _lookup.compute_row(session, ws, request["compute"])
             if target.state != e.SUCCEEDED:
-                raise self._unusable(target)
+                raise self._unusable(target, ws.name)
             exp = _lookup.register_experiment(self.store, session, ws, request["experiment"])
             now = e.utcnow()
             reason = f"submitted to compute {target.name!r} ({target.size}, {target.priority})"
@@ -137,17 +137,18 @@ class RunService:
         return _lookup.run_entity(session, row)
 
     @staticmethod
-    def _unusable(compute: r.ComputeRow) -> Conflict:
+    def _unusable(compute: r.ComputeRow, workspace: str) -> Conflict:
         if compute.state == e.COMPUTE_FAILED:
             why = (compute.error or "no reason recorded").split(" Fix: ")[0].rstrip(".")
             return Conflict(
                 f"Compute {compute.name!r} is in state Failed ({why}); runs need a Succeeded compute.",
-                f"run 'modelbuilder compute delete {compute.name}' and create it again with a size "
-                "that fits, or submit to another compute.",
+                "delete it ({delete}) and create it again with a size that fits, or submit to another compute.",
+                {"delete": step("delete_compute", workspace=workspace, compute=compute.name)},
             )
         return Conflict(
             f"Compute {compute.name!r} is in state {compute.state}; runs need a Succeeded compute.",
-            "wait until it is Succeeded ('modelbuilder compute show NAME'), or submit to another compute.",
+            "wait until it is Succeeded ({show}), or submit to another compute.",
+            {"show": step("show_compute", workspace=workspace, compute=compute.name)},
         )
 
     # --- reading ------------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ class RunService:
         """The workspace's runs, newest first, optionally of one experiment, status or compute."""
         if status is not None and status not in e.RUN_STATUSES:
             raise InvalidInput(f"Status {status!r} does not exist.", f"use one of: {', '.join(e.RUN_STATUSES)}.")
-        names.positive_int(limit, "--limit", maximum=10_000)
+        names.positive_int(limit, "limit", maximum=10_000)
         with self.store.read() as session:
             ws = _lookup.workspace_row(session, workspace)
             query = (

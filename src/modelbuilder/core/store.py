@@ -36,14 +36,17 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from modelbuilder.config import get_settings
-from modelbuilder.errors import AlreadyExists, Conflict, InvalidInput, SchemaOutOfDate, StoreUnavailable
+from modelbuilder.errors import AlreadyExists, Conflict, InvalidInput, SchemaOutOfDate, StoreUnavailable, step
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BUSY_TIMEOUT_S = 30.0
 MIGRATION_WAIT_S = 120
 # Any fixed 64-bit number; every modelbuilder process migrating one PostgreSQL database takes it.
 _PG_MIGRATION_LOCK = 0x6D6F64656C62
-_UPGRADE_HINT = "run 'modelbuilder db upgrade' (add --home DIR, or set MODELBUILDER_DB_URL, to pick the same store)."
+# Upgrading the schema, pointed at the same store.
+_UPGRADE = ("upgrade its schema ({upgrade}), with the same MODELBUILDER_HOME or MODELBUILDER_DB_URL ({home}).",
+            {"upgrade": step("upgrade_store"), "home": step("choose_home")})
+_HOME = {"home": step("choose_home")}
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:
@@ -98,7 +101,7 @@ def _create_engine(url: URL) -> Engine:
         except OSError as error:
             raise StoreUnavailable(
                 f"Cannot make the store's folder {str(path.parent)!r} ({error.strerror}).",
-                "pick a writable home with --home DIR (or MODELBUILDER_HOME).",
+                "pick a writable MODELBUILDER_HOME ({home}).", _HOME,
             ) from None
         engine = sa.create_engine(url.set(database=str(path)), connect_args={"timeout": BUSY_TIMEOUT_S})
 
@@ -148,7 +151,7 @@ def _translate(error: exc.SQLAlchemyError, url: URL) -> Exception:
             "create it (for example 'createdb NAME'), or fix MODELBUILDER_DB_URL.",
         )
     if any(gap in lowered for gap in ("no such table", "no such column", "does not exist")):
-        return SchemaOutOfDate(f"The store {shown} lacks part of its schema ({text}).", _UPGRADE_HINT)
+        return SchemaOutOfDate(f"The store {shown} lacks part of its schema ({text}).", *_UPGRADE)
     if isinstance(error, exc.ProgrammingError):
         return error
     if url.get_backend_name() == "postgresql":
@@ -158,7 +161,7 @@ def _translate(error: exc.SQLAlchemyError, url: URL) -> Exception:
         )
     return StoreUnavailable(
         f"Cannot use the store {shown} ({text}).",
-        "check that its folder exists and is writable, or pick another with --home DIR.",
+        "check that its folder exists and is writable, or pick another MODELBUILDER_HOME ({home}).", _HOME,
     )
 
 
@@ -294,7 +297,7 @@ def _require_head(revision: str | None, url: URL) -> None:
     _require_known(revision, url)
     raise SchemaOutOfDate(
         f"The store {_shown(url)} has schema revision {revision or 'none'}, this modelbuilder needs {head}.",
-        _UPGRADE_HINT,
+        *_UPGRADE,
     )
 
 

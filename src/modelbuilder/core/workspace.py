@@ -22,7 +22,7 @@ from modelbuilder.core import _rows as r
 from modelbuilder.core import entities as e
 from modelbuilder.core.compute import ComputeService
 from modelbuilder.core.store import Store
-from modelbuilder.errors import AlreadyExists, Conflict, NotFound
+from modelbuilder.errors import AlreadyExists, Conflict, NotFound, step
 
 DEFAULT_WORKSPACE = "default"
 DEFAULT_REGION = "local"
@@ -49,7 +49,8 @@ class WorkspaceService:
                 raise AlreadyExists(
                     f"Workspace {name!r} already exists (region {existing.region}, "
                     f"resource group {existing.resource_group}).",
-                    f"use another name, or use the existing one with 'modelbuilder workspace use {name}'.",
+                    "use another name, or use the existing one ({use}).",
+                    {"use": step("use_workspace", workspace=name)},
                 )
             row = r.WorkspaceRow(
                 id=e.new_id("ws"),
@@ -70,6 +71,10 @@ class WorkspaceService:
             rows = session.scalars(select(r.WorkspaceRow).order_by(r.WorkspaceRow.name))
             return [r.workspace(row) for row in rows]
 
+    def names_by_id(self) -> dict[str, str]:
+        """Workspace id -> name (runs carry the id only)."""
+        return {workspace.id: workspace.name for workspace in self.list()}
+
     def delete(self, name: str, force: bool = False) -> builtins.list[str]:
         """Delete a workspace with everything in it. Returns the ids of its runs (to drop their artifacts).
 
@@ -85,10 +90,12 @@ class WorkspaceService:
                 shown = ", ".join(run.id for run in active[:5]) + (", ..." if len(active) > 5 else "")
                 raise Conflict(
                     f"Workspace {name!r} has {len(active)} run(s) that have not ended ({shown}).",
-                    "wait for them, cancel them with 'modelbuilder runs cancel ID', or delete with --force.",
+                    "wait for them, cancel them ({cancel}), or delete it with force, which cancels them ({force}).",
+                    {"cancel": step("cancel_run", run=active[0].id),
+                     "force": step("delete_with_force", workspace=name)},
                 )
             for run in active:
-                _lifecycle.cancel_active(session, run, f"canceled: workspace {name!r} was deleted (--force)")
+                _lifecycle.cancel_active(session, run, f"canceled: workspace {name!r} was deleted (with force)")
             session.flush()
             # ON DELETE CASCADE takes its experiments, computes, runs and what the runs recorded.
             session.execute(delete(r.WorkspaceRow).where(r.WorkspaceRow.id == ws.id))
@@ -135,6 +142,18 @@ class WorkspaceService:
     def resolve(self, name: str | None = None) -> str:
         """The workspace to act on: the one given, else the one in use, else `default`."""
         return name or self.current_workspace() or DEFAULT_WORKSPACE
+
+    def in_use(self, name: str | None = None) -> tuple[str, e.Compute | None]:
+        """The workspace to act in (`resolve`). `default` is made, with its local compute, the first time
+        it is used; the compute comes back when this call made it, else None."""
+        resolved = self.resolve(names.workspace_name(name) if name is not None else None)
+        if resolved != DEFAULT_WORKSPACE:
+            return resolved, None
+        try:
+            self.get(resolved)
+        except NotFound:
+            return resolved, self.ensure_default()[1]
+        return resolved, None
 
     def _write_context(self, name: str | None) -> None:
         path = self.settings.context_file

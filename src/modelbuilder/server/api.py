@@ -24,14 +24,27 @@ from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from modelbuilder import __version__
+from modelbuilder.backends import start_agent
 from modelbuilder.config import Settings, get_settings
-from modelbuilder.server import handlers, middleware
-from modelbuilder.server.deps import ServerState, ServicesDep
+from modelbuilder.server import API_PREFIX, handlers, middleware, portal
+from modelbuilder.server.auth import TokenGuard
+from modelbuilder.server.deps import ServerState, StateDep
+from modelbuilder.server.routers import (
+    artifacts,
+    computes,
+    events,
+    experiments,
+    exports,
+    logs,
+    metrics,
+    predict,
+    runs,
+    workspaces,
+)
 from modelbuilder.server.schemas import ErrorPublic, HealthPublic
 
 log = logging.getLogger("modelbuilder.server")
 STATIC = Path(__file__).parent / "static"
-API_PREFIX = "/api/v1"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorPublic, "description": what}
     for status, what in ((400, "Bad request"), (401, "Token missing or wrong"), (404, "Not found"),
@@ -43,10 +56,10 @@ health = APIRouter(tags=["server"])
 
 
 @health.get("/health")
-def get_health(services: ServicesDep) -> HealthPublic:
+def get_health(state: StateDep) -> HealthPublic:
     """The server answers (and, with a token set, the token is right)."""
-    return HealthPublic(status="ok", version=__version__, agent=services.agent is not None,
-                        streams=services.feeds.streams, followed_runs=len(services.feeds.feeds))
+    return HealthPublic(status="ok", version=__version__, agent=state.agent is not None,
+                        streams=state.feeds.streams, followed_runs=len(state.feeds.feeds))
 
 
 def _write_server_file(settings: Settings, url: str, agent: bool) -> Path:
@@ -79,11 +92,9 @@ def create_app(settings: Settings | None = None, start_agents: bool = True, serv
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await anyio.to_thread.run_sync(lambda: state.store)  # open (and migrate a new store) before serving
+        await anyio.to_thread.run_sync(lambda: state.services.store)  # open (and migrate a new one) before serving
         if start_agents:
-            from modelbuilder.backends import start_agent
-
-            state.agent = start_agent(state.store)
+            state.agent = start_agent(state.services.store)
         server_file = _write_server_file(settings, server_url, start_agents) if server_url else None
         try:
             yield
@@ -103,30 +114,28 @@ def create_app(settings: Settings | None = None, start_agents: bool = True, serv
         responses=_ERRORS,
     )
     app.state.server = state
-    handlers.install(app)
-    middleware.install(app, settings.token, trusted_hosts)
-
-    from modelbuilder.server import portal
-    from modelbuilder.server.routers import (
-        artifacts,
-        computes,
-        events,
-        experiments,
-        logs,
-        metrics,
-        predict,
-        runs,
-        workspaces,
-    )
+    handlers.install(app, portal.render_error)
+    _install_middleware(app, settings.token, trusted_hosts)
 
     for router in (health, workspaces.router, experiments.router, computes.router, runs.router, events.router,
-                   metrics.router, logs.router, artifacts.router, predict.router):
+                   metrics.router, logs.router, artifacts.router, exports.router, predict.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(portal.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if settings.token:
         _document_bearer(app)
     return app
+
+
+def _install_middleware(app: FastAPI, token: str | None, trusted_hosts: tuple[str, ...]) -> None:
+    """The stack of middleware.py's docstring, in order (Starlette makes the last one added the outermost)."""
+    app.add_middleware(middleware.BodyLimit)
+    app.add_middleware(TokenGuard, token=token)
+    app.add_middleware(middleware.OriginCheck)
+    if not token:
+        app.add_middleware(middleware.HostCheck, trusted=trusted_hosts)
+    app.add_middleware(middleware.CatchAll)
+    app.add_middleware(middleware.SecurityHeaders)
 
 
 def _document_bearer(app: FastAPI) -> None:

@@ -1,5 +1,5 @@
-"""What every route depends on: the server's state (settings, one open store, the services on it) and
-small checks of path parameters, as `Annotated` aliases (`ServicesDep`, `RunIdPath`, ...).
+"""What every route depends on: the server's state (settings, the one services object, engines, live
+feeds) and small checks of path parameters, as `Annotated` aliases (`ServicesDep`, `StateDep`, `RunIdPath`).
 
 The store is opened once per server by the app's lifespan; an app used without its lifespan (a test
 client outside `with`, schemathesis' in-process transport) opens it on first use.
@@ -10,22 +10,20 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 
 from modelbuilder.config import Settings
 from modelbuilder.core import entities as e
+from modelbuilder.core.scheduler import Agent
 from modelbuilder.core.services import Services
-from modelbuilder.errors import Conflict, NotFound
-from modelbuilder.results.files import RESULT_MARKER
+from modelbuilder.errors import NotFound
+from modelbuilder.results.runtime import PredictionEngine
+from modelbuilder.sdk import results
 from modelbuilder.server.live import RunFeeds
 from modelbuilder.server.schemas import RunPublic
 
-if TYPE_CHECKING:
-    from modelbuilder.core.scheduler import Agent
-    from modelbuilder.core.store import Store
-    from modelbuilder.results.runtime import PredictionEngine
 
 class EngineCache:
     """One PredictionEngine per run, the most recently used few kept; reloaded if MLModel.zip changes."""
@@ -36,8 +34,6 @@ class EngineCache:
         self._lock = threading.Lock()
 
     def get(self, run_id: str, package: os.PathLike[str] | str) -> PredictionEngine:
-        from modelbuilder.results.runtime import PredictionEngine
-
         stat = os.stat(package)
         stamp = (stat.st_mtime_ns, stat.st_size)
         with self._lock:
@@ -54,67 +50,48 @@ class EngineCache:
         return engine
 
 
-class ServerState(Services):
-    """The settings, the store (opened on first use), the services of one server process, and the live
-    feeds of the runs its clients watch."""
+class ServerState:
+    """One server process: its services (one store, opened on first use), the prediction engines it keeps,
+    the live feeds of the runs its clients watch, and its agent."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.services = Services(settings)
         self.engines = EngineCache()
-        self.feeds = RunFeeds(self)
+        self.feeds = RunFeeds(self.services)
         self.agent: Agent | None = None
-        self._store: Store | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            with self._lock:
-                if self._store is None:
-                    from modelbuilder.core.store import Store
-
-                    self._store = Store.open(self.settings.store_url)
-        return self._store
 
     def close(self) -> None:
         self.feeds.close()
-        with self._lock:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
+        self.services.close()
 
-    # --- helpers shared by routers and pages ------------------------------------------------------------
-    def workspace_names(self) -> dict[str, str]:
-        """Workspace id -> name (runs carry the id only)."""
-        return {ws.id: ws.name for ws in self.workspaces.list()}
 
-    def has_results(self, run_id: str) -> bool:
-        return self.artifacts.exists(run_id, RESULT_MARKER)
+def run_public(services: Services, run: e.Run, names: dict[str, str] | None = None) -> RunPublic:
+    """The run as the API shows it; `names` (workspace id -> name) spares a lookup per run of a list."""
+    names = names if names is not None else services.workspaces.names_by_id()
+    return RunPublic.of(run, names.get(run.workspace_id, ""), results.has_results(services, run.id))
 
-    def run_public(self, run: e.Run, names: dict[str, str] | None = None) -> RunPublic:
-        names = names if names is not None else self.workspace_names()
-        return RunPublic.of(run, names.get(run.workspace_id, ""), self.has_results(run.id))
 
-    def run_in(self, workspace: str, run_id: str) -> e.Run:
-        """The run, if it belongs to `workspace` (a run page's address names both)."""
-        ws = self.workspaces.get(workspace)
-        run = self.runs.get(run_id)
-        if run.workspace_id != ws.id:
-            raise NotFound(f"Run {run_id!r} does not exist in workspace {workspace!r}.",
-                           f"open it from its own workspace's page, or list runs at /workspaces/{workspace}.")
-        return run
-
-    def require_results(self, run: e.Run) -> None:
-        if not self.has_results(run.id):
-            raise Conflict(f"Run {run.id} has no results yet ({run.status}).",
-                           "wait until it is Completed, then try again.")
+def run_in(services: Services, workspace: str, run_id: str) -> e.Run:
+    """The run, if it belongs to `workspace` (a run page's address names both)."""
+    ws = services.workspaces.get(workspace)
+    run = services.runs.get(run_id)
+    if run.workspace_id != ws.id:
+        raise NotFound(f"Run {run_id!r} does not exist in workspace {workspace!r}.",
+                       f"open it from its own workspace's page, or list runs at /workspaces/{workspace}.")
+    return run
 
 
 def get_state(request: Request) -> ServerState:
-    return request.app.state.server
+    return request.app.state.server  # type: ignore[no-any-return]
 
 
-ServicesDep = Annotated[ServerState, Depends(get_state)]
+def get_services(request: Request) -> Services:
+    return get_state(request).services
+
+
+StateDep = Annotated[ServerState, Depends(get_state)]
+ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def check_run_id(run_id: Annotated[str, Path(description="A run id, like run-0123456789ab.")]) -> str:

@@ -10,6 +10,7 @@ error page for the portal.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,14 +21,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from modelbuilder import names
 from modelbuilder.errors import InvalidInput, ModelBuilderError
 from modelbuilder.results.runtime import PipelineError
+from modelbuilder.sdk import submit
+from modelbuilder.server import fixes
+from modelbuilder.server.middleware import is_page
 
 log = logging.getLogger("modelbuilder.server")
 
-INTERNAL = {
-    "code": "internal_error",
-    "message": "The server failed to answer this request (an unexpected error; details are in the server's log).",
-    "hint": "try again; if it keeps failing, report it with the time of the request.",
-}
 _HTTP_CODES = {
     400: ("bad_request", "fix the request."),
     401: ("unauthorized", "send 'Authorization: Bearer <token>', or sign in at /login."),
@@ -52,18 +51,15 @@ class BadPath(InvalidInput):
     http_status = 400
 
 
-def wants_html(request: Request) -> bool:
-    """Portal pages answer with HTML; everything under /api, and the schema, with JSON."""
-    path = request.url.path
-    return not (path.startswith(("/api/", "/openapi", "/docs", "/redoc", "/static/")) or path == "/api")
+ErrorPage = Callable[[Request, int, dict[str, str], dict[str, str] | None], Response]
 
 
 def error_response(request: Request, status: int, body: dict[str, str], headers: dict[str, str] | None = None
                    ) -> Response:
-    if wants_html(request):
-        from modelbuilder.server.portal import render_error
-
-        return render_error(request, status, body, headers)
+    """A portal page gets the portal's error page; everything else (the API, the schema) JSON."""
+    if is_page(request.url.path):
+        page: ErrorPage = request.app.state.error_page
+        return page(request, status, body, headers)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -84,6 +80,10 @@ def _validation_body(request: Request, exc: RequestValidationError) -> dict[str,
             check(first["input"])
         except InvalidInput as named:
             message, hint = named.message, named.hint
+    if loc[:2] == ["body", "recipe"] and len(loc) == 3 and "input" in first:  # the recipe's own words, as elsewhere
+        said = submit.setting_error(loc[2], first["input"])
+        if said is not None:
+            message, hint = said.message, said.hint
     return {"code": InvalidInput.code, "message": message, "hint": hint}
 
 
@@ -92,7 +92,8 @@ async def _on_model_builder_error(request: Request, exc: Exception) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
     if exc.http_status >= 500:
         log.error("%s: %s", type(exc).__name__, exc)
-    return error_response(request, exc.http_status, exc.to_dict(), headers)
+    body = exc.to_dict(fixes.request) if isinstance(exc, ModelBuilderError) else exc.to_dict()
+    return error_response(request, exc.http_status, body, headers)
 
 
 async def _on_validation_error(request: Request, exc: Exception) -> Response:
@@ -110,7 +111,9 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
                           dict(exc.headers) if exc.headers else None)
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, error_page: ErrorPage) -> None:
+    """Render errors as JSON for the API, and with `error_page` (the portal's) for pages."""
+    app.state.error_page = error_page
     app.add_exception_handler(ModelBuilderError, _on_model_builder_error)
     app.add_exception_handler(PipelineError, _on_model_builder_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)

@@ -33,17 +33,16 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from fastapi.sse import ServerSentEvent
 
 from modelbuilder.core.follow import News, Seen, poll
+from modelbuilder.core.services import Services
 from modelbuilder.errors import ModelBuilderError, NotFound
+from modelbuilder.sdk import results
 from modelbuilder.server.schemas import LogLinePublic, MetricPointPublic, RunPublic, StatusChangePublic
-
-if TYPE_CHECKING:
-    from modelbuilder.server.deps import ServerState
 
 log = logging.getLogger("modelbuilder.server")
 
@@ -75,7 +74,7 @@ class _Subscriber:
 class RunFeed:
     """One watched run: polls the store while someone listens, and fans its changes out."""
 
-    def __init__(self, services: ServerState, run_id: str) -> None:
+    def __init__(self, services: Services, run_id: str) -> None:
         self.services, self.run_id = services, run_id
         self.subscribers: list[_Subscriber] = []
         self.ready = asyncio.Event()  # the first poll is in
@@ -97,8 +96,9 @@ class RunFeed:
         news = poll(self.services.runs, self.services.recorder, self.run_id, self.seen, every_metric=every_metric,
                     log_tail=LOG_TAIL)
         if news.run.workspace_id not in self._workspace:
-            self._workspace = self.services.workspace_names()
-        return _Read(news, self._workspace.get(news.run.workspace_id, ""), self.services.has_results(self.run_id))
+            self._workspace = self.services.workspaces.names_by_id()
+        workspace = self._workspace.get(news.run.workspace_id, "")
+        return _Read(news, workspace, results.has_results(self.services, self.run_id))
 
     # --- working out the changes (event loop) ----------------------------------------------------------
     def _apply(self, read: _Read) -> list[tuple[str, Any]]:
@@ -180,7 +180,7 @@ class RunFeed:
 class RunFeeds:
     """Every watched run's feed, in the server's event loop; `follow` is one client's stream."""
 
-    def __init__(self, services: ServerState) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
         self.feeds: dict[str, RunFeed] = {}
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -17,26 +17,33 @@ import ipaddress
 import json
 import logging
 import re
-from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelbuilder.server.handlers import INTERNAL
+from modelbuilder.server import API_PREFIX
 
 log = logging.getLogger("modelbuilder.server")
 
 JSON_LIMIT = 1 << 20  # 1 MiB: the largest JSON body (a run submission is well under 10 KiB)
 UPLOAD_LIMIT = 20 << 20  # 20 MiB: the largest image for "try the model"
 _MULTIPART_SLACK = 64 << 10  # boundaries and part headers around the image
-_UPLOAD_PATH = re.compile(r"^/api/v1/runs/[^/]+/predict$")
+_UPLOAD_PATH = re.compile(rf"^{API_PREFIX}/runs/[^/]+/predict$")
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
             "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 
 
+INTERNAL = {
+    "code": "internal_error",
+    "message": "The server failed to answer this request (an unexpected error; details are in the server's log).",
+    "hint": "try again; if it keeps failing, report it with the time of the request.",
+}
+
+
 def is_page(path: str) -> bool:
-    return not path.startswith(("/api/", "/openapi", "/docs", "/redoc", "/static/"))
+    """Portal pages (HTML); everything under /api, the schema and its docs, and static files are not."""
+    return not (path.startswith(("/api/", "/openapi", "/docs", "/redoc", "/static/")) or path == "/api")
 
 
 async def send_json(send: Send, status: int, body: dict[str, str], headers: dict[str, str] | None = None) -> None:
@@ -220,16 +227,3 @@ class BodyLimit:
             "message": f"The {what} is larger than {limit // (1 << 20)} MiB.",
             "hint": "send a smaller image (resize it first)." if _UPLOAD_PATH.match(path) else "send less.",
         }, {"connection": "close"})
-
-
-def install(app: Any, token: str | None, trusted_hosts: tuple[str, ...] = ()) -> None:
-    """Add the stack in order (Starlette makes the last one added the outermost)."""
-    from modelbuilder.server.auth import TokenGuard
-
-    app.add_middleware(BodyLimit)
-    app.add_middleware(TokenGuard, token=token)
-    app.add_middleware(OriginCheck)
-    if not token:
-        app.add_middleware(HostCheck, trusted=trusted_hosts)
-    app.add_middleware(CatchAll)
-    app.add_middleware(SecurityHeaders)

@@ -28,7 +28,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from modelbuilder import __version__
 from modelbuilder.server.auth import COOKIE, safe_next, session_value, token_matches
-from modelbuilder.server.deps import ServicesDep, check_run_id
+from modelbuilder.server.deps import ServicesDep, check_run_id, run_in, run_public
 from modelbuilder.server.schemas import EXPERIMENT_PATTERN, WORKSPACE_PATTERN
 
 router = APIRouter(include_in_schema=False)
@@ -121,7 +121,7 @@ def workspace_page(request: Request, workspace: Workspace, services: ServicesDep
     counts = Counter(run.experiment_name for run in runs)
     return page(request, "workspace.html", workspace=ws, computes=services.computes.list(workspace),
                 experiments=services.workspaces.list_experiments(workspace), counts=counts,
-                runs=[services.run_public(run, names) for run in runs[:RECENT_RUNS]], title=ws.name)
+                runs=[run_public(services, run, names) for run in runs[:RECENT_RUNS]], title=ws.name)
 
 
 @router.get("/workspaces/{workspace}/experiments/{experiment}")
@@ -132,12 +132,12 @@ def experiment_page(request: Request, workspace: Workspace, experiment: Experime
     runs = services.runs.list(workspace, experiment=experiment, limit=EXPERIMENT_RUNS)
     names = {ws.id: ws.name}
     return page(request, "experiment.html", workspace=ws, experiment=exp,
-                runs=[services.run_public(run, names) for run in runs], title=f"{exp.name} - {ws.name}")
+                runs=[run_public(services, run, names) for run in runs], title=f"{exp.name} - {ws.name}")
 
 
 @router.get("/workspaces/{workspace}/runs/{run_id}")
 def run_page(request: Request, workspace: Workspace, run_id: str, services: ServicesDep) -> Response:
-    run = services.run_in(workspace, check_run_id(run_id))
-    public = services.run_public(run, {run.workspace_id: workspace})
+    run = run_in(services, workspace, check_run_id(run_id))
+    public = run_public(services, run, {run.workspace_id: workspace})
     return page(request, "run.html", workspace=workspace, run=public, history=services.runs.history(run.id),
                 title=f"{run.id} - {run.experiment_name}")

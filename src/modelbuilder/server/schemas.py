@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from modelbuilder.core import entities as e
+from modelbuilder.server import API_PREFIX
 
 WORKSPACE_PATTERN = r"^[A-Za-z0-9-]{3,33}$"
 EXPERIMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,35}$"
@@ -294,7 +295,32 @@ class ArtifactPublic(BaseModel):
     @classmethod
     def of(cls, record: e.ArtifactRecord) -> ArtifactPublic:
         return cls(path=record.path, size=record.size, sha256=record.sha256, created_at=record.created_at,
-                   url=f"/api/v1/runs/{record.run_id}/artifacts/{record.path}")
+                   url=f"{API_PREFIX}/runs/{record.run_id}/artifacts/{record.path}")
+
+
+class ExportCreate(Strict):
+    quantize: Literal["int8"] = Field(default="int8", description="What to write: int8 (static, calibrated on the "
+                                                                  "run's validation images).")
+    calibration_images: int = Field(default=200, ge=1, le=100_000,
+                                    description="The most validation images to calibrate on.")
+
+
+class ExportPublic(BaseModel):
+    quantize: str
+    artifacts: list[ArtifactPublic] = Field(description="bestModel.int8.onnx and MLModel.int8.zip, in the run's "
+                                                        "folder.")
+    images: int = Field(description="Validation images both models were measured on.")
+    calibration_images: int
+    float_accuracy: float
+    int8_accuracy: float
+    float_ms_per_image: float = Field(description="At batch 32, on this server.")
+    int8_ms_per_image: float
+    speedup: float
+    float_bytes: int
+    int8_bytes: int
+    weight_bits: int = Field(description="7 on CPUs without VNNI, whose int8 kernels could overflow with 8.")
+    calibration: str = Field(description="averaged or extremes: the activation ranges kept.")
+    calibration_scores: dict[str, dict[str, float]]
 
 
 class PredictionPublic(BaseModel):

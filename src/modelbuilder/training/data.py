@@ -21,6 +21,7 @@ from typing import Any
 from PIL import Image
 
 from modelbuilder.errors import DataError
+from modelbuilder.results.runtime import IMAGE_FORMATS, InvalidImageError, load_image
 
 MANIFEST_SUFFIXES = (".tsv", ".csv")
 SPLIT_FOLDER_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing"}
@@ -69,7 +70,7 @@ def discover(source: str | os.PathLike[str]) -> tuple[list[Sample], list[Skipped
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"Training data {str(path)!r} does not exist.",
-                        "pass --data with a folder of label sub-folders, or a .tsv/.csv manifest.")
+                        "give the path of a folder with one sub-folder per label, or of a .tsv/.csv manifest.")
     if path.is_file():
         if path.suffix.lower() not in MANIFEST_SUFFIXES:
             raise DataError(f"Training data {str(path)!r} is a file but not a .tsv or .csv manifest.",
@@ -100,7 +101,8 @@ def _read_folder(root: Path) -> tuple[list[Sample], list[Skipped]]:
     names = {d.name.lower() for d in label_dirs}
     if names <= SPLIT_FOLDER_NAMES and len(names) >= 2:
         raise DataError(f"The folder {str(root)!r} looks split already ({', '.join(sorted(names))}).",
-                        f"pass --data {root / label_dirs[0].name} and --validation-data for the other part.")
+                        f"give {str(root / label_dirs[0].name)!r} as the data and the other part as the "
+                        "validation data.")
     for label_dir in label_dirs:
         samples_here, skipped_here = _walk_label(root, Path(label_dir.path), label_dir.name)
         samples += samples_here
@@ -183,6 +185,36 @@ def check_labels(samples: list[Sample], source: str) -> list[str]:
         raise DataError(f"Only one label ({labels[0]!r}) found in {source!r}; a classifier needs at least two.",
                         "add a sub-folder (or manifest rows) for at least one more label.")
     return labels
+
+
+def check_readable(samples: list[Sample], source: str) -> list[str]:
+    """The labels that have at least one image that decodes; a DataError when fewer than two do.
+
+    Each label's files are tried in order until one decodes, so good data costs one decode per label.
+    Unreadable files beside readable ones are not an error: training skips them and lists them in
+    the data report.
+    """
+    by_label: dict[str, list[Path]] = {}
+    for sample in samples:
+        by_label.setdefault(sample.label, []).append(sample.path)
+    readable, reason = [], ""
+    for label, paths in sorted(by_label.items()):
+        for path in paths:
+            try:
+                load_image(path, draft_size=8)
+            except InvalidImageError as unreadable:
+                reason = reason or unreadable.reason
+                continue
+            readable.append(label)
+            break
+    if not readable:
+        raise DataError(f"None of the {len(samples)} files in {source!r} can be read as an image (the first: "
+                        f"{reason}).", f"use {IMAGE_FORMATS} files, one sub-folder per label.")
+    if len(readable) < 2:
+        others = ", ".join(repr(label) for label in sorted(by_label) if label not in readable)
+        raise DataError(f"Only the label {readable[0]!r} of {source!r} has images that can be read; a classifier "
+                        "needs at least two.", f"replace the files of {others[:200]} with {IMAGE_FORMATS} images.")
+    return readable
 
 
 def choose_image_size(paths: list[Path], sample_limit: int = 200, seed: int = 0) -> int:

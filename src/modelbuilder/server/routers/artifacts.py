@@ -13,8 +13,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from fastapi.responses import StreamingResponse
 
+from modelbuilder import names
+from modelbuilder.sdk import results
 from modelbuilder.server.deps import RunDep, ServicesDep
-from modelbuilder.server.results import bundle_name, chunks, content_type, disposition, open_artifact, write_bundle
+from modelbuilder.server.downloads import chunks, content_type, disposition, open_artifact, write_bundle
 from modelbuilder.server.schemas import ArtifactPublic
 
 router = APIRouter(prefix="/runs/{run_id}", tags=["artifacts"])
@@ -53,8 +55,8 @@ def download_bundle(run: RunDep, services: ServicesDep) -> StreamingResponse:
 
     409 while the run has no results.
     """
-    services.require_results(run)
-    name = bundle_name(run.project_name)
+    results.require_results(services, run)
+    name = names.project_name(results.project_name(run))
     handle, size = write_bundle(services.artifacts, run.id, name)
     return StreamingResponse(chunks(handle), media_type="application/zip", headers={
         "Content-Length": str(size),

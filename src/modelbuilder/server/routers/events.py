@@ -10,17 +10,17 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from modelbuilder.server.deps import RunDep, ServicesDep
+from modelbuilder.server.deps import RunDep, StateDep
 
 router = APIRouter(prefix="/runs/{run_id}", tags=["runs"])
 
 
 @router.get("/events", response_class=EventSourceResponse)
-async def run_events(run: RunDep, services: ServicesDep) -> AsyncIterator[ServerSentEvent]:
+async def run_events(run: RunDep, state: StateDep) -> AsyncIterator[ServerSentEvent]:
     """Follow the run as `text/event-stream`: a `snapshot` event {run, history, metrics, logs}, then `run`,
     `status`, `metrics` and `log` events as they change, and a last `end` event when the run has ended.
 
     Event ids increase by one per change; after a reconnect the stream starts again from a snapshot.
     """
-    async for event in services.feeds.follow(run.id):
+    async for event in state.feeds.follow(run.id):
         yield event

@@ -17,7 +17,8 @@ import anyio
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
-from modelbuilder.server.deps import RunDep, ServerState, ServicesDep
+from modelbuilder.core.services import Services
+from modelbuilder.server.deps import RunDep, ServicesDep
 from modelbuilder.server.schemas import LogLinePublic, LogTailPublic
 
 router = APIRouter(prefix="/runs/{run_id}/logs", tags=["logs"])
@@ -45,7 +46,7 @@ def _event(kind: str, data: object, event_id: int | None = None) -> str:
     return f"{head}event: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-async def _follow(services: ServerState, run_id: str, after_seq: int) -> AsyncIterator[str]:
+async def _follow(services: Services, run_id: str, after_seq: int) -> AsyncIterator[str]:
     seq, status, started, quiet_since = after_seq, None, time.monotonic(), time.monotonic()
     while True:
         run = await anyio.to_thread.run_sync(services.runs.get, run_id)

@@ -13,7 +13,8 @@ from fastapi import APIRouter, File, UploadFile
 
 from modelbuilder.errors import PayloadTooLarge
 from modelbuilder.results.files import RESULT_MARKER
-from modelbuilder.server.deps import RunDep, ServicesDep
+from modelbuilder.sdk import results
+from modelbuilder.server.deps import RunDep, ServicesDep, StateDep
 from modelbuilder.server.middleware import UPLOAD_LIMIT
 from modelbuilder.server.schemas import PredictionPublic
 
@@ -24,14 +25,15 @@ router = APIRouter(prefix="/runs/{run_id}", tags=["predict"])
 def predict(
     run: RunDep,
     services: ServicesDep,
+    state: StateDep,
     file: Annotated[UploadFile, File(description="One image: JPEG, PNG, BMP, GIF, TIFF or WebP, at most 20 MiB.")],
 ) -> PredictionPublic:
     """The predicted label and the probability of every label."""
-    services.require_results(run)
+    run_dir = results.require_results(services, run)
     data = file.file.read(UPLOAD_LIMIT + 1)
     if len(data) > UPLOAD_LIMIT:
         raise PayloadTooLarge(f"The image is larger than {UPLOAD_LIMIT >> 20} MiB.", "send a smaller image.")
-    engine = services.engines.get(run.id, services.artifacts.resolve(run.id, RESULT_MARKER))
+    engine = state.engines.get(run.id, run_dir / RESULT_MARKER)
     output = engine.predict(data)
     labels = engine.labels
     return PredictionPublic(prediction=output.prediction, score=output.score, labels=labels,

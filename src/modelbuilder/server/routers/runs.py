@@ -1,20 +1,19 @@
 """`/api/v1/runs`: submit a run, list runs with filters, show one, cancel it, read its status history.
 
 A submission names the data to train on (a path on the server host: the training data, read by the
-worker) and never where results go: a run's artifacts live in a folder derived from its id.
+worker) and never where results go: a run's artifacts live in a folder derived from its id. It is
+checked as the CLI's `train` and the SDK check it (`sdk.submit`): the same mistake, the same error.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path as FsPath
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, status
 
-from modelbuilder import names
-from modelbuilder.errors import DataError, InvalidInput, NotFound
-from modelbuilder.server.deps import RunDep, ServicesDep
+from modelbuilder.errors import InvalidInput
+from modelbuilder.sdk import submit
+from modelbuilder.server.deps import RunDep, ServicesDep, run_public
 from modelbuilder.server.schemas import (
     COMPUTE_PATTERN,
     EXPERIMENT_PATTERN,
@@ -27,23 +26,6 @@ from modelbuilder.server.schemas import (
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 RunStatus = Literal["Queued", "Preparing", "Running", "Finalizing", "Completed", "Failed", "Canceled", "Preempted"]
-
-
-def _recipe(body: RunCreate) -> dict[str, object]:
-    """The submitted recipe as TrainConfig validates and stores it (absolute data paths, a project name)."""
-    from modelbuilder.training.recipe import TrainConfig
-
-    values = body.recipe.model_dump(exclude_none=True)
-    for key in ("data", "validation_data"):
-        if key in values:
-            path = FsPath(os.path.normpath(values[key]))
-            if not path.exists():
-                raise DataError(f"Training data {str(path)[:200]!r} ({key}) does not exist on the server host.",
-                                "give the absolute path of a folder of labeled images (or a .tsv/.csv manifest) "
-                                "on the machine that runs the server.")
-            values[key] = str(path)
-    values.setdefault("name", names.project_name_from(FsPath(values["data"]).stem))
-    return TrainConfig.from_dict(values).to_dict()
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -61,15 +43,10 @@ def submit_run(
     if body.idempotency_key and idempotency_key and body.idempotency_key != idempotency_key:
         raise InvalidInput("The Idempotency-Key header and the body's idempotency_key differ.",
                            "send the key once, in either place.")
-    recipe = _recipe(body)
-    if body.workspace == "default":
-        try:
-            services.workspaces.get("default")
-        except NotFound:
-            services.workspaces.ensure_default()
-    run = services.runs.submit(body.workspace, body.experiment, body.compute, recipe,
-                               project_name=str(recipe["name"]), idempotency_key=key)
-    return services.run_public(run)
+    recipe = submit.recipe_from(body.recipe.model_dump(exclude_none=True))
+    submitted = submit.submit(services, recipe, workspace=body.workspace, experiment=body.experiment,
+                              compute=body.compute, idempotency_key=key)
+    return run_public(services, submitted.run)
 
 
 @router.get("")
@@ -83,13 +60,13 @@ def list_runs(
 ) -> list[RunPublic]:
     """The workspace's runs, newest first."""
     runs = services.runs.list(workspace, experiment=experiment, status=status_, compute=compute, limit=limit)
-    names_by_id = services.workspace_names()
-    return [services.run_public(run, names_by_id) for run in runs]
+    names_by_id = services.workspaces.names_by_id()
+    return [run_public(services, run, names_by_id) for run in runs]
 
 
 @router.get("/{run_id}")
 def show_run(run: RunDep, services: ServicesDep) -> RunPublic:
-    return services.run_public(run)
+    return run_public(services, run)
 
 
 @router.post("/{run_id}/cancel")
@@ -98,7 +75,7 @@ def cancel_run(run: RunDep, services: ServicesDep) -> RunPublic:
 
     409 when the run already ended (Completed or Failed).
     """
-    return services.run_public(services.runs.request_cancel(run.id))
+    return run_public(services, services.runs.request_cancel(run.id))
 
 
 @router.get("/{run_id}/history")

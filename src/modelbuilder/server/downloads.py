@@ -1,4 +1,4 @@
-"""Reading a run's artifacts for a client: one file, or the result bundle as one zip.
+"""Serving a run's files to a client: one artifact, or the result bundle as one zip.
 
 Every path goes through `ArtifactStore.resolve` (no absolute paths, '..', backslashes, NUL,
 percent-escapes; the real path must stay inside the run's folder), and is then opened by its real
@@ -19,7 +19,6 @@ from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO
 from urllib.parse import quote
 
-from modelbuilder import names
 from modelbuilder.core.artifacts import ArtifactStore
 from modelbuilder.errors import InvalidInput, NotFound
 from modelbuilder.results.files import RESULT_FILES, project_folders
@@ -80,11 +79,6 @@ def chunks(handle: IO[bytes]) -> Iterator[bytes]:
             yield chunk
     finally:
         handle.close()
-
-
-def bundle_name(project_name: str | None) -> str:
-    name = project_name or "MLModel"
-    return names.project_name(name)
 
 
 def _files_under(artifacts: ArtifactStore, run_id: str, folder: str) -> list[str]:

@@ -1,0 +1,19 @@
+"""The application layer: what a user can do, written once and reached from the CLI, the SDK's objects and
+the REST API alike, so the same input gets the same answer and the same error from all three.
+
+    submit.py   the recipe from its sources, the full data check, the workspace, idempotency
+    wait.py     a run's events, with an agent running the queue while waiting when no server does
+    results.py  whether a run has results, its evaluation, a copy of them
+    export.py   an int8 version of a trained model, measured against the float one
+    objects.py  Workspace, Computes, Experiment and Run: the SDK's objects over all of the above
+
+Every function takes the one `core.services.Services` of its caller. Faces (`cli/`, `server/`) read
+their input, call these, and render the result; they never import each other.
+"""
+
+from __future__ import annotations
+
+from modelbuilder.errors import InvalidInput, ModelBuilderError
+from modelbuilder.sdk.objects import Computes, Experiment, Run, Workspace, default_services
+
+__all__ = ["Computes", "Experiment", "InvalidInput", "ModelBuilderError", "Run", "Workspace", "default_services"]

@@ -1,0 +1,221 @@
+"""The SDK's objects: Workspace, Computes, Experiment and Run, over the application layer.
+
+    from modelbuilder import Workspace
+
+    ws = Workspace.create("team-vision", region="eastus", resource_group="ml")   # or Workspace.get(name)
+    ws.computes.create("cpu-1", size="Standard_D2s_v3", priority="low-priority")
+    run = ws.experiment("pets").submit(data="data/pets", compute="cpu-1", epochs=10)
+    run.wait(show_progress=True)            # or run.wait(on_event=callback), or: for event in run.events()
+    print(run.status, run.metrics()["val_accuracy"], run.cost)
+    run.download("out/")
+    run.export_int8()                       # bestModel.int8.onnx and MLModel.int8.zip beside the float model
+
+Runs execute on an agent: a `modelbuilder server` or `modelbuilder agent` serving the store, or, when
+none runs, one started by `Run.wait()` in this process while it waits. Agents start workers from a
+fork server, so a script that waits on runs needs the usual `if __name__ == "__main__":` guard.
+
+The objects of one process share one `Services` (one store), made when first needed and closed when
+the process exits; pass `services=` to use another store.
+"""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from modelbuilder import names
+from modelbuilder.config import run_url, running_server
+from modelbuilder.core import entities as e
+from modelbuilder.core.follow import RunEvent
+from modelbuilder.core.services import Services
+from modelbuilder.results.quantize import Int8Export
+from modelbuilder.sdk import export, results, submit, wait
+
+_default: Services | None = None
+
+
+def default_services() -> Services:
+    """The services of this process's SDK objects (the store of MODELBUILDER_HOME / MODELBUILDER_DB_URL)."""
+    global _default
+    if _default is None:
+        _default = Services()
+        atexit.register(_default.close)
+    return _default
+
+
+class Workspace:
+    def __init__(self, entity: e.Workspace, services: Services) -> None:
+        self.entity, self.services = entity, services
+
+    @classmethod
+    def create(cls, name: str, region: str = "local", resource_group: str = "default", *,
+               services: Services | None = None) -> Workspace:
+        s = services or default_services()
+        return cls(s.workspaces.create(name, region, resource_group), s)
+
+    @classmethod
+    def get(cls, name: str | None = None, *, services: Services | None = None) -> Workspace:
+        """A workspace by name; without one, the one in use (`workspace use`), else `default` (made on first use)."""
+        s = services or default_services()
+        resolved, _ = s.workspaces.in_use(name)
+        return cls(s.workspaces.get(resolved), s)
+
+    @classmethod
+    def list(cls, *, services: Services | None = None) -> list[Workspace]:
+        s = services or default_services()
+        return [cls(w, s) for w in s.workspaces.list()]
+
+    @property
+    def name(self) -> str:
+        return self.entity.name
+
+    @property
+    def computes(self) -> Computes:
+        return Computes(self)
+
+    def experiment(self, name: str) -> Experiment:
+        """An experiment of this workspace; it is registered by its first run."""
+        return Experiment(self, names.experiment_name(name))
+
+    def experiments(self) -> list[Experiment]:
+        return [Experiment(self, x.name) for x in self.services.workspaces.list_experiments(self.name)]
+
+    def runs(self, experiment: str | None = None, status: str | None = None, limit: int = 100) -> list[Run]:
+        listed = self.services.runs.list(self.name, experiment=experiment, status=status, limit=limit)
+        return [Run(r, self) for r in listed]
+
+    def run(self, run_id: str) -> Run:
+        return Run(self.services.runs.get(run_id), self)
+
+    def __repr__(self) -> str:
+        return f"Workspace({self.name!r}, region={self.entity.region!r})"
+
+
+class Computes:
+    def __init__(self, workspace: Workspace) -> None:
+        self.ws, self.services = workspace, workspace.services
+
+    def create(self, name: str, size: str = "auto", priority: str = "dedicated", kind: str = "local",
+               address: str | None = None) -> e.Compute:
+        """Provision a compute; it comes back Succeeded, or Failed with its error (it then stays listed)."""
+        return self.services.computes.create(self.ws.name, name, size, priority=priority, kind=kind, address=address)
+
+    def get(self, name: str) -> e.Compute:
+        return self.services.computes.get(self.ws.name, name)
+
+    def list(self) -> list[e.Compute]:
+        return self.services.computes.list(self.ws.name)
+
+    def delete(self, name: str, force: bool = False) -> list[str]:
+        return self.services.computes.delete(self.ws.name, name, force=force)
+
+
+class Experiment:
+    def __init__(self, workspace: Workspace, name: str) -> None:
+        self.ws, self.name = workspace, name
+
+    def submit(self, data: str | Path, compute: str = "local", *, recipe_file: str | Path | None = None,
+               idempotency_key: str | None = None, **recipe: Any) -> Run:
+        """Queue a training of `data` on `compute`. `recipe` takes any recipe setting (epochs=10, and
+        time_budget='10m'); `recipe_file` a YAML file of them, which these override. The data is
+        checked first: a mistake in it is an error now, not a failed run later."""
+        config = submit.recipe_from({**recipe, "data": data}, recipe_file)
+        submitted = submit.submit(self.ws.services, config, workspace=self.ws.name, experiment=self.name,
+                                  compute=compute, idempotency_key=idempotency_key)
+        return Run(submitted.run, self.ws)
+
+    def runs(self) -> list[Run]:
+        return self.ws.runs(experiment=self.name)
+
+    def __repr__(self) -> str:
+        return f"Experiment({self.name!r}, workspace={self.ws.name!r})"
+
+
+class Run:
+    def __init__(self, entity: e.Run, workspace: Workspace) -> None:
+        self.entity, self.ws, self.services = entity, workspace, workspace.services
+
+    @property
+    def id(self) -> str:
+        return self.entity.id
+
+    def refresh(self) -> Run:
+        self.entity = self.services.runs.get(self.id)
+        return self
+
+    @property
+    def status(self) -> str:
+        return self.refresh().entity.status
+
+    @property
+    def compute_seconds(self) -> float:
+        return self.refresh().entity.compute_seconds
+
+    @property
+    def cost(self) -> float:
+        """Estimated cost in USD: compute time x the size's hourly price (low-priority discounted)."""
+        return self.refresh().entity.cost
+
+    @property
+    def portal_url(self) -> str | None:
+        server = running_server(self.services.settings)
+        return run_url(server, self.ws.name, self.id) if server else None
+
+    def history(self) -> list[e.StatusChange]:
+        return self.services.runs.history(self.id)
+
+    def metrics(self) -> dict[str, list[tuple[int, float]]]:
+        """Every metric as (epoch, value) pairs, e.g. metrics()['val_accuracy']."""
+        out: dict[str, list[tuple[int, float]]] = {}
+        for point in self.services.recorder.metrics(self.id):
+            out.setdefault(point.key, []).append((point.step, point.value))
+        return {k: sorted(v) for k, v in out.items()}
+
+    def logs(self) -> list[str]:
+        return [line.message for line in self.services.recorder.logs(self.id, limit=100_000)]
+
+    def cancel(self) -> Run:
+        self.entity = self.services.runs.request_cancel(self.id)
+        return self
+
+    def events(self, timeout: float | None = None) -> Iterator[RunEvent]:
+        """The run's events as they happen (status, log, metrics per epoch, progress), ending with 'end'.
+        Only follows; `wait` also runs the queue when no server does."""
+        return wait.events(self.services, self.id, timeout=timeout)
+
+    def wait(self, show_progress: bool = False, timeout: float | None = None,
+             on_event: Callable[[RunEvent], None] | None = None) -> Run:
+        """Until the run ends; runs an agent in this process meanwhile if no server serves the store.
+        Each event goes to `on_event`; `show_progress` prints one line per event instead."""
+        if show_progress and on_event is None:
+            on_event = _print_event
+        self.entity = wait.wait(self.services, self.id, on_event=on_event, timeout=timeout)
+        return self
+
+    def result_metrics(self) -> dict[str, Any]:
+        """metrics.json of a finished run: accuracy, per-label table, confusion matrix, history."""
+        return results.evaluation(self.services, self.refresh().entity)
+
+    def download(self, output: str | Path) -> dict[str, Path]:
+        """Write <Name>.ConsoleApp, <Name>.Model and the three assets into `output`."""
+        return results.download(self.services, self.refresh().entity, output)
+
+    def export_int8(self, output: str | Path | None = None, validation_data: str | Path | None = None,
+                    calibration_images: int = export.CALIBRATION_IMAGES,
+                    on_step: Callable[[str], None] | None = None) -> Int8Export:
+        """bestModel.int8.onnx and MLModel.int8.zip, calibrated on the run's validation images (or on
+        `validation_data`), into the run's folder (or `output`), with both models' accuracy and speed."""
+        results.require_results(self.services, self.refresh().entity)
+        return export.export_int8(self.services, self.id, output=output, validation_data=validation_data,
+                                  calibration_images=calibration_images, on_step=on_step)
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r}, status={self.entity.status!r})"
+
+
+def _print_event(event: RunEvent) -> None:
+    line = wait.describe(event)
+    if line is not None:
+        print(line, flush=True)

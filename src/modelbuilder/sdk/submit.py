@@ -1,0 +1,105 @@
+"""Submitting a run: the recipe from its sources, the full data check, the workspace, idempotency.
+
+The CLI's `train`, the SDK's `Experiment.submit` and `POST /api/v1/runs` all call `submit`, so the same
+submission gets the same run or the same one-line error from each. Every mistake that can be found
+without training is found here, before anything is queued: a bad recipe value, a missing path, a
+bad manifest, no images, one label only, a set none of whose images can be read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelbuilder import names
+from modelbuilder.config import run_url, running_server
+from modelbuilder.core import entities as e
+from modelbuilder.core.services import Services
+from modelbuilder.errors import InvalidInput
+from modelbuilder.training import data as data_mod
+from modelbuilder.training.recipe import TrainConfig
+
+DATA_PATHS = ("data", "validation_data")
+DEFAULT_EXPERIMENT = "default"
+
+
+def recipe_from(settings: Mapping[str, Any], recipe_file: str | Path | None = None) -> TrainConfig:
+    """The recipe: `settings` (flags, keyword arguments, a request's body) > a YAML file > defaults.
+
+    A setting that is None is not given. `time_budget` takes a duration ('10m', '1h30m') for
+    `time_budget_s`. Data paths given as settings are relative to the current folder; those written in
+    the file are relative to the file's folder, so a recipe kept next to its data works from anywhere.
+    The project name defaults to one made from the data folder's name.
+    """
+    given = {key: value for key, value in settings.items() if value is not None}
+    if "time_budget" in given:
+        given["time_budget_s"] = names.duration_seconds(given.pop("time_budget"))
+    for key in DATA_PATHS:
+        if key in given:
+            given[key] = _absolute(given[key], Path.cwd())
+    config = TrainConfig.from_sources(recipe_file, **given)
+    if recipe_file is not None:
+        base = Path(recipe_file).expanduser().resolve().parent
+        config = config.with_(**{key: _absolute(getattr(config, key), base) for key in DATA_PATHS
+                                 if key not in given and isinstance(getattr(config, key), str)})
+    return config.with_(name=config.name or names.project_name_from(Path(config.data).stem))
+
+
+def setting_error(key: str, value: Any) -> InvalidInput | None:
+    """What the recipe itself says of `value` for the setting `key`, or None when it takes the value (a face
+    that checks a value first, as the API's schema does, still gives the recipe's own error)."""
+    try:
+        TrainConfig.from_dict({"data": "", key: value})
+    except InvalidInput as error:
+        return error
+    except (TypeError, ValueError):  # a value of another type than the setting's: the recipe cannot say
+        return None
+    return None
+
+
+def _absolute(path: Any, base: Path) -> str:
+    if not isinstance(path, str | Path):
+        raise InvalidInput(f"A data path must be text, got {path!r}.", "give the path of a folder or a manifest.")
+    return str((base / Path(path).expanduser()).resolve())
+
+
+def check_data(recipe: TrainConfig) -> list[str]:
+    """The training data's labels, once every mistake that needs no training is ruled out (see above)."""
+    samples, _ = data_mod.discover(recipe.data)
+    data_mod.check_labels(samples, recipe.data)
+    labels = data_mod.check_readable(samples, recipe.data)
+    if recipe.validation_data:
+        found, _ = data_mod.discover(recipe.validation_data)
+        if not found:
+            data_mod.check_labels(found, recipe.validation_data)  # says there are no images
+    return labels
+
+
+def default_experiment(data: str) -> str:
+    """An experiment name from the data folder ('my pets' -> 'my-pets'), valid by construction."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(data).stem).strip("-_")[:36]
+    return slug if len(slug) >= 3 and slug[0].isalnum() else DEFAULT_EXPERIMENT
+
+
+@dataclass(frozen=True)
+class Submitted:
+    run: e.Run
+    workspace: str
+    made: e.Compute | None  # the default workspace's compute, when this submission made it
+    portal_url: str | None  # the run's page, when a server serves this store
+
+
+def submit(services: Services, recipe: TrainConfig, *, workspace: str | None = None, experiment: str | None = None,
+           compute: str = "local", idempotency_key: str | None = None) -> Submitted:
+    """Check the data, then queue a run of `recipe` in `workspace` (see `WorkspaceService.in_use`), in
+    `experiment` (default: named after the data) on `compute`. With `idempotency_key`, the same
+    submission again returns the same run; a different one under the same key is refused."""
+    check_data(recipe)
+    name, made = services.workspaces.in_use(workspace)
+    run = services.runs.submit(name, experiment or default_experiment(recipe.data), compute, recipe.to_dict(),
+                               project_name=recipe.name, idempotency_key=idempotency_key)
+    server = running_server(services.settings)
+    return Submitted(run, name, made, run_url(server, name, run.id) if server else None)
