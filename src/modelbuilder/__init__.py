@@ -6,6 +6,7 @@ start-up and for code that only predicts.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -28,6 +29,5 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'modelbuilder' has no attribute {name!r}")
-    import importlib
 
     return getattr(importlib.import_module(module), name)

@@ -6,6 +6,7 @@ CLI sets `MODELBUILDER_HOME` before anything reads it, so every layer agrees on 
 
 from __future__ import annotations
 
+import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -77,8 +78,6 @@ def set_home(path: str | os.PathLike[str]) -> None:
 
 def _local_server(settings: Settings) -> dict | None:
     """`<home>/server.json` of a live `modelbuilder server` started with this home, if there is one."""
-    import json
-
     try:
         info = json.loads((settings.resolved_home / "server.json").read_text())
         os.kill(int(info["pid"]), 0)

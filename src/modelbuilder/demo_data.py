@@ -15,7 +15,7 @@ DATASETS = ("digits",)
 def write_digits(target: str | Path, overwrite: bool = False) -> dict[str, int]:
     """scikit-learn's bundled handwritten digits (1,797 real 8x8 scans, labels 0-9) as a
     folder-per-label PNG set: `target/<label>/<index>.png`. Returns images per label."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # here: scikit-learn takes a second to import, for this only
 
     root = Path(target).expanduser()
     if root.exists() and any(root.iterdir()) and not overwrite:

@@ -34,6 +34,12 @@ import threading
 import time
 from typing import Any
 
+import ray
+import ray.train
+import torch.distributed as dist
+from ray.train import FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
 from modelbuilder.backends.ray import ClusterResources, plan_workers, storage_path
 from modelbuilder.backends.worker import EXIT_FENCED, EXIT_PREEMPTED, execute
 from modelbuilder.config import get_settings
@@ -63,8 +69,6 @@ def holds(run: e.Run, attempt: int, owner: str) -> bool:
 # --- on each Ray worker -------------------------------------------------------------------------------
 def train_worker(config: dict[str, Any]) -> None:
     """One Ray Train worker: the worker protocol of a local run, on the rank Ray Train gave it."""
-    import ray.train
-
     os.environ.update(config["env"])  # the driver's MODELBUILDER_* settings: the same store and artifacts
     context = ray.train.get_context()
     rank = context.get_world_rank()
@@ -124,8 +128,6 @@ def _resume_point(run: e.Run) -> str:
 def _release_peers() -> None:
     """Rank 0 stopped before the others (it was fenced off, or failed the run): closing the process
     group makes ranks that wait in a collective fail now rather than at its timeout."""
-    import torch.distributed as dist
-
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -186,8 +188,6 @@ def _modelbuilder_env() -> dict[str, str]:
 
 def _connect(address: str) -> str | None:
     """ray.init(address) within CONNECT_TIMEOUT_S (it retries for minutes when nothing answers)."""
-    import ray
-
     failure: list[str] = []
 
     def init() -> None:
@@ -205,7 +205,6 @@ def _connect(address: str) -> str | None:
 
 
 def _disconnect() -> None:
-    import ray
 
     if ray.is_initialized():
         ray.shutdown()
@@ -213,10 +212,6 @@ def _disconnect() -> None:
 
 def run_trainer(args: argparse.Namespace, run: e.Run) -> str | None:
     """Run Ray Train for this attempt; the error text when it failed for good, else None."""
-    import ray
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     cluster = ClusterResources.from_ray(args.address, ray.cluster_resources(), nodes)
     plan = plan_workers(default_catalog().get(args.size), run.recipe.get("processes"), cluster, args.priority)

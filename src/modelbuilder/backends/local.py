@@ -121,6 +121,8 @@ def _child(run_id: str, attempt: int, owner: str, env: dict[str, str], log_path:
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
     os.environ.clear()  # the fork server's environment is the one it started with: use the agent's now
     os.environ.update(env)
+    # Imported in the forked child: the fork server preloaded them (_preload.py), so these are lookups,
+    # and the agent process that launches workers never imports torch or the engine itself.
     from modelbuilder.backends.worker import execute
 
     if threads:

@@ -10,15 +10,17 @@ import contextlib
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from modelbuilder.cli._common import services
 from modelbuilder.cli.console import console
-from modelbuilder.results.quantize import Int8Export
 from modelbuilder.sdk import export as exports
+
+if TYPE_CHECKING:
+    from modelbuilder.results.quantize import Int8Export
 
 
 class Quantization(StrEnum):

@@ -30,13 +30,15 @@ from typing import Protocol
 
 from sqlalchemy import select
 
+from modelbuilder.core import _lookup
 from modelbuilder.core import _rows as r
 from modelbuilder.core import entities as e
+from modelbuilder.core.compute import ComputeService
 from modelbuilder.core.leases import LEASE_S, LeaseService
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.sizes import SizeCatalog, SizeSpec, default_catalog, host_capacity
 from modelbuilder.core.store import Store
-from modelbuilder.errors import ModelBuilderError, StoreUnavailable
+from modelbuilder.errors import Conflict, ModelBuilderError, StoreUnavailable
 
 log = logging.getLogger("modelbuilder.scheduler")
 
@@ -161,7 +163,6 @@ class Agent:
     def _active_runs(self, compute_ids: list[str]) -> list[e.Run]:
         if not compute_ids:
             return []
-        from modelbuilder.core import _lookup
 
         with self.store.read() as session:
             rows = session.scalars(select(r.RunRow).where(r.RunRow.compute_id.in_(compute_ids),
@@ -269,9 +270,6 @@ def evict(store: Store, workspace: str, compute_name: str,
           reason: str = "evicted (spot capacity reclaimed)") -> list[str]:
     """Interrupt the running low-priority runs of a compute, as a spot eviction would (for drills and
     tests): each checkpoints at its next step, goes back to the queue, and resumes from there."""
-    from modelbuilder.core.compute import ComputeService
-    from modelbuilder.errors import Conflict
-
     compute = ComputeService(store).get(workspace, compute_name)
     if compute.priority != "low-priority":
         raise Conflict(f"Compute {compute_name!r} is dedicated; dedicated runs are never interrupted.",

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import yaml
 
+from modelbuilder.config import get_settings
 from modelbuilder.errors import InvalidInput
 
 AUTO = "auto"
@@ -228,7 +230,6 @@ class SizeCatalog:
 
 
 def _yaml(text: str) -> Any:
-    import yaml
 
     try:
         return yaml.safe_load(text)
@@ -238,6 +239,4 @@ def _yaml(text: str) -> Any:
 
 def default_catalog() -> SizeCatalog:
     """The catalog with prices from the settings' `prices_file`, when one is configured."""
-    from modelbuilder.config import get_settings
-
     return SizeCatalog(prices_file=getattr(get_settings(), "prices_file", None))

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import onnx
+
 from modelbuilder.errors import InvalidInput
 from modelbuilder.results.runtime import (
     FORMAT,
@@ -99,8 +101,6 @@ def _onnx_bytes(onnx_path: Path, input_name: str, output_name: str, n_labels: in
     The dynamo exporter writes weights to a `.onnx.data` file beside the graph; the package must hold
     one file, so external data is folded back in (fine below protobuf's 2 GB limit).
     """
-    import onnx
-
     try:
         model = onnx.load(str(onnx_path))
         data = model.SerializeToString()

@@ -43,6 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from modelbuilder.errors import InvalidInput
 from modelbuilder.results.files import INT8_MODEL_FILE, INT8_ZIP_FILE
@@ -96,7 +99,6 @@ def _check_images(images: np.ndarray, what: str) -> np.ndarray:
 
 
 def _io_names(path: Path) -> tuple[list[str], list[str]]:
-    import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     initializers = {i.name for i in model.graph.initializer}
@@ -159,9 +161,6 @@ def quantize_int8(onnx_path: str | os.PathLike[str], out_path: str | os.PathLike
 def _quantize(onnx_path: Path, prepared: Path, written: dict[str, Path], input_name: str, images: np.ndarray,
               quant_format: str, per_channel: bool, reduce_range: bool, on_step: Callable[[str], None]) -> None:
     """Run onnxruntime's static quantization once per calibration in `written` (name -> output path)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     quant_logger = logging.getLogger()  # onnxruntime.quantization logs through the root logger
     previous_level = quant_logger.level
     quant_logger.setLevel(max(previous_level, logging.ERROR))
@@ -189,8 +188,6 @@ def _fidelity(model: Path, images: np.ndarray, reference: np.ndarray) -> dict[st
 
 def _stamp(path: Path, chosen: str, scores: dict[str, dict[str, float]]) -> None:
     """Record the calibration (and what each candidate scored) in the model's metadata."""
-    import onnx
-
     model = onnx.load(str(path))
     del model.metadata_props[:]
     for key, value in ((METADATA_CALIBRATION, chosen), (METADATA_SCORES, json.dumps(scores, sort_keys=True))):
@@ -202,8 +199,6 @@ def _stamp(path: Path, chosen: str, scores: dict[str, dict[str, float]]) -> None
 def calibration_of(path: str | os.PathLike[str]) -> tuple[str, dict[str, dict[str, float]]]:
     """The calibration an int8 model written by `quantize_int8` was made with, and the candidates' scores
     ("" and {} for a model without that metadata)."""
-    import onnx
-
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     return props.get(METADATA_CALIBRATION, ""), json.loads(props.get(METADATA_SCORES) or "{}")
 
@@ -249,7 +244,6 @@ def seconds_per_image(model: str | os.PathLike[str] | Any, images: np.ndarray, b
 @dataclass(frozen=True)
 class Int8Export:
     """What `export_int8` wrote, and how the int8 model compares with the float one."""
-
     onnx: Path
     package: Path
     images: int

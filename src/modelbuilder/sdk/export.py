@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,8 +26,6 @@ from modelbuilder.core.entities import RUN_ID
 from modelbuilder.core.services import Services
 from modelbuilder.errors import Conflict, DataError, InvalidInput, NotFound, step
 from modelbuilder.results.files import INT8_MODEL_FILE, INT8_ZIP_FILE, MODEL_FILE, RECIPE_FILE, ZIP_FILE
-from modelbuilder.results.quantize import Int8Export
-from modelbuilder.results.quantize import export_int8 as quantize_and_measure
 from modelbuilder.results.runtime import (
     InvalidImageError,
     ModelPackage,
@@ -39,6 +38,9 @@ from modelbuilder.results.runtime import (
 from modelbuilder.training.data import discover
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
+
+if TYPE_CHECKING:
+    from modelbuilder.results.quantize import Int8Export
 
 CALIBRATION_IMAGES = 200  # the most validation images to calibrate on, by default
 _GIVE = {"give": step("give_validation_data")}
@@ -126,6 +128,10 @@ def export_int8(services: Services, source: str, *, output: str | Path | None = 
     """Write bestModel.int8.onnx and MLModel.int8.zip for `source` and measure both models (see above).
 
     `on_step` hears what is being done (the steps take from seconds to a minute or two)."""
+    # Deliberately here: the quantizer imports onnx and onnxruntime's quantization tools (about 0.5 s),
+    # which only an export needs; every command of the CLI imports this module.
+    from modelbuilder.results.quantize import export_int8 as quantize_and_measure
+
     names.positive_int(calibration_images, "calibration_images", maximum=100_000)
     with tempfile.TemporaryDirectory(prefix="modelbuilder-export-") as tmp:
         model = float_model(services, source, Path(tmp))

@@ -23,15 +23,17 @@ from __future__ import annotations
 import atexit
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelbuilder import names
 from modelbuilder.config import run_url, running_server
 from modelbuilder.core import entities as e
 from modelbuilder.core.follow import RunEvent
 from modelbuilder.core.services import Services
-from modelbuilder.results.quantize import Int8Export
 from modelbuilder.sdk import export, results, submit, wait
+
+if TYPE_CHECKING:
+    from modelbuilder.results.quantize import Int8Export
 
 _default: Services | None = None
 

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from modelbuilder.errors import InvalidInput
+
 
 @dataclass
 class TrainState:
@@ -85,7 +87,6 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, optimizer: torch.opti
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    from modelbuilder.errors import InvalidInput
 
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)

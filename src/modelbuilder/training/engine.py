@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from modelbuilder import names
+from modelbuilder.config import get_settings
 from modelbuilder.errors import DataError, InvalidInput
 from modelbuilder.results.codegen import generate_projects
 from modelbuilder.results.files import DATA_REPORT_FILE, MAP_FILE, METRICS_FILE, MODEL_FILE, RECIPE_FILE, ZIP_FILE
@@ -189,7 +190,6 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
     checkpoint = load_checkpoint(Path(resume)) if resume else None
     if checkpoint is not None:
         recipe = TrainConfig.from_dict(checkpoint["recipe"])
-    from modelbuilder.config import get_settings
 
     settings = get_settings()
     torch.manual_seed(recipe.seed)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 
 def confusion_matrix(targets: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -54,14 +55,10 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray, labels: list[
 
 
 def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     k = len(labels)
     side = min(2 + 0.5 * k, 16)
-    fig, ax = plt.subplots(figsize=(side, side))
+    fig = Figure(figsize=(side, side))
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(k), labels, rotation=45, ha="right")
     ax.set_yticks(range(k), labels)
@@ -76,17 +73,12 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: Path) -> 
                         color="white" if matrix[i, j] > top / 2 else "black", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [h["epoch"] for h in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    left, right = fig.subplots(1, 2)
     left.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train")
     left.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation")
     left.set_title("loss")
@@ -100,4 +92,3 @@ def plot_training_curves(history: list[dict[str, float]], path: Path) -> None:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

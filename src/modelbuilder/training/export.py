@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
 from modelbuilder.errors import ExportCheckFailed
@@ -41,7 +42,7 @@ def warm_exporter() -> None:
     torch.onnx rebuilds that table from onnxscript's sources on every export: about 2 s of parsing on a
     small CPU, the same every time. Its builder is wrapped in a cache; the table is only read.
     """
-    try:
+    try:  # a private module of torch, so imported where its absence can be survived
         from torch.onnx._internal.exporter import _registration
     except ImportError:  # another torch layout: exports still work, just without the reuse
         return
@@ -77,8 +78,6 @@ def export_onnx(model: torch.nn.Module, image_size: int, path: Path, opset: int 
 
 def verify_onnx(path: Path, model: torch.nn.Module, images: torch.Tensor) -> ExportCheck:
     """Compare onnxruntime with PyTorch eager (float32) on `images` (N x 3 x H x W in [0, 1])."""
-    import onnxruntime as ort
-
     model = model.to("cpu", memory_format=torch.contiguous_format).float().eval()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
