@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from modelbuilder.backends._pause import PAUSE_ENV
+from tests.completed import TrainedRun, train_tiny
 from tests.imagery import make_image_folder
 from tests.plane import Holds, Plane
 from tests.processes import TAG_ENV, end_tagged
@@ -68,6 +69,12 @@ def shared_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A read-only three-label folder shared by tests that only read it."""
     return make_image_folder(tmp_path_factory.mktemp("shared") / "pets", per_label=16,
                              labels=("cat", "dog", "fox"))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """One real tiny training per test session and its exported results (see tests/completed.py)."""
+    return train_tiny(tmp_path_factory.mktemp("trained"))
 
 
 @pytest.fixture

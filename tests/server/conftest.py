@@ -1,15 +1,14 @@
 """Fixtures for the server tests: the app over a fresh home, a test client, and a real completed run.
 
-`completed_run` is a run that really trained: one tiny training per test session (in this process, a
-few seconds), whose folder is copied under each test's artifact root and walked through the store's
-lifecycle (claimed, Running, metrics per epoch, Finalizing, Completed), as a worker would.
+`completed_run` is a run that really trained (`tests/completed.py`): one tiny training per test session
+(in this process, a few seconds), whose folder is copied under each test's artifact root and walked
+through the store's lifecycle (claimed, Running, metrics per epoch, Finalizing, Completed), as a worker
+would.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,11 +26,9 @@ from modelbuilder.config import Settings
 from modelbuilder.core.services import Services
 from modelbuilder.server.api import create_app
 from modelbuilder.server.deps import ServerState
-from tests.imagery import make_image_folder
+from tests.completed import TINY_RECIPE, TrainedRun, make_completed_run
 
 TOKEN = "test-token-0123456789abcdef"
-TINY_RECIPE = {"architecture": "tiny", "weights": "none", "image_size": 32, "epochs": 2, "batch_size": 4,
-               "name": "Tiny"}
 
 
 @pytest.fixture
@@ -64,57 +61,10 @@ def token_client(home: Path) -> Iterator[TestClient]:
         yield test_client
 
 
-@dataclass(frozen=True)
-class TrainedRun:
-    data: Path  # the images it trained on
-    folder: Path  # the run folder the engine wrote
-    metrics: dict[str, object]
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
-    """One real tiny training (2 labels x 10 images, 32 px, 2 epochs) and its exported results."""
-    from modelbuilder.training.engine import run_training
-    from modelbuilder.training.recipe import TrainConfig
-    from modelbuilder.training.reporter import NullReporter
-
-    root = tmp_path_factory.mktemp("trained")
-    data = make_image_folder(root / "pets", per_label=10)
-    recipe = TrainConfig.from_dict({"data": str(data), **TINY_RECIPE})
-    result = run_training(recipe, root / "run", NullReporter(), cache_root=root / "cache", offline=True)
-    return TrainedRun(data, result.run_dir, json.loads((result.run_dir / "metrics.json").read_text()))
-
-
 @pytest.fixture
 def completed_run(services: Services, trained: TrainedRun) -> str:
     """A Completed run in the store whose folder holds the real results of `trained`."""
     return make_completed_run(services, trained)
-
-
-def make_completed_run(services: Services, trained: TrainedRun) -> str:
-    """Walk a run through its lifecycle as a worker would, with `trained`'s real results; returns its id."""
-    from modelbuilder.core import entities as e
-    from modelbuilder.core.leases import LeaseService
-
-    _, compute = services.workspaces.ensure_default()
-    run = services.runs.submit("default", "pets", "local", {"data": str(trained.data), **TINY_RECIPE},
-                               project_name="Tiny")
-    claimed = LeaseService(services.store).claim_next_run([compute.id], "test-worker", 60)
-    assert claimed is not None
-    assert claimed.id == run.id
-    attempt = claimed.attempt
-    services.runs.transition(run.id, e.RUNNING, "training from the start", attempt)
-    services.recorder.append_logs(run.id, attempt, ["Running: training from the start",
-                                                    ("warning", "a <b>warning</b>")])
-    for record in trained.metrics["history"]:  # type: ignore[union-attr]
-        values = {k: v for k, v in record.items() if k not in ("epoch", "partial")}
-        services.recorder.log_metrics(run.id, attempt, int(record["epoch"]), values)
-    services.runs.transition(run.id, e.FINALIZING, "evaluating and exporting", attempt)
-    shutil.copytree(trained.folder, services.artifacts.run_dir(run.id))
-    services.recorder.record_artifacts(run.id, services.artifacts.list(run.id), attempt)
-    services.recorder.set_best_metrics(run.id, attempt, {"accuracy": float(trained.metrics["accuracy"])})  # type: ignore[arg-type]
-    services.runs.transition(run.id, e.COMPLETED, "validation accuracy 1.0", attempt)
-    return run.id
 
 
 @pytest.fixture

@@ -21,8 +21,7 @@ from hypothesis import HealthCheck, settings
 
 from modelbuilder.config import Settings
 from modelbuilder.server.api import create_app
-
-from .conftest import TrainedRun, make_completed_run
+from tests.completed import TrainedRun, make_completed_run
 
 HOME = Path(tempfile.mkdtemp(prefix="modelbuilder-fuzz-"))
 APP = create_app(Settings(home=HOME, offline=True), start_agents=False,
