@@ -6,9 +6,11 @@ agreement and the largest probability difference over the validation images. End
 (decode + preprocess + model, from the image file) compare `PredictionEngine.predict` with Pillow +
 torchvision transforms + torch eager.
 
-Then the float model is quantized to int8 the way `modelbuilder export --quantize int8` does it, by the
-same function (`results.quantize.export_int8`: a seeded sample of up to --calibration-images images,
-both calibrations tried, the one that agrees best with float kept, 7-bit weights without VNNI), but
+Then the float model is quantized to int8 the way `modelbuilder export --quantize int8` does it, on the
+validation images that command finds (the application layer's `sdk.export`: a run's own, split again
+through the decoded cache, or the --data folder's), by the same function (`results.quantize.export_int8`:
+a seeded sample of up to --calibration-images images, both calibrations tried, the one that agrees best
+with float kept, 7-bit weights without VNNI), but
 on part of the validation images only: a stratified split with --seed puts --heldout-fraction of every
 label (default half) in a held-out part and the rest in the calibration part. The int8 model's
 accuracy and its top-1 agreement with the float model are measured on the held-out images, which
@@ -36,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from modelbuilder.config import get_settings
+from modelbuilder.results.files import RECIPE_FILE, ZIP_FILE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -66,12 +71,6 @@ def paired_ms(sides: dict[str, Callable[[int], Any]], n: int, warmup: int = 2,
     return {name: statistics.median(t) * 1000 for name, t in times.items()}
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
 def train_quick_model(args: argparse.Namespace, data: _common.Dataset, work: Path) -> Path:
     from modelbuilder.training.engine import run_training
     from modelbuilder.training.recipe import TrainConfig
@@ -85,22 +84,21 @@ def train_quick_model(args: argparse.Namespace, data: _common.Dataset, work: Pat
     return work / "run"
 
 
-def validation_images(recipe: dict[str, Any], labels: list[str], data: _common.Dataset | None,
-                      limit: int | None) -> tuple[list[Path], np.ndarray]:
-    """Paths and label indices of the run's validation images (its --validation-data, or its split)."""
-    from modelbuilder.training.data import discover, stratified_split
+def validation_images(run: dict[str, Any], spec: Any, labels: list[str], limit: int | None) -> Any:
+    """The validation images as `modelbuilder export` finds them (the application layer's `sdk.export`): a
+    run's own (its validation data, or its split again, through the decoded cache), or the --data folder's."""
+    from modelbuilder.sdk.export import folder_validation, run_validation
+    from modelbuilder.training.recipe import TrainConfig
 
-    if recipe.get("validation_data") or data is not None:
-        folder = recipe.get("validation_data") or str(data.val)  # type: ignore[union-attr]
-        samples = [s for s in discover(folder)[0] if s.label in labels]
-    else:  # the run held out part of its data: the same split, with the same seed
-        everything = [s for s in discover(recipe["data"])[0] if s.label in labels]
-        _, val_idx = stratified_split([labels.index(s.label) for s in everything], recipe["validation_fraction"],
-                                      recipe["seed"])
-        samples = [everything[i] for i in val_idx]
+    if run.get("data") is not None and run.get("run_dir") is None:  # --mlmodel with --data
+        images = folder_validation(run["data"].val, spec, labels)
+    else:
+        images = run_validation(TrainConfig.from_dict(run["recipe"]), run["cache"])
     if limit:
-        samples = samples[:: max(1, len(samples) // limit)][:limit]
-    return [s.path for s in samples], np.array([labels.index(s.label) for s in samples])
+        pick = list(range(0, len(images.paths), max(1, len(images.paths) // limit)))[:limit]
+        images = type(images)([images.paths[i] for i in pick], images.crops[pick], images.targets[pick],
+                              images.labels)
+    return images
 
 
 def torch_model(recipe: dict[str, Any], labels: list[str], checkpoint: Path) -> Any:
@@ -123,8 +121,8 @@ def measure(args: argparse.Namespace, run: dict[str, Any], work: Path) -> dict[s
     from modelbuilder.results.runtime import (
         PredictionEngine,
         make_session,
-        preprocess,
         read_model_package,
+        softmax,
         to_model_input,
         usable_cores,
     )
@@ -133,8 +131,8 @@ def measure(args: argparse.Namespace, run: dict[str, Any], work: Path) -> dict[s
     package = read_model_package(run["mlmodel"])
     spec, labels = engine.preprocess, engine.labels
     model = torch_model(run["recipe"], labels, run["checkpoint"])
-    paths, targets = validation_images(run["recipe"], labels, run.get("data"), args.limit)
-    crops = np.stack([preprocess(p, spec) for p in paths])
+    images = validation_images(run, spec, labels, args.limit)
+    paths, crops, targets = images.paths, images.crops, images.targets
     x = to_model_input(crops)  # the very tensors both sides get for the model-only numbers
     xt = torch.from_numpy(x)
     float_onnx = work / "float.onnx"
@@ -271,11 +269,12 @@ def main(argv: list[str] | None = None) -> None:
         args.repeats = min(args.repeats, 20)
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
         work = Path(tmp)
-        data = None
+        data, run_dir, cache = None, None, work / "cache"
         if args.run_dir:
             run_dir = Path(args.run_dir)
-            mlmodel, checkpoint = run_dir / "MLModel.zip", run_dir / "checkpoints" / "best.pt"
-            recipe = json.loads((run_dir / "recipe.json").read_text())
+            mlmodel, checkpoint = run_dir / ZIP_FILE, run_dir / "checkpoints" / "best.pt"
+            recipe = json.loads((run_dir / RECIPE_FILE).read_text())
+            cache = get_settings().decoded_cache  # where the run's training cached its images
         elif args.mlmodel:
             if not (args.checkpoint and args.data):
                 raise SystemExit("error: --mlmodel needs --checkpoint and --data. Fix: pass both, or --run-dir.")
@@ -289,11 +288,10 @@ def main(argv: list[str] | None = None) -> None:
         else:
             data = _common.resolve_data(args.data, work, args.seed)
             run_dir = train_quick_model(args, data, work)
-            mlmodel, checkpoint = run_dir / "MLModel.zip", run_dir / "checkpoints" / "best.pt"
-            recipe = json.loads((run_dir / "recipe.json").read_text())
-        if data is not None and not recipe.get("validation_data"):
-            recipe["validation_data"] = str(data.val)
-        run = {"mlmodel": mlmodel, "checkpoint": checkpoint, "recipe": recipe, "data": data}
+            mlmodel, checkpoint = run_dir / ZIP_FILE, run_dir / "checkpoints" / "best.pt"
+            recipe = json.loads((run_dir / RECIPE_FILE).read_text())
+        run = {"mlmodel": mlmodel, "checkpoint": checkpoint, "recipe": recipe, "data": data, "run_dir": run_dir,
+               "cache": cache}
         r = measure(args, run, work)
     report(r)
 

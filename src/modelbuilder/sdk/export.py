@@ -79,25 +79,37 @@ def float_model(services: Services, source: str, workdir: Path) -> FloatModel:
     return FloatModel(onnx, package, path if path.is_dir() else path.parent, None)
 
 
-def run_validation(services: Services, run_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The run's validation images (center crops) and targets, re-found and re-split exactly as training
-    did, and its labels."""
+@dataclass(frozen=True)
+class ValidationImages:
+    """Validation images as files and as the model sees them (N x crop x crop x 3 uint8), with their labels."""
+
+    paths: list[Path]
+    crops: np.ndarray
+    targets: np.ndarray  # indices into `labels`
+    labels: list[str]
+
+
+def run_validation(recipe: TrainConfig, cache_root: Path) -> ValidationImages:
+    """A run's validation images, found, decoded (through the decoded cache) and split again exactly as its
+    training did: its validation data, or the same stratified split of its data (recipe, seed)."""
     # Deliberately here: the engine's data preparation imports torch (about 2 s), which only this step of
     # the application layer needs; every command of the CLI imports this module.
     from modelbuilder.training.engine import prepare_data
 
-    recipe = TrainConfig.from_dict(json.loads((run_dir / RECIPE_FILE).read_text()))
     try:
-        data = prepare_data(recipe, services.settings.decoded_cache, MemoryReporter())
+        data = prepare_data(recipe, cache_root, MemoryReporter())
+        samples, _ = discover(recipe.validation_data or recipe.data)  # the order the cache was built in
     except DataError as exc:
         raise DataError(f"The run's data cannot be read again: {exc.message}",
-                        "put the data back where the run found it, or give validation data ({give}).", _GIVE) from None
+                        "put the data back where the run found it, or give validation data ({give}).",
+                        _GIVE) from None
     records = data.val.cache.read(data.val.records)
     crops = np.stack([center_crop(r, data.image_size) for r in records])
-    return crops, data.val.targets, data.labels
+    paths = [samples[int(i)].path for i in data.val.records]
+    return ValidationImages(paths, crops, np.asarray(data.val.targets), data.labels)
 
 
-def folder_validation(folder: Path, spec: Preprocess, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def folder_validation(folder: Path, spec: Preprocess, labels: list[str]) -> ValidationImages:
     """A folder-per-label set, preprocessed as the runtime does; unreadable files are skipped."""
     if not folder.is_dir():
         raise InvalidInput(f"The validation data {str(folder)!r} is not a folder.",
@@ -116,10 +128,11 @@ def folder_validation(folder: Path, spec: Preprocess, labels: list[str]) -> tupl
 
     with ThreadPoolExecutor(max_workers=usable_cores()) as pool:
         crops = list(pool.map(load, [s.path for s in samples]))
-    kept = [(c, labels.index(s.label)) for c, s in zip(crops, samples, strict=True) if c is not None]
+    kept = [(c, s) for c, s in zip(crops, samples, strict=True) if c is not None]
     if not kept:
         raise DataError(f"No readable images in {str(folder)!r}.", "give a folder of images, one sub-folder per label.")
-    return np.stack([c for c, _ in kept]), np.array([t for _, t in kept], dtype=np.int64)
+    return ValidationImages([s.path for _, s in kept], np.stack([c for c, _ in kept]),
+                            np.array([labels.index(s.label) for _, s in kept], dtype=np.int64), labels)
 
 
 def export_int8(services: Services, source: str, *, output: str | Path | None = None,
@@ -137,12 +150,12 @@ def export_int8(services: Services, source: str, *, output: str | Path | None = 
         model = float_model(services, source, Path(tmp))
         package = model.package
         if validation_data is not None:
-            crops, targets = folder_validation(Path(validation_data).expanduser(), package.preprocess,
-                                               package.labels)
+            images = folder_validation(Path(validation_data).expanduser(), package.preprocess, package.labels)
         elif model.run_id is not None:
-            crops, targets, labels = run_validation(services, model.folder)
-            if labels != package.labels:
-                raise DataError(f"The run's data now has labels {labels}, its model {package.labels}.",
+            recipe = TrainConfig.from_dict(json.loads((model.folder / RECIPE_FILE).read_text()))
+            images = run_validation(recipe, services.settings.decoded_cache)
+            if images.labels != package.labels:
+                raise DataError(f"The run's data now has labels {images.labels}, its model {package.labels}.",
                                 "give validation data with images of the model's labels ({give}).", _GIVE)
         else:
             raise InvalidInput("An MLModel.zip brings no validation images to calibrate on.",
@@ -150,7 +163,7 @@ def export_int8(services: Services, source: str, *, output: str | Path | None = 
         out_dir = Path(output).expanduser().resolve() if output is not None else model.folder
         with _only_export_into(out_dir):
             result = quantize_and_measure(
-                model.onnx, out_dir, crops, targets, package.labels, package.preprocess,
+                model.onnx, out_dir, images.crops, images.targets, package.labels, package.preprocess,
                 package.pipeline.get("metrics") or {}, package.pipeline["input"]["name"],
                 package.pipeline["output"]["name"], calibration_limit=calibration_images, on_step=on_step)
     if model.run_id is not None and out_dir == model.folder:
