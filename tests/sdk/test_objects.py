@@ -1,4 +1,4 @@
-"""The Python SDK: the same services as the CLI, as objects, with a real run."""
+"""The SDK's objects (sdk/objects.py): the same application layer as the CLI, as objects, with a real run."""
 
 from __future__ import annotations
 
@@ -56,8 +56,14 @@ def test_submit_wait_metrics_download(data, tmp_path):
                       batch_size=4, idempotency_key="first").id == run.id
     with pytest.raises(Conflict):
         exp.submit(data=data, compute="local", architecture="tiny", epochs=3, idempotency_key="first")
-    run.wait(timeout=300)
+    events = []
+    run.wait(timeout=300, on_event=events.append)  # an agent runs in this process while it waits
     assert run.status == "Completed"
+    kinds = [event.kind for event in events]
+    assert kinds[-1] == "end"
+    assert {"status", "metrics", "log"} <= set(kinds)
+    assert [e.epoch for e in events if e.kind == "metrics"] == [1, 2]
+    assert [e.kind for e in run.events()][-1] == "end"  # following an ended run: its story, then its end
     assert [epoch for epoch, _ in run.metrics()["val_accuracy"]] == [1, 2]
     assert run.compute_seconds > 0
     assert run.cost == 0.0  # the 'auto' size is this host, already paid for
