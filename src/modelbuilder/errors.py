@@ -20,7 +20,7 @@ ACTIONS = frozenset({
     "list_workspaces", "create_workspace", "use_workspace", "list_regions",
     "list_computes", "create_compute", "show_compute", "delete_compute", "compute_sizes",
     "list_experiments", "list_runs", "show_run", "cancel_run", "follow_run", "list_artifacts",
-    "delete_with_force", "upgrade_store", "choose_home", "give_validation_data",
+    "delete_with_force", "upgrade_store", "choose_home", "give_data", "give_validation_data",
 })
 _PLACE = re.compile(r" ?\(\{(\w+)\}\)")
 

@@ -110,7 +110,7 @@ def test_train_cli_end_to_end_with_default_workspace(plane, tmp_path):
 def test_train_cli_mistakes_are_one_line_with_exit_code_2(plane, tmp_path):
     env = {**os.environ, "MODELBUILDER_HOME": str(plane.home)}
     for args, needle in ((["--data", str(tmp_path / "missing")], "does not exist"),
-                         (["--data", str(plane.data), "--epochs", "0"], "--epochs"),
+                         (["--data", str(plane.data), "--epochs", "0"], "epochs must be a positive whole number"),
                          (["--data", str(plane.data), "--time-budget", "soon"], "Duration"),
                          (["--data", str(plane.data), "--compute", "nope"], "nope")):
         result = subprocess.run([sys.executable, "-m", "modelbuilder", "train", *args], capture_output=True,

@@ -62,7 +62,7 @@ def test_auto_without_pretrained_weights_is_a_full_training(image_folder, tmp_pa
 
 
 def test_head_mode_without_weights_is_refused():
-    with pytest.raises(InvalidInput, match="--mode head"):
+    with pytest.raises(InvalidInput, match="Mode 'head'"):
         TrainConfig(data="x", mode="head", weights="none")
 
 

@@ -26,6 +26,7 @@ COMMANDS = {
 OPTIONS = {
     "delete_with_force": "--force",
     "choose_home": "--home DIR",
+    "give_data": "--data PATH",
     "give_validation_data": "--validation-data FOLDER",
 }
 

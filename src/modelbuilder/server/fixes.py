@@ -26,8 +26,8 @@ ON_THE_HOST = {
     "choose_home": "on the server's host",
 }
 # Steps the API has no request for: a request names its workspace itself, regions are the settings', and
-# a run's export calibrates on the run's own validation images.
-UNWORDED = frozenset({"use_workspace", "list_regions", "give_validation_data"})
+# a run's export calibrates on the run's own validation images, and a submission's body requires its data.
+UNWORDED = frozenset({"use_workspace", "list_regions", "give_data", "give_validation_data"})
 
 
 def request(step: Step) -> str | None:

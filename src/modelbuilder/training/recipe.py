@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from modelbuilder import names
-from modelbuilder.errors import InvalidInput
+from modelbuilder.errors import InvalidInput, step
 
 ARCHITECTURES = ("resnet50", "resnet18", "mobilenet_v3_large", "tiny")
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -71,23 +71,23 @@ class TrainConfig:
         if self.name is not None:
             names.project_name(self.name)
         if self.mode == "head" and self.weights == "none":
-            raise InvalidInput("--mode head trains only a new head on pretrained features, but --weights is none.",
-                               "use --weights auto or a weights file, or --mode full.")
+            raise InvalidInput("Mode 'head' trains only a new head on pretrained features, but weights is 'none'.",
+                               "use weights 'auto' or a weights file, or mode 'full'.")
         if self.epochs is not None:
-            names.positive_int(self.epochs, "--epochs", maximum=10_000)
+            names.positive_int(self.epochs, "epochs", maximum=10_000)
         if self.batch_size is not None:
-            names.positive_int(self.batch_size, "--batch-size", maximum=4096)
+            names.positive_int(self.batch_size, "batch_size", maximum=4096)
         if self.image_size is not None:
-            names.positive_int(self.image_size, "--image-size", maximum=1024)
+            names.positive_int(self.image_size, "image_size", maximum=1024)
             if self.image_size < 16:
-                raise InvalidInput(f"--image-size {self.image_size} is too small.", "use 16 or more pixels.")
-        names.fraction(self.validation_fraction, "--validation-fraction")
+                raise InvalidInput(f"image_size {self.image_size} is too small.", "use 16 or more pixels.")
+        names.fraction(self.validation_fraction, "validation_fraction")
         if self.processes is not None:
-            names.positive_int(self.processes, "--processes", maximum=64)
+            names.positive_int(self.processes, "processes", maximum=64)
         if self.time_budget_s is not None:  # '10m' in a recipe file means what --time-budget 10m means
             object.__setattr__(self, "time_budget_s", names.duration_seconds(self.time_budget_s))
         if not self.lr > 0:
-            raise InvalidInput(f"--lr must be positive, got {self.lr}.", "use a learning rate such as 1e-3.")
+            raise InvalidInput(f"lr must be positive, got {self.lr}.", "use a learning rate such as 1e-3.")
 
     # --- derived -----------------------------------------------------------------------------------
     @staticmethod
@@ -132,7 +132,8 @@ class TrainConfig:
             values.update({k.replace("-", "_"): v for k, v in loaded.items()})
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "data" not in values:
-            raise InvalidInput("No training data given.", "pass --data PATH (a folder or a .tsv/.csv file).")
+            raise InvalidInput("No training data given.", "give a folder with one sub-folder per label, or a "
+                               ".tsv/.csv manifest ({give}).", {"give": step("give_data")})
         return cls.from_dict(values)
 
     def save(self, path: Path) -> None:
