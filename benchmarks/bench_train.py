@@ -286,15 +286,15 @@ def report(data: _common.Dataset, args: argparse.Namespace, size: int, epochs: i
               f"{ours['img_s_steps']:.1f} img/s, the rest evaluation and BN re-estimation), export "
               f"{ours['export_s']:.1f} s; peak RSS {ours['peak_rss_mb']:.0f} MiB "
               f"({ours['peak_rss_mb_with_export']:.0f} with the export)")
-        line.update({"ours_val_acc": round(ours["val_acc"], 4), "ours_wall_s": round(ours["wall_s"], 1),
-                     "ours_export_s": round(ours["export_s"], 1), "ours_img_s_steps": round(ours["img_s_steps"], 2),
+        line.update({"ours_val_acc": round(ours["val_acc"], 4), "ours_wall_s": round(ours["wall_s"], 2),
+                     "ours_export_s": round(ours["export_s"], 2), "ours_img_s_steps": round(ours["img_s_steps"], 2),
                      "ours_peak_rss_mb": ours["peak_rss_mb"]})
     if ref:
         print(f"reference: val accuracy best {ref['val_acc']:.4f} (epoch {ref['best_epoch']}), last "
               f"{ref['val_acc_last']:.4f}; wall {ref['wall_s']:.1f} s (training steps {ref['train_s']:.1f} s at "
               f"{ref['img_s_steps']:.1f} img/s, evaluation {ref['eval_s']:.1f} s); {ref['workers']} DataLoader "
               f"workers, {ref['weights']}, {ref['device']}, float32; peak RSS {ref['peak_rss_mb']:.0f} MiB")
-        line.update({"reference_val_acc": round(ref["val_acc"], 4), "reference_wall_s": round(ref["wall_s"], 1),
+        line.update({"reference_val_acc": round(ref["val_acc"], 4), "reference_wall_s": round(ref["wall_s"], 2),
                      "reference_img_s_steps": round(ref["img_s_steps"], 2),
                      "reference_peak_rss_mb": ref["peak_rss_mb"]})
     if ours and ref:
@@ -303,8 +303,8 @@ def report(data: _common.Dataset, args: argparse.Namespace, size: int, epochs: i
         line.update({
             "acc_delta": round(ours["val_acc"] - ref["val_acc"], 4),
             "wall_ratio": round(ref["wall_s"] / ours["wall_s"], 3),
-            "ours_time_to_reference_best_s": None if ours_tta is None else round(ours_tta, 1),
-            "reference_time_to_best_s": round(ref_tta, 1) if ref_tta is not None else None,
+            "ours_time_to_reference_best_s": None if ours_tta is None else round(ours_tta, 2),
+            "reference_time_to_best_s": round(ref_tta, 2) if ref_tta is not None else None,
             "time_to_accuracy_ratio": None if ours_tta is None or ref_tta is None else round(ref_tta / ours_tta, 3),
         })
         print(f"ratio:     wall {line['wall_ratio']:.2f}x (reference / ours); time to the reference's best "
