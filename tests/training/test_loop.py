@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from modelbuilder.training.checkpoint import load_checkpoint
+from modelbuilder.training.checkpoint import TrainState, load_checkpoint
 from modelbuilder.training.distributed import Dist
 from modelbuilder.training.engine import build_loop, prepare_data, run_training
 from modelbuilder.training.loop import (
     Budget,
     Preempted,
     Split,
+    evaluate,
+    fit,
     recalibrate_batchnorm,
     sample,
     steps_per_epoch,
+    train_one_epoch,
     warmup_cosine,
 )
 from modelbuilder.training.recipe import DEFAULT_EPOCHS, TrainConfig
@@ -193,3 +197,72 @@ def test_compile_is_cuda_only_and_says_so_elsewhere(data, tmp_path, home):
     else:
         assert any("--compile applies on CUDA only" in w for w in warnings), warnings
     assert result.metrics["epochs_run"] == 1
+
+
+# --- the loop's functions on their own, on a loop built as the engine builds it ------------------------------
+@pytest.fixture
+def built(data, tmp_path, home):
+    """(loop, prepared data) for the tiny model, without running the engine."""
+    recipe = _recipe(data, epochs=3)
+    reporter = MemoryReporter()
+    prepared = prepare_data(recipe, tmp_path / "cache", reporter)
+    loop, _ = build_loop(recipe, prepared, reporter, Dist(), offline=True, budget=Budget())
+    return loop, prepared
+
+
+def test_train_one_epoch_reports_every_step_and_stops_at_a_cancel(built):
+    loop, prepared = built
+    steps = steps_per_epoch(len(prepared.train), loop.batch_size)
+    state = TrainState()
+    assert train_one_epoch(loop, prepared.train, state) is None
+    dropped = 1 if len(prepared.train) % loop.batch_size == 1 else 0  # a last batch of one image
+    assert (state.step, state.partial["images"]) == (steps, len(prepared.train) - dropped)
+    assert [p.step for p in loop.reporter.progresses if p.phase == "training"] == list(range(1, steps + 1))
+    stopper = replace(loop, reporter=MemoryReporter(stop_after_steps=2))
+    state = TrainState(epoch=1)
+    assert train_one_epoch(stopper, prepared.train, state) == "cancel"
+    assert state.step == 2
+
+
+def test_the_budget_stops_an_epoch_at_the_next_step(built):
+    loop, prepared = built
+    clock = TickingClock()
+    over = replace(loop, budget=Budget(clock, stop_at=clock.now + 3))  # a step reads the clock once
+    state = TrainState()
+    assert train_one_epoch(over, prepared.train, state) == "time_budget"
+    assert 1 <= state.step < steps_per_epoch(len(prepared.train), loop.batch_size)
+
+
+def test_evaluate_gives_probabilities_and_their_accuracy(built):
+    loop, prepared = built
+    loss, accuracy, probs = evaluate(loop, prepared.val)
+    assert probs.shape == (len(prepared.val), 3)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    assert accuracy == pytest.approx(float((probs.argmax(1) == prepared.val.targets).mean()))
+    assert loss > 0
+
+
+def test_fit_keeps_the_best_epoch_and_checkpoints_each_one(built, tmp_path):
+    loop, prepared = built
+    result = fit(loop, prepared.train, prepared.val, TrainState(), tmp_path / "run", {"seed": 1}, ["a", "b", "c"],
+                 bn_images=16, patience=10)
+    assert result.stopped == "completed"
+    history = result.state.history
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    best = max(range(3), key=lambda i: (history[i]["val_accuracy"], -history[i]["val_loss"]))
+    assert result.state.best_epoch == best + 1
+    assert torch.load(result.best_weights, weights_only=False)["epoch"] == best + 1
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["state"]["epoch"] == 3
+    assert [epoch for _, epoch, _ in loop.reporter.checkpoints] == [1, 2, 3]
+
+
+def test_fit_stops_early_when_accuracy_stops_improving(built, tmp_path):
+    loop, prepared = built
+    frozen = replace(loop, epochs=20)
+    for group in frozen.optimizer.param_groups:  # nothing changes: accuracy can never improve after epoch 1
+        group["lr"] = 0.0
+    frozen = replace(frozen, scheduler=torch.optim.lr_scheduler.LambdaLR(frozen.optimizer, lambda step: 0.0))
+    result = fit(frozen, prepared.train, prepared.val, TrainState(), tmp_path / "run", {}, ["a", "b", "c"],
+                 bn_images=16, patience=2)
+    assert result.stopped == "early_stopping"
+    assert len(result.state.history) == 3
