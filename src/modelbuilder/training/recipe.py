@@ -41,7 +41,7 @@ class TrainConfig:
     mixup_alpha: float = 0.0  # MixUp's Beta(alpha, alpha); 0: off
     cutmix_alpha: float = 0.0  # CutMix's Beta(alpha, alpha); 0: off (with both on, one of them per batch)
     ema_decay: float = 0.0  # evaluate and export a moving average of the weights; 0: off
-    zero_init_residual: bool = False  # ResNets from scratch: residual blocks start as the identity
+    zero_init_residual: bool = True  # ResNets from scratch: residual blocks start as the identity
     hflip: bool = True  # random horizontal flips (turn off where mirrored images mean something else)
     validation_fraction: float = 0.2
     early_stopping_patience: int = 5
