@@ -42,9 +42,12 @@ def train(
     experiment: Annotated[str | None, typer.Option(help="Experiment; the first run registers it (default: "
                                                    "from the data folder's name).", show_default=False)] = None,
     compute: Annotated[str, typer.Option(help="Compute to train on.")] = "local",
-    epochs: Annotated[int | None, typer.Option(help="Most epochs to train (default 15).", show_default=False)] = None,
-    time_budget: Annotated[str | None, typer.Option(help="Stop training after this long, keeping the best "
-                                                    "(e.g. 10m, 1h30m).", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs to train (default: as many as --time-budget fits, "
+                                               "else 15).", show_default=False)] = None,
+    time_budget: Annotated[str | None, typer.Option(help="The whole job's time (e.g. 10m, 1h30m): without --epochs "
+                                                    "the schedule is planned to end, export included, within it; "
+                                                    "with --epochs training stops there, keeping the best.",
+                                                    show_default=False)] = None,
     image_size: Annotated[int | None, typer.Option(help="Input size in pixels (default: from the data, 32 to "
                                                    "224).", show_default=False)] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per step (default: from the data, 16 to 64).",
