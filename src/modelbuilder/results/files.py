@@ -15,6 +15,8 @@ INT8_MODEL_FILE, INT8_ZIP_FILE = "bestModel.int8.onnx", "MLModel.int8.zip"
 METRICS_FILE = "metrics.json"
 RECIPE_FILE = "recipe.json"
 DATA_REPORT_FILE = "data_report.json"
+PREDICTIONS_FILE = "predictions.csv"  # every validation image: its true label, prediction and scores
+THUMBNAILS_FILE = "thumbnails.zip"  # small JPEGs of the validation images and the label suspects, by index
 LOGS = "logs"  # the workers' own output: a diagnostic, still growing while the run runs, never a result
 
 
@@ -33,6 +35,6 @@ def result_paths(name: str) -> tuple[str, ...]:
     return (*project_folders(name), *RESULT_FILES)
 
 
-__all__ = ["DATA_REPORT_FILE", "INT8_MODEL_FILE", "INT8_ZIP_FILE", "LOGS", "MAP_FILE",
-           "METRICS_FILE", "MODEL_FILE", "RECIPE_FILE", "RESULT_FILES", "RESULT_MARKER", "ZIP_FILE",
+__all__ = ["DATA_REPORT_FILE", "INT8_MODEL_FILE", "INT8_ZIP_FILE", "LOGS", "MAP_FILE", "METRICS_FILE", "MODEL_FILE",
+           "PREDICTIONS_FILE", "RECIPE_FILE", "RESULT_FILES", "RESULT_MARKER", "THUMBNAILS_FILE", "ZIP_FILE",
            "project_folders", "result_paths", "worker_log"]
