@@ -65,6 +65,9 @@ def test_generated_files(generated: GeneratedProjects, mlmodel_zip: Path):
     assert "| accuracy | 0.9167 |" in readme
     assert "onnxruntime>=1.17" in (generated.console_app / "requirements.txt").read_text()
     assert "pip install -e ../PetClassifier.Model" in (generated.console_app / "requirements.txt").read_text()
+    assert sorted(p.name for p in generated.web_api.iterdir()) == ["Dockerfile", "README.md", "main.py",
+                                                                    "requirements.txt"]
+    assert pyproject["project"]["version"] == "1.0.0"
 
 
 def _table(stdout: str) -> tuple[str, list[tuple[str, float]]]:
@@ -134,7 +137,7 @@ def test_generated_code_passes_ruff(generated: GeneratedProjects):
         pytest.skip("ruff is not installed")
     done = subprocess.run(
         [ruff, "check", "--no-cache", "--isolated", "--select", "E,F,I,B,UP,C4", "--line-length", "110",
-         "--target-version", "py310", str(generated.model), str(generated.console_app)],
+         "--target-version", "py310", str(generated.model), str(generated.console_app), str(generated.web_api)],
         capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -173,14 +176,15 @@ def test_bad_inputs_are_refused(tmp_path: Path, mlmodel_zip: Path, images):
 def test_existing_projects_are_kept_unless_overwrite(tmp_path: Path, mlmodel_zip: Path, images):
     first = generate_projects("Pets", tmp_path, mlmodel_zip, images["photo.jpg"])
     (first.model / "my_notes.txt").write_text("mine")
-    with pytest.raises(AlreadyExists, match="Pets.Model and Pets.ConsoleApp already exist"):
+    with pytest.raises(AlreadyExists, match="Pets.Model and Pets.ConsoleApp and Pets.WebApi already exist"):
         generate_projects("Pets", tmp_path, mlmodel_zip)
     assert (first.model / "my_notes.txt").exists()
 
     second = generate_projects("Pets", tmp_path, mlmodel_zip, overwrite=True)
     assert second == first
     assert not (second.model / "my_notes.txt").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["Pets.ConsoleApp", "Pets.Model"]  # no leftovers
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert leftovers == ["Pets.ConsoleApp", "Pets.Model", "Pets.WebApi"]
     assert not (second.console_app / "sample.jpg").exists()  # this time generated without a sample
 
     done = run_python(["main.py"], second.console_app)

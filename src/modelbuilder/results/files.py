@@ -20,9 +20,9 @@ THUMBNAILS_FILE = "thumbnails.zip"  # small JPEGs of the validation images and t
 LOGS = "logs"  # the workers' own output: a diagnostic, still growing while the run runs, never a result
 
 
-def project_folders(name: str) -> tuple[str, str]:
-    """The two generated projects of a result named `name`: `<Name>.ConsoleApp` and `<Name>.Model`."""
-    return f"{name}.ConsoleApp", f"{name}.Model"
+def project_folders(name: str) -> tuple[str, str, str]:
+    """The generated projects of a result named `name`: `<Name>.ConsoleApp`, `<Name>.Model`, `<Name>.WebApi`."""
+    return f"{name}.ConsoleApp", f"{name}.Model", f"{name}.WebApi"
 
 
 def worker_log(attempt: int) -> str:
