@@ -126,6 +126,7 @@ def measure(args: argparse.Namespace, run: dict[str, Any], work: Path) -> dict[s
         to_model_input,
         usable_cores,
     )
+    from modelbuilder.sdk import scoring
 
     engine = PredictionEngine.load(run["mlmodel"])
     package = read_model_package(run["mlmodel"])
@@ -177,6 +178,12 @@ def measure(args: argparse.Namespace, run: dict[str, Any], work: Path) -> dict[s
     first = [str(p) for p in paths[:32]]
     e2e_batch_ours = paired_ms({"ours": lambda i: engine.predict_batch(first)}, 3, 1, 1)["ours"] / len(first)
 
+    # batch scoring (`modelbuilder predict MODEL FOLDER --output`: decoding threads beside the model) against
+    # a loop that predicts one image at a time, each over every validation file
+    files = [scoring.Image(Path(p)) for p in paths]
+    whole = paired_ms({"scoring": lambda i: sum(1 for _ in scoring.score(engine, files)),
+                       "one_at_a_time": lambda i: [engine.predict(str(p)) for p in paths]}, 3, warmup=1, rounds=3)
+
     return {
         "latency_ms_bs1_ours": bs1["ours"], "latency_ms_bs1_torch": bs1["torch"],
         "latency_ms_bs1_torch_cl": bs1["torch_cl"],
@@ -184,6 +191,8 @@ def measure(args: argparse.Namespace, run: dict[str, Any], work: Path) -> dict[s
         "top1_agreement": agreement, "max_abs_prob_diff": max_diff,
         "e2e_ms_bs1_ours": e2e["ours"], "e2e_ms_bs1_torch": e2e["torch"],
         "e2e_ms_batch32_ours_per_image": e2e_batch_ours,
+        "scoring_images_per_s": n * 1000 / whole["scoring"],
+        "one_at_a_time_images_per_s": n * 1000 / whole["one_at_a_time"],
         "images": n, "crop": spec.crop, "architecture": run["recipe"]["architecture"],
         **measure_int8(args, work, float_onnx, package, crops, targets, session, ours_probs.argmax(1)),
     }
@@ -306,6 +315,9 @@ def report(r: dict[str, Any]) -> None:
     print(f"end to end (file -> probabilities), batch 1: ours {r['e2e_ms_bs1_ours']:.2f} ms, Pillow + torchvision "
           f"transforms + torch {r['e2e_ms_bs1_torch']:.2f} ms; ours predict_batch(32) "
           f"{r['e2e_ms_batch32_ours_per_image']:.2f} ms per image")
+    print(f"batch scoring (modelbuilder predict --output) of the {r['images']} files: "
+          f"{r['scoring_images_per_s']:.1f} images/s; one image at a time: {r['one_at_a_time_images_per_s']:.1f} "
+          f"images/s ({r['scoring_images_per_s'] / r['one_at_a_time_images_per_s']:.2f}x)")
     print(f"fidelity: top-1 agreement {r['top1_agreement']:.4f}, max |dprob| {r['max_abs_prob_diff']:.2e}")
     print(f"int8 (as `modelbuilder export --quantize int8`: minmax {r['int8_calibration']} ranges, "
           f"{r['int8_weight_bits']}-bit weights): calibrated on {r['calibration_images']} of the {r['images']} "
@@ -327,6 +339,8 @@ def report(r: dict[str, Any]) -> None:
                       "int8_agreement_calibration": round(r["int8_agreement_calibration"], 4),
                       "int8_calibration": r["int8_calibration"], "int8_weight_bits": r["int8_weight_bits"],
                       "calibration_images": r["calibration_images"], "heldout_images": r["heldout_images"],
+                      "scoring_images_per_s": round(r["scoring_images_per_s"], 2),
+                      "one_at_a_time_images_per_s": round(r["one_at_a_time_images_per_s"], 2),
                       "images": r["images"], "architecture": r["architecture"], "image_size": r["crop"]}))
     print(json.dumps({
         "latency_ms_bs1_ours": round(r["latency_ms_bs1_ours"], 3),

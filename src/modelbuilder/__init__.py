@@ -20,6 +20,7 @@ _LAZY = {
     "Experiment": "modelbuilder.sdk",
     "Run": "modelbuilder.sdk",
     "Computes": "modelbuilder.sdk",
+    "Model": "modelbuilder.sdk",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -104,6 +104,8 @@ def test_bench_predict(tiny_data: Path):
     assert extra["int8_calibration"] == "extremes"  # one batch of 2 images: export_int8 makes the one model
     assert extra["int8_weight_bits"] in (7, 8)
     assert "calibrated on 2 of the 4 validation images, measured on the other 2" in stdout
+    _positive(extra, "scoring_images_per_s", "one_at_a_time_images_per_s")
+    assert "batch scoring (modelbuilder predict --output) of the 4 files" in stdout
 
 
 def test_bench_memory(tiny_data: Path):

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import pytest
 
+from modelbuilder.core.services import Services
 from modelbuilder.training.engine import run_training
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
+from tests.completed import make_completed_run
 from tests.imagery import make_image_folder
 
 
@@ -74,3 +77,38 @@ def test_a_folder_always_gives_a_list_in_json_even_with_one_image(cli, model, tm
     assert [row["image"] for row in rows] == [str(folder / image.name)]
     single = json.loads(cli("predict", str(zip_path), str(folder / image.name), "--format", "json").stdout)
     assert single == rows[0]  # an image file (not a folder) gives the object alone
+
+
+def test_batch_scoring_into_a_file_prints_the_throughput(cli, model, tmp_path):
+    zip_path, data = model
+    result = cli("predict", str(zip_path), str(data), "--output", str(tmp_path / "scores.csv"), "--batch-size", "5")
+    assert result.code == 0, result.stderr
+    said = " ".join(result.stdout.split())
+    assert re.search(r"Scored 16 images in [0-9.]+ s: [0-9.]+ images/s\. Wrote .*scores\.csv", said), said
+    with (tmp_path / "scores.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 16
+    assert {r["prediction"] for r in rows} <= {"cat", "dog"}
+    jsonl = cli("predict", str(zip_path), str(data), "-o", str(tmp_path / "scores.jsonl"))
+    assert jsonl.code == 0, jsonl.stderr
+    assert len((tmp_path / "scores.jsonl").read_text().splitlines()) == 16
+
+
+def test_batch_scoring_by_run_id(cli, trained, tmp_path):
+    with Services() as services:
+        run_id = make_completed_run(services, trained)
+    result = cli("predict", run_id, str(trained.data), "--output", str(tmp_path / "scores.jsonl"))
+    assert result.code == 0, result.stderr
+    rows = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
+    assert len(rows) == 20
+    assert {r["prediction"] for r in rows} <= {"cat", "dog"}
+
+
+def test_batch_scoring_mistakes_are_one_line(cli, model, tmp_path):
+    zip_path, data = model
+    cli("predict", str(zip_path), str(data), "--output", str(tmp_path / "scores.txt")).user_error(
+        "neither .csv nor .jsonl")
+    cli("predict", "nope", str(data)).user_error("neither a run id nor an existing file")
+    cli("predict", str(zip_path), str(data), "-o", str(tmp_path / "s.csv"), "--batch-size", "0").user_error(
+        "batch_size must be a positive whole number")
+    assert not (tmp_path / "s.csv").exists()

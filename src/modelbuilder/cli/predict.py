@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from modelbuilder.cli.console import console
+from modelbuilder.cli._common import out, services
+from modelbuilder.cli.console import console, err_console
 from modelbuilder.demo_data import write_dataset
-from modelbuilder.errors import InvalidInput
-from modelbuilder.results.runtime import InvalidImageError, PredictionEngine
+from modelbuilder.results.runtime import PredictionEngine
+from modelbuilder.sdk import scoring
+from modelbuilder.sdk.models import MODEL_HELP, load_engine
 
 
 class OutputFormat(StrEnum):
@@ -24,61 +27,75 @@ class OutputFormat(StrEnum):
     csv = "csv"
 
 
-def _images_in(target: Path) -> list[Path]:
-    if target.is_dir():
-        files = sorted(p for p in target.rglob("*") if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise InvalidInput(f"The folder {str(target)!r} holds no files.", "pass an image or a folder of images.")
-        return files
-    if not target.exists():
-        raise InvalidInput(f"{str(target)!r} does not exist.", "pass the path of an image or a folder of images.")
-    return [target]
-
-
 def predict(
-    model: Annotated[Path, typer.Argument(help="MLModel.zip (or a folder holding its three files).")],
-    images: Annotated[Path, typer.Argument(help="An image, or a folder of images (searched recursively).")],
+    model: Annotated[str, typer.Argument(help=f"The model: {MODEL_HELP}.")],
+    images: Annotated[Path, typer.Argument(help="An image, a folder of images (searched recursively), or a "
+                                           "manifest (.csv/.tsv with ImageSource, .jsonl with image_url).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write one row per image to this file "
+                                                "(scores.csv or scores.jsonl), with a progress bar and the "
+                                                "throughput, instead of printing them.", show_default=False)] = None,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="How to print the predictions. json: a "
                                                         "list for a folder (even of one image), an object for "
                                                         "an image file.")] = OutputFormat.table,
     top: Annotated[int, typer.Option(help="Labels to show per image in the table.")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Images the model runs at once.")] = scoring.BATCH_SIZE,
+    workers: Annotated[int | None, typer.Option(help="Threads decoding images while the model runs "
+                                                "(default: the usable cores, at most 8).", show_default=False)] = None,
 ) -> None:
     """Classify images with a trained model (needs only onnxruntime, numpy and Pillow)."""
-    engine = PredictionEngine.load(model)
-    files = _images_in(images)
-    rows: list[dict] = []
-    for path in files:
-        try:
-            out = engine.predict(str(path))
-            rows.append({"image": str(path), "prediction": out.prediction,
-                         "score": dict(zip(engine.labels, out.score, strict=True))})
-        except InvalidImageError as exc:
-            if len(files) == 1:
-                raise
-            rows.append({"image": str(path), "prediction": None, "error": exc.reason})
+    if output is not None:
+        scoring.check_output(output)
+    with services() as s:
+        engine = load_engine(s, model)
+    files = scoring.images_in(images)
+    if output is not None:
+        _score_to_file(engine, files, output, batch_size, workers)
+        return
+    rows = list(scoring.score(engine, files, batch_size=batch_size, workers=workers))
+    single = scoring.one_image(images)
+    if single and rows[0].problem is not None:
+        raise rows[0].problem
     if output_format is OutputFormat.json:  # a folder: a list, however many images; an image file: its object
-        typer.echo(json.dumps(rows if images.is_dir() else rows[0], indent=2))
+        entries = [_entry(engine, r) for r in rows]
+        typer.echo(json.dumps(entries[0] if single else entries, indent=2))
     elif output_format is OutputFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["image", "prediction", *engine.labels, "error"])
         for r in rows:
-            scores = [f"{r['score'][label]:.6f}" for label in engine.labels] if "score" in r else [""] * len(
-                engine.labels)
-            writer.writerow([r["image"], r["prediction"] or "", *scores, r.get("error", "")])
+            scores = [f"{p:.6f}" for p in r.score] if r.score is not None else [""] * len(engine.labels)
+            writer.writerow([str(r.image.path), r.prediction or "", *scores, r.problem.reason if r.problem else ""])
         typer.echo(buffer.getvalue(), nl=False)
     else:
-
-
         table = Table("image", "prediction", "score", f"top {top}")
         for r in rows:
-            if r["prediction"] is None:
-                table.add_row(r["image"], "[red]skipped[/]", "", r["error"])
+            if r.score is None:
+                table.add_row(str(r.image.path), "[red]skipped[/]", "", r.problem.reason if r.problem else "")
                 continue
-            ranked = sorted(r["score"].items(), key=lambda kv: -kv[1])
-            table.add_row(r["image"], f"[bold]{r['prediction']}[/]", f"{ranked[0][1]:.4f}",
+            ranked = sorted(zip(engine.labels, r.score, strict=True), key=lambda kv: -kv[1])
+            table.add_row(str(r.image.path), f"[bold]{r.prediction}[/]", f"{ranked[0][1]:.4f}",
                           ", ".join(f"{label} {p:.3f}" for label, p in ranked[:top]))
         console.print(table)
+
+
+def _entry(engine: PredictionEngine, row: scoring.Scored) -> dict:
+    if row.score is None:
+        return {"image": str(row.image.path), "prediction": None, "error": row.problem.reason if row.problem else ""}
+    return {"image": str(row.image.path), "prediction": row.prediction,
+            "score": dict(zip(engine.labels, row.score, strict=True))}
+
+
+def _score_to_file(engine: PredictionEngine, files: list[scoring.Image], output: Path, batch_size: int,
+                   workers: int | None) -> None:
+    bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), console=err_console, transient=True)
+    with bar:
+        task = bar.add_task("scoring", total=len(files))
+        summary = scoring.score_to_file(engine, files, output, batch_size=batch_size, workers=workers,
+                                        on_progress=lambda done: bar.update(task, completed=done))
+    unreadable = f", {summary.unreadable} unreadable (their rows say why)" if summary.unreadable else ""
+    out(f"Scored {summary.images} images in {summary.seconds:.2f} s: {summary.images_per_s:.1f} images/s"
+        f"{unreadable}. Wrote {summary.output}.")
 
 
 def demo_data(

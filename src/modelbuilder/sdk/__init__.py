@@ -5,6 +5,8 @@ the REST API alike, so the same input gets the same answer and the same error fr
     wait.py     a run's events, with an agent running the queue while waiting when no server does
     results.py  whether a run has results, its evaluation, a copy of them
     export.py   an int8 version of a trained model, measured against the float one
+    models.py   which model a name means (a run id, an MLModel.zip); Model, to predict and score with it
+    scoring.py  batch scoring of a folder or manifest into CSV / JSON Lines, decoding beside the model
     objects.py  Workspace, Computes, Experiment and Run: the SDK's objects over all of the above
 
 Every function takes the one `core.services.Services` of its caller. Faces (`cli/`, `server/`) read
@@ -14,6 +16,8 @@ their input, call these, and render the result; they never import each other.
 from __future__ import annotations
 
 from modelbuilder.errors import InvalidInput, ModelBuilderError
+from modelbuilder.sdk.models import Model
 from modelbuilder.sdk.objects import Computes, Experiment, Run, Workspace, default_services
 
-__all__ = ["Computes", "Experiment", "InvalidInput", "ModelBuilderError", "Run", "Workspace", "default_services"]
+__all__ = ["Computes", "Experiment", "InvalidInput", "Model", "ModelBuilderError", "Run", "Workspace",
+           "default_services"]

@@ -1,0 +1,242 @@
+"""Batch scoring: every image of a folder or a manifest through a model, into a CSV or JSON Lines file.
+
+Images are decoded on a pool of threads (Pillow releases the GIL) while the model runs on the batch
+before (onnxruntime releases it too), so decoding and inference overlap instead of taking turns.
+An image that cannot be read gets a row with its reason; it never stops the others.
+
+    `modelbuilder predict MODEL FOLDER_OR_MANIFEST --output scores.csv` and the SDK's `score_images`
+    call `score_to_file`; `modelbuilder predict` without --output prints what `score` yields.
+
+What is scored: one image file; a folder (every file under it, recursively, hidden ones left out); a
+`.csv`/`.tsv` manifest with an `ImageSource` column (and an optional `Label`); or a `.jsonl` manifest
+with `image_url` (and an optional `label`) per line, as Azure AutoML writes it. Manifest paths are
+relative to the manifest.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from modelbuilder import names
+from modelbuilder.errors import InvalidInput
+from modelbuilder.results.runtime import InvalidImageError, PredictionEngine, preprocess, usable_cores
+
+TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
+JSONL_SUFFIX = ".jsonl"
+OUTPUT_SUFFIXES = (".csv", JSONL_SUFFIX)
+BATCH_SIZE = 32
+_MANIFEST_HINT = "give a folder of images, an image, a .csv/.tsv manifest with an ImageSource column, or a " \
+                 ".jsonl manifest with image_url."
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image to score: its path, and its label when a manifest gives one."""
+
+    path: Path
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Scored:
+    image: Image
+    prediction: str | None
+    score: list[float] | None  # in the model's label order
+    problem: InvalidImageError | None = None  # why the image could not be scored
+
+
+@dataclass(frozen=True)
+class ScoringSummary:
+    output: Path
+    images: int
+    unreadable: int
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("inf")
+
+
+# --- what to score ----------------------------------------------------------------------------------
+def images_in(target: str | os.PathLike[str]) -> list[Image]:
+    """The images of `target` (see the module's docstring), in a stable order."""
+    path = Path(target).expanduser()
+    if not path.exists():
+        raise InvalidInput(f"{str(path)!r} does not exist.", "pass the path of an image, a folder of images "
+                           "or a manifest.")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not files:
+            raise InvalidInput(f"The folder {str(path)!r} holds no files.", "pass an image or a folder of images.")
+        return [Image(p) for p in files]
+    suffix = path.suffix.lower()
+    if suffix in TABLE_SUFFIXES:
+        return _read_table(path, TABLE_SUFFIXES[suffix])
+    if suffix == JSONL_SUFFIX:
+        return _read_jsonl(path)
+    return [Image(path)]
+
+
+def one_image(target: str | os.PathLike[str]) -> bool:
+    """Whether `target` names a single image rather than a folder or a manifest of them."""
+    path = Path(target).expanduser()
+    return path.is_file() and path.suffix.lower() not in (*TABLE_SUFFIXES, JSONL_SUFFIX)
+
+
+def _read_table(manifest: Path, delimiter: str) -> list[Image]:
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f, delimiter=delimiter))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"Cannot read the manifest {str(manifest)!r} ({exc}).", _MANIFEST_HINT) from None
+    header = [h.strip().lower() for h in rows[0]] if rows else []
+    if "imagesource" not in header:
+        raise InvalidInput(f"The manifest {str(manifest)!r} has no ImageSource column "
+                           f"(found: {', '.join(rows[0]) if rows else 'nothing'}).",
+                           "make its first line name the columns: ImageSource, and Label if known.")
+    source, label = header.index("imagesource"), header.index("label") if "label" in header else None
+    images = []
+    for row in rows[1:]:
+        if len(row) > source and row[source].strip():
+            known = row[label].strip() if label is not None and len(row) > label else ""
+            images.append(Image(manifest.parent / row[source].strip(), known or None))
+    return _some(images, manifest)
+
+
+def _read_jsonl(manifest: Path) -> list[Image]:
+    images = []
+    try:
+        lines = manifest.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"Cannot read the manifest {str(manifest)!r} ({exc}).", _MANIFEST_HINT) from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        url = entry.get("image_url") if isinstance(entry, dict) else None
+        if not isinstance(url, str) or not url:
+            raise InvalidInput(f"Line {number} of {str(manifest)!r} is not a JSON object with an image_url.",
+                               'write one object per line: {"image_url": "images/1.jpg", "label": "cat"}.')
+        label = entry.get("label")
+        images.append(Image(manifest.parent / url.removeprefix("file://"), label if isinstance(label, str) else None))
+    return _some(images, manifest)
+
+
+def _some(images: list[Image], manifest: Path) -> list[Image]:
+    if not images:
+        raise InvalidInput(f"The manifest {str(manifest)!r} lists no images.", "add a line per image to score.")
+    return images
+
+
+# --- scoring ----------------------------------------------------------------------------------------
+def score(engine: PredictionEngine, images: Iterable[Image], *, batch_size: int = BATCH_SIZE,
+          workers: int | None = None) -> Iterator[Scored]:
+    """Every image's prediction, in order. `workers` threads decode up to two batches ahead of the model."""
+    names.positive_int(batch_size, "batch_size", maximum=4096)
+    workers = names.positive_int(workers, "workers", maximum=256) if workers is not None else min(8, usable_cores())
+    return _scored(engine, images, batch_size, workers)
+
+
+def _scored(engine: PredictionEngine, images: Iterable[Image], batch_size: int, workers: int) -> Iterator[Scored]:
+    spec = engine.preprocess
+
+    def decode(image: Image) -> np.ndarray | InvalidImageError:
+        try:
+            return preprocess(image.path, spec)
+        except InvalidImageError as exc:
+            return exc
+
+    todo = iter(images)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        pending: deque[tuple[Image, Future[Any]]] = deque(
+            (image, pool.submit(decode, image)) for image in islice(todo, 2 * batch_size + workers))
+        while pending:
+            batch = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
+            pending.extend((image, pool.submit(decode, image)) for image in islice(todo, len(batch)))
+            decoded = [(image, future.result()) for image, future in batch]
+            arrays = [d for _, d in decoded if isinstance(d, np.ndarray)]
+            probs = iter(engine.predict_proba(np.stack(arrays)) if arrays else [])
+            for image, d in decoded:
+                if isinstance(d, InvalidImageError):
+                    yield Scored(image, None, None, d)
+                else:
+                    p = next(probs)
+                    yield Scored(image, engine.labels[int(np.argmax(p))], p.tolist())
+
+
+def check_output(output: str | os.PathLike[str]) -> Path:
+    path = Path(output).expanduser()
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise InvalidInput(f"Cannot write scores to {str(path)!r}: its name ends in neither .csv nor .jsonl.",
+                           "name the output scores.csv or scores.jsonl.")
+    if path.is_dir():
+        raise InvalidInput(f"The output {str(path)!r} is a folder.", "give the path of a file to write.")
+    return path
+
+
+class _Writer:
+    """Rows as CSV (image, label, prediction, one column per label, error) or as JSON Lines."""
+
+    def __init__(self, out: TextIO, jsonl: bool, labels: list[str], with_label: bool) -> None:
+        self.out, self.jsonl, self.labels, self.with_label = out, jsonl, labels, with_label
+        if not jsonl:
+            self.csv = csv.writer(out)
+            self.csv.writerow(["image", *(["label"] if with_label else []), "prediction", *labels, "error"])
+
+    def write(self, row: Scored) -> None:
+        error = row.problem.reason if row.problem is not None else None
+        if self.jsonl:
+            entry: dict[str, Any] = {"image": str(row.image.path)}
+            if self.with_label:
+                entry["label"] = row.image.label
+            entry["prediction"] = row.prediction
+            if row.score is not None:
+                entry["score"] = dict(zip(self.labels, row.score, strict=True))
+            if error is not None:
+                entry["error"] = error
+            self.out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            return
+        scores = [f"{p:.6f}" for p in row.score] if row.score is not None else [""] * len(self.labels)
+        self.csv.writerow([str(row.image.path), *([row.image.label or ""] if self.with_label else []),
+                           row.prediction or "", *scores, error or ""])
+
+
+def score_to_file(engine: PredictionEngine, images: list[Image], output: str | os.PathLike[str], *,
+                  batch_size: int = BATCH_SIZE, workers: int | None = None,
+                  on_progress: Callable[[int], None] | None = None) -> ScoringSummary:
+    """Score `images` into `output` (.csv or .jsonl), one row per image in their order; `on_progress`
+    hears the count done after each image. The file appears whole, or not at all."""
+    path = check_output(output)
+    rows = score(engine, images, batch_size=batch_size, workers=workers)  # checks its settings first
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    unreadable, started = 0, time.perf_counter()
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as out:
+            writer = _Writer(out, path.suffix.lower() == JSONL_SUFFIX, engine.labels,
+                             any(i.label is not None for i in images))
+            for done, row in enumerate(rows, start=1):
+                writer.write(row)
+                unreadable += row.problem is not None
+                if on_progress is not None:
+                    on_progress(done)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return ScoringSummary(path, len(images), unreadable, time.perf_counter() - started)
