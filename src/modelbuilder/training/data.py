@@ -50,6 +50,45 @@ class DataReport:
     validation_source: str = ""  # "split 0.2 (seed 0)" or the path of --validation-data
     skipped: list[Skipped] = field(default_factory=list)
     image_size: int | None = None
+    balance: dict[str, Any] | None = None  # balance.balance_finding, at preparation
+    duplicates: dict[str, Any] | None = None  # duplicates.find_duplicates, at preparation
+    suspects: dict[str, Any] | None = None  # suspects.suspects_finding, after training
+    overfitting: dict[str, Any] | None = None  # suspects.overfitting_finding, after training
+
+    def summary(self) -> list[dict[str, str]]:
+        """One line per finding, with its counts: what the CLI prints and the portal's data tab shows."""
+        lines: list[dict[str, str]] = []
+
+        def add(topic: str, warn: bool, text: str, fix: str | None = None) -> None:
+            lines.append({"topic": topic, "level": "warning" if warn else "ok", "text": text, "fix": fix or ""})
+
+        if self.skipped:
+            add("skipped", True, f"Skipped files: {len(self.skipped)} could not be used (listed below).")
+        if self.balance:
+            b = self.balance
+            weighted = f"; loss weighted by label ({b['class_weights']})" if b["class_weights"] != "none" else ""
+            add("balance", bool(b["warning"]), f"Label balance: smallest {b['smallest']['label']!r} "
+                f"{b['smallest']['images']}, largest {b['largest']['label']!r} {b['largest']['images']} training "
+                f"images (ratio {b['ratio']:.2f}){weighted}." + (f" {b['warning']}" if b["warning"] else ""), b["fix"])
+        if self.duplicates:
+            d = self.duplicates
+            add("duplicates", False, f"Duplicates within a label: {d['within_label']} pairs "
+                f"({d['within_label_exact']} exact) among {d['checked_images']} images.")
+            add("conflicts", d["across_labels"] > 0, f"Labelling conflicts: {d['across_labels']} pairs of copies "
+                "filed under two labels.", "keep each image under its one right label." if d["across_labels"] else "")
+            add("leaks", d["across_split"] > 0, f"Leaks: {d['across_split']} pairs of copies on both sides of the "
+                "training/validation split.", "remove the copies from one side; they inflate the validation score."
+                if d["across_split"] else "")
+        if self.suspects:
+            s = self.suspects
+            add("suspects", s["count"] > 0, f"Likely wrong labels: {s['count']} of {s['checked_images']} images"
+                + (f" ({s['note']})." if s.get("note") else "."), "look at them (the suspects gallery) and move "
+                "the wrongly filed ones." if s["count"] else "")
+        if self.overfitting:
+            o = self.overfitting
+            add("overfitting", bool(o["warning"]), o["warning"] or f"Overfitting: none seen (training accuracy "
+                f"{o['train_accuracy']:.3f}, validation {o['val_accuracy']:.3f} at epoch {o['epoch']}).", o["fix"])
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +101,11 @@ class DataReport:
             "validation_source": self.validation_source,
             "image_size": self.image_size,
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "summary": self.summary(),
+            "balance": self.balance,
+            "duplicates": self.duplicates,
+            "suspects": self.suspects,
+            "overfitting": self.overfitting,
         }
 
 

@@ -22,12 +22,18 @@ from modelbuilder import names
 from modelbuilder.config import get_settings
 from modelbuilder.errors import DataError, InvalidInput
 from modelbuilder.results.codegen import generate_projects
-from modelbuilder.results.files import DATA_REPORT_FILE, MAP_FILE, METRICS_FILE, MODEL_FILE, RECIPE_FILE, ZIP_FILE
+from modelbuilder.results.files import (
+    DATA_REPORT_FILE,
+    MAP_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    RECIPE_FILE,
+    ZIP_FILE,
+)
 from modelbuilder.results.pipeline import write_label_map, write_model_package
 from modelbuilder.results.runtime import Preprocess
 from modelbuilder.training import budget as budget_mod
-from modelbuilder.training import data as data_mod
-from modelbuilder.training.cache import build_decoded_cache
+from modelbuilder.training.balance import class_weights
 from modelbuilder.training.checkpoint import TrainState, atomic_save, load_checkpoint
 from modelbuilder.training.distributed import Dist, from_environment
 from modelbuilder.training.evaluate import classification_metrics, plot_confusion_matrix, plot_training_curves
@@ -48,19 +54,11 @@ from modelbuilder.training.loop import (
     warmup_cosine,
 )
 from modelbuilder.training.model import IMAGENET_MEAN, IMAGENET_STD, WeightsInfo, build_model, head_prefix
+from modelbuilder.training.prepare import PreparedData, prepare_data
 from modelbuilder.training.presets import ClassificationPresetEval, ClassificationPresetTrain, MixBatch
 from modelbuilder.training.recipe import DEFAULT_EPOCHS, TrainConfig
 from modelbuilder.training.reporter import Progress, Reporter
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    train: Split
-    val: Split
-    labels: list[str]
-    image_size: int
-    report: data_mod.DataReport
-    sample_image: Path
+from modelbuilder.training.suspects import head_inputs, review
 
 
 @dataclass(frozen=True)
@@ -72,72 +70,6 @@ class TrainResult:
     stopped: str
     best_epoch: int
     outputs: dict[str, Path] = field(default_factory=dict)
-
-
-def _decode(source: str, size: int, cache_root: Path, reporter: Reporter, threads: int | None,
-            found: tuple[list[data_mod.Sample], list[data_mod.Skipped]] | None = None,
-            ) -> tuple[list[data_mod.Sample], list[data_mod.Skipped], Any]:
-    """Discover (unless already done) and decode `source`; skipped files come back with their reason."""
-    samples, skipped = found if found is not None else data_mod.discover(source)
-    skipped = list(skipped)
-    paths = [s.path for s in samples]
-    reporter.log(f"Decoding {len(paths)} images of {source} into the decoded cache ({size}x{size} px, "
-                 "once; later runs reuse it).")
-    cache = build_decoded_cache(
-        paths, size, cache_root, threads,
-        lambda done, total: reporter.progress(Progress("preparing", 0, 0, done, total)))
-    root = Path(source).expanduser().resolve()
-    base = root if root.is_dir() else root.parent
-    for i, reason in sorted(cache.reasons.items()):
-        path = samples[i].path
-        skipped.append(data_mod.Skipped(str(path.relative_to(base)) if path.is_relative_to(base) else str(path),
-                                        reason))
-    return samples, skipped, cache
-
-
-def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter) -> PreparedData:
-    """Find, check, decode (once, cached) and split the data; errors here come before any training."""
-    found = data_mod.discover(recipe.data)
-    data_mod.check_labels(found[0], recipe.data)
-    image_size = recipe.image_size or data_mod.choose_image_size([s.path for s in found[0]], seed=recipe.seed)
-    resize = Preprocess.resize_for(image_size)
-    samples, skipped, cache = _decode(recipe.data, resize, cache_root, reporter, recipe.loader_threads, found)
-    usable = [i for i in range(len(samples)) if cache.ok(i)]
-    labels = data_mod.check_labels([samples[i] for i in usable], recipe.data)
-    index = {label: k for k, label in enumerate(labels)}
-    targets = np.array([index[samples[i].label] for i in usable], dtype=np.int64)
-    report = data_mod.DataReport(source=str(recipe.data), labels=labels, skipped=skipped, image_size=image_size)
-    if recipe.validation_data:
-        v_samples, v_skipped, v_cache = _decode(recipe.validation_data, resize, cache_root, reporter,
-                                                recipe.loader_threads)
-        v_usable = [i for i in range(len(v_samples)) if v_cache.ok(i)]
-        unknown = sorted({v_samples[i].label for i in v_usable} - set(labels))
-        if unknown:
-            raise DataError(f"The validation data has labels the training data lacks: {', '.join(unknown[:5])}.",
-                            "use the same label folders in both, or drop those images from the validation data.")
-        if not v_usable:
-            raise DataError(f"No usable images in the validation data {recipe.validation_data!r}.",
-                            "check its images (see the data report) or use --validation-fraction instead.")
-        train = Split(cache, np.array(usable), targets)
-        v_targets = np.array([index[v_samples[i].label] for i in v_usable], dtype=np.int64)
-        val = Split(v_cache, np.array(v_usable), v_targets)
-        report.skipped += v_skipped
-        report.validation_source = str(recipe.validation_data)
-        sample = v_samples[v_usable[0]].path
-    else:
-        train_idx, val_idx = data_mod.stratified_split(targets.tolist(), recipe.validation_fraction, recipe.seed)
-        if not val_idx:
-            raise DataError("Too few images to hold some out for validation (every label has only one).",
-                            "add images (two or more per label) or pass --validation-data.")
-        records = np.array(usable)
-        train = Split(cache, records[train_idx], targets[train_idx])
-        val = Split(cache, records[val_idx], targets[val_idx])
-        report.validation_source = f"stratified split {recipe.validation_fraction} (seed {recipe.seed})"
-        sample = samples[int(records[val_idx[0]])].path
-    report.train_per_label = dict(zip(labels, np.bincount(train.targets, minlength=len(labels)).tolist(), strict=True))
-    report.validation_per_label = dict(zip(labels, np.bincount(val.targets, minlength=len(labels)).tolist(),
-                                           strict=True))
-    return PreparedData(train, val, labels, image_size, report, sample)
 
 
 def choose_device(requested: str) -> torch.device:
@@ -282,7 +214,8 @@ def head_phase(loop: Loop, data: PreparedData, recipe: TrainConfig, weights: Wei
         if not stopped:
             history, stopped = train_head(loop.model.head, features[0], data.train.targets, features[1],
                                           data.val.targets, recipe.head_epochs, recipe.head_lr, recipe.weight_decay,
-                                          recipe.label_smoothing, recipe.seed, should_stop=lambda: stop_reason(loop))
+                                          recipe.label_smoothing, recipe.seed, should_stop=lambda: stop_reason(loop),
+                                          class_weights=loss_weights(recipe, data))
             loop.model.head.to(loop.device)
             best = max(history, key=lambda h: (h["val_accuracy"], -h["val_loss"]))
             loop.reporter.log(f"Head trained on frozen features: validation accuracy {best['val_accuracy']:.4f} "
@@ -368,14 +301,22 @@ def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: D
     epochs = recipe.epochs or DEFAULT_EPOCHS
     augment = ClassificationPresetTrain(data.image_size, recipe.crop_scale_min, recipe.hflip)
     mix = MixBatch(len(data.labels), recipe.mixup_alpha, recipe.cutmix_alpha)
+    weights_by_label = loss_weights(recipe, data, device)
     loop = Loop(
         model=model, optimizer=optimizer, scheduler=schedule(optimizer, recipe, len(data.train), epochs),
-        criterion=torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing), device=device, amp_dtype=amp,
+        criterion=torch.nn.CrossEntropyLoss(weight=weights_by_label, label_smoothing=recipe.label_smoothing),
+        device=device, amp_dtype=amp,
         channels_last=channels_last, train_preset=augment, eval_preset=ClassificationPresetEval(data.image_size),
         batch_size=recipe.batch_size, seed=recipe.seed, epochs=epochs, reporter=reporter, budget=budget, dist=d,
         train_model=trained, mix=mix if mix else None,
         ema=moving_average(model, recipe.ema_decay) if recipe.ema_decay > 0 else None)
     return loop, weights
+
+
+def loss_weights(recipe: TrainConfig, data: PreparedData, device: torch.device | None = None) -> torch.Tensor | None:
+    """The loss weight of each label for the recipe's `class_weights` (None: unweighted)."""
+    weights = class_weights(recipe.class_weights, np.bincount(data.train.targets, minlength=len(data.labels)))
+    return None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
 
 
 def moving_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
@@ -401,9 +342,11 @@ def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path,
     loop.model.load_state_dict(best["model"])
     loop = replace(loop, ema=None)  # the best weights (averaged or not) are now the model's
     reporter.progress(Progress("exporting", result.state.epoch, loop.epochs, 0, 0))
-    _, _, probs = evaluate(loop, data.val)
+    with head_inputs(loop) as val_features:
+        _, _, probs = evaluate(loop, data.val)
     metrics = classification_metrics(probs, data.val.targets, data.labels)
     history = result.state.history
+    review(loop, data, probs, torch.cat(val_features).numpy(), history, run_dir, recipe.seed, reporter)
     metrics.update({"best_epoch": result.state.best_epoch, "epochs_run": len(history), "stopped": result.stopped,
                     "weights": weights, "image_size": data.image_size, "architecture": recipe.architecture,
                     "train_images": len(data.train), "training_seconds": round(result.state.elapsed_s, 2),

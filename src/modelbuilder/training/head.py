@@ -71,10 +71,12 @@ def extract_features(loop: Loop, split: Split, cache_root: Path, architecture: s
 def train_head(head: nn.Linear, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
                epochs: int, lr: float, weight_decay: float, label_smoothing: float, seed: int,
                should_stop: Callable[[], str | None] = lambda: None,
-               batch_size: int = 256) -> tuple[list[dict[str, float]], str | None]:
+               batch_size: int = 256, class_weights: torch.Tensor | None = None,
+               ) -> tuple[list[dict[str, float]], str | None]:
     """Full-batch-ish AdamW on the cached features; keeps the epoch with the best validation accuracy.
 
     Returns the history and why it stopped early (`should_stop`, asked after every epoch), or None.
+    `class_weights` weighs the loss by label (the recipe's class_weights).
     """
     g = torch.Generator().manual_seed(seed)
     xs, ys = torch.from_numpy(train_x), torch.from_numpy(train_y)
@@ -83,7 +85,7 @@ def train_head(head: nn.Linear, train_x: np.ndarray, train_y: np.ndarray, val_x:
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * max(1, -(-len(xs) // batch_size))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
-    criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    criterion = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=label_smoothing)
     history, best, stopped = [], (-1.0, float("inf"), None), None
     for epoch in range(1, epochs + 1):
         order = torch.randperm(len(xs), generator=g)

@@ -18,6 +18,7 @@ from modelbuilder.errors import InvalidInput, step
 ARCHITECTURES = ("resnet50", "resnet18", "mobilenet_v3_large", "tiny")
 PRECISIONS = ("auto", "bf16", "fp32")
 MODES = ("auto", "full", "head")
+CLASS_WEIGHTS = ("none", "sqrt", "balanced")  # the loss weighted by label: Azure's weighted loss 0, 1, 2
 DEFAULT_EPOCHS = 15  # when neither --epochs nor --time-budget says otherwise
 
 
@@ -37,6 +38,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
+    class_weights: str = "none"  # none | sqrt | balanced: weigh the loss against label imbalance
     crop_scale_min: float = 0.5  # random resized crop: smallest area kept
     mixup_alpha: float = 0.0  # MixUp's Beta(alpha, alpha); 0: off
     cutmix_alpha: float = 0.0  # CutMix's Beta(alpha, alpha); 0: off (with both on, one of them per batch)
@@ -68,6 +70,9 @@ class TrainConfig:
             raise InvalidInput(f"Precision {self.precision!r} is not valid.", "use auto, bf16 or fp32.")
         if self.mode not in MODES:
             raise InvalidInput(f"Mode {self.mode!r} is not valid.", "use auto, full or head.")
+        if self.class_weights not in CLASS_WEIGHTS:
+            raise InvalidInput(f"class_weights {self.class_weights!r} is not valid.",
+                               "use none, sqrt (a milder weighting) or balanced (each label weighs as much in total).")
         if self.name is not None:
             names.project_name(self.name)
         if self.mode == "head" and self.weights == "none":
