@@ -50,6 +50,15 @@ def print_summary(metrics: dict[str, Any], placed: dict[str, Path], stopped: str
     console.print(table)
 
 
+def print_data_report(report: dict[str, Any]) -> None:
+    """The data report's findings, one line each with its counts (a warning's fix after it)."""
+    console.print("[bold]Data report[/]")
+    for line in report.get("summary", []):
+        mark = "[yellow]![/]" if line["level"] == "warning" else "[green]ok[/]"
+        console.print(f"  {mark} {line['text']}" + (f" Fix: {line['fix']}" if line.get("fix") else ""),
+                      highlight=False, soft_wrap=True)
+
+
 class ProgressDisplay:
     """Draws a run's progress: one bar for decoding, one per epoch, with loss, accuracy, images/s, ETA.
 

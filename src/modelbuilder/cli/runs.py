@@ -1,4 +1,5 @@
-"""`modelbuilder runs ...`: list, show, follow the log of, cancel, and download the results of runs."""
+"""`modelbuilder runs ...`: list, show, follow the log of, cancel, and download the results of runs; the images
+it got wrong (`errors`) and its data report (`report`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from rich.cells import cell_len
 from rich.table import Table
 
 from modelbuilder.cli._common import services
-from modelbuilder.cli.console import ProgressDisplay, console, fmt_seconds
-from modelbuilder.sdk import results, wait
+from modelbuilder.cli.console import ProgressDisplay, console, fmt_seconds, print_data_report
+from modelbuilder.sdk import insight, results, wait
 
 runs_app = typer.Typer(help="Runs: list, show, follow logs, cancel, download results.", no_args_is_help=True)
 
@@ -144,6 +145,48 @@ def download(run_id: str, output: Annotated[Path, typer.Option(help="Folder to w
         placed = results.download(s, s.runs.get(run_id), output)
     for key, path in placed.items():
         console.print(f"{key}: {path}", highlight=False)
+
+
+@runs_app.command("errors")
+def errors(
+    run_id: str,
+    label: Annotated[str | None, typer.Option(help="Only images whose true or predicted label is this.",
+                                              show_default=False)] = None,
+    true: Annotated[str | None, typer.Option(help="Only images of this true label.", show_default=False)] = None,
+    predicted: Annotated[str | None, typer.Option(help="Only images predicted as this label.",
+                                                  show_default=False)] = None,
+    include_correct: Annotated[bool, typer.Option("--all", help="Also the images it got right (after the "
+                                                  "wrong ones, the least sure first).")] = False,
+    limit: Annotated[int | None, typer.Option(help="At most this many.", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The validation images a run got wrong, the most confidently wrong first."""
+    with services() as s:
+        rows = insight.errors(s, s.runs.get(run_id), label=label, true=true, predicted=predicted,
+                              include_correct=include_correct, limit=limit)
+    if as_json:
+        typer.echo(json.dumps([asdict(row) for row in rows], indent=2))
+        return
+    if not rows:
+        console.print("No such images: the model got every one of them right." if not include_correct
+                      else "No such images.", highlight=False)
+        return
+    table = Table("#", "image", "true", "predicted", "score", "true score")
+    for row in rows:
+        table.add_row(str(row.index), row.path, row.true_label, row.predicted_label, f"{row.score:.3f}",
+                      f"{row.true_score:.3f}")
+    console.print(table)
+
+
+@runs_app.command("report")
+def report(run_id: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """A run's data report: duplicates, label balance, likely wrong labels, overfitting, skipped files."""
+    with services() as s:
+        found = insight.data_report(s, s.runs.get(run_id))
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    print_data_report(found)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,13 +18,13 @@ from typing import Annotated, Any
 import typer
 
 from modelbuilder.cli._common import services
-from modelbuilder.cli.console import ProgressDisplay, console, err_console, fail, print_summary
+from modelbuilder.cli.console import ProgressDisplay, console, err_console, fail, print_data_report, print_summary
 from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.results.bundle import copy_results
 from modelbuilder.results.files import METRICS_FILE
-from modelbuilder.sdk import results, submit, wait
+from modelbuilder.sdk import insight, results, submit, wait
 from modelbuilder.sdk.submit import Submitted
 from modelbuilder.training.recipe import TrainConfig
 
@@ -67,6 +67,8 @@ def train(
     hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip", help="Random horizontal flips while "
                                                "training (default on; turn off where a mirrored image means "
                                                "something else: digits, text).", show_default=False)] = None,
+    class_weights: Annotated[str | None, typer.Option(help="Weigh the loss by label against imbalance: none "
+                                                      "(default), sqrt, or balanced.", show_default=False)] = None,
     precision: Annotated[str | None, typer.Option(help="auto (bf16 where the hardware has it), bf16, fp32.",
                                                   show_default=False)] = None,
     processes: Annotated[int | None, typer.Option(help="Data-parallel processes (default: one per GPU of the "
@@ -92,7 +94,8 @@ def train(
         "data": data, "name": name, "epochs": epochs, "time_budget": time_budget, "image_size": image_size,
         "batch_size": batch_size, "architecture": architecture, "weights": weights, "mode": mode,
         "validation_fraction": validation_fraction, "validation_data": validation_data, "seed": seed,
-        "precision": precision, "processes": processes, "hflip": hflip, "compile": compile}
+        "precision": precision, "processes": processes, "hflip": hflip, "compile": compile,
+        "class_weights": class_weights}
     with services() as s:
         config = submit.recipe_from(recipe_settings, recipe)
         submitted = submit.submit(s, config, workspace=workspace, experiment=experiment, compute=compute,
@@ -143,6 +146,7 @@ def _finish(services: Services, run: e.Run, output: Path) -> None:
         fail(f"run {run.id} ended {run.status}: {run.error or run.status_reason}", code=1)
     metrics = json.loads((results.require_results(services, run) / METRICS_FILE).read_text())
     print_summary(metrics, results.download(services, run, output), metrics.get("stopped", run.status.lower()))
+    print_data_report(insight.data_report(services, run))
 
 
 def _resume_here(checkpoint: Path, output: Path) -> None:

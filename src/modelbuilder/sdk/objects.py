@@ -30,7 +30,8 @@ from modelbuilder.config import run_url, running_server
 from modelbuilder.core import entities as e
 from modelbuilder.core.follow import RunEvent
 from modelbuilder.core.services import Services
-from modelbuilder.sdk import export, results, submit, wait
+from modelbuilder.sdk import export, insight, results, submit, wait
+from modelbuilder.training.predictions import Prediction
 
 if TYPE_CHECKING:
     from modelbuilder.results.quantize import Int8Export
@@ -199,6 +200,20 @@ class Run:
     def result_metrics(self) -> dict[str, Any]:
         """metrics.json of a finished run: accuracy, per-label table, confusion matrix, history."""
         return results.evaluation(self.services, self.refresh().entity)
+
+    def errors(self, *, label: str | None = None, true: str | None = None, predicted: str | None = None,
+               include_correct: bool = False, limit: int | None = None) -> list[Prediction]:
+        """The validation images the model got wrong, the most confidently wrong first (see `sdk.insight.errors`)."""
+        return insight.errors(self.services, self.refresh().entity, label=label, true=true, predicted=predicted,
+                              include_correct=include_correct, limit=limit)
+
+    def data_report(self) -> dict[str, Any]:
+        """data_report.json: duplicates, label balance, likely wrong labels, overfitting, skipped files."""
+        return insight.data_report(self.services, self.refresh().entity)
+
+    def thumbnail(self, kind: str, index: int) -> bytes:
+        """A JPEG of image `index` of the gallery 'predictions' (validation images) or 'suspects'."""
+        return insight.thumbnail(self.services, self.refresh().entity, kind, index)
 
     def download(self, output: str | Path) -> dict[str, Path]:
         """Write <Name>.ConsoleApp, <Name>.Model and the three assets into `output`."""

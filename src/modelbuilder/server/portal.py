@@ -5,6 +5,9 @@
     /workspaces/{ws}/experiments/{name}      runs table (sortable), compare selected runs' curves
     /workspaces/{ws}/runs/{run_id}           the run page: status, progress, charts, log, data report,
                                              evaluation, downloads, "try the model"
+    /workspaces/{ws}/runs/{run_id}/gallery   the validation images of a confusion-matrix cell or a label,
+                                             the most confidently wrong first (sdk.insight.errors)
+    /workspaces/{ws}/runs/{run_id}/suspects  the images whose label is likely wrong, by rank
     /login, /logout                          the token sign-in (only when the server has a token)
 
 Pages render what the store holds at request time; the run page's script then listens to the run's event
@@ -21,12 +24,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from modelbuilder import __version__
+from modelbuilder.sdk import insight
 from modelbuilder.server.auth import COOKIE, safe_next, session_value, token_matches
 from modelbuilder.server.deps import ServicesDep, check_run_id, run_in, run_public
 from modelbuilder.server.schemas import EXPERIMENT_PATTERN, WORKSPACE_PATTERN
@@ -141,3 +145,30 @@ def run_page(request: Request, workspace: Workspace, run_id: str, services: Serv
     public = run_public(services, run, {run.workspace_id: workspace})
     return page(request, "run.html", workspace=workspace, run=public, history=services.runs.history(run.id),
                 title=f"{run.id} - {run.experiment_name}")
+
+
+GalleryLabel = Annotated[str | None, Query(min_length=1, max_length=200)]
+
+
+@router.get("/workspaces/{workspace}/runs/{run_id}/gallery")
+def gallery_page(request: Request, workspace: Workspace, run_id: str, services: ServicesDep,
+                 true: GalleryLabel = None, predicted: GalleryLabel = None, label: GalleryLabel = None,
+                 include_correct: Annotated[bool, Query(alias="all")] = False) -> Response:
+    run = run_in(services, workspace, check_run_id(run_id))
+    rows = insight.errors(services, run, label=label, true=true, predicted=predicted, include_correct=include_correct)
+    if true and predicted:
+        what = f"true {true!r}, predicted {predicted!r}"
+    elif true or predicted or label:
+        what = f"true {true!r}" if true else f"predicted {predicted!r}" if predicted else f"label {label!r}"
+    else:
+        what = "every label"
+    return page(request, "gallery.html", workspace=workspace, run=run, rows=rows, what=what,
+                wrong=sum(not row.correct for row in rows), kind="predictions", title=f"Images: {what} - {run.id}")
+
+
+@router.get("/workspaces/{workspace}/runs/{run_id}/suspects")
+def suspects_page(request: Request, workspace: Workspace, run_id: str, services: ServicesDep) -> Response:
+    run = run_in(services, workspace, check_run_id(run_id))
+    found = insight.data_report(services, run).get("suspects") or {}
+    return page(request, "suspects.html", workspace=workspace, run=run, found=found, kind="suspects",
+                title=f"Likely wrong labels - {run.id}")

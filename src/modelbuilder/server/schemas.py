@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from modelbuilder.core import entities as e
+from modelbuilder.sdk.insight import Prediction
 from modelbuilder.server import API_PREFIX
 
 WORKSPACE_PATTERN = r"^[A-Za-z0-9-]{3,33}$"
@@ -162,6 +163,8 @@ class RecipeCreate(Strict):
     weight_decay: Finite | None = Field(default=None, ge=0, le=10)
     warmup_epochs: Finite | None = Field(default=None, ge=0, le=1000)
     label_smoothing: Finite | None = Field(default=None, ge=0, lt=1)
+    class_weights: Literal["none", "sqrt", "balanced"] | None = Field(
+        default=None, description="Weigh the loss by label against imbalance: none (default), sqrt, or balanced.")
     crop_scale_min: Finite | None = Field(default=None, gt=0, le=1)
     hflip: bool | None = None
     validation_fraction: Finite | None = Field(default=None, gt=0, lt=1)
@@ -189,6 +192,23 @@ class RunCreate(Strict):
     idempotency_key: str | None = Field(default=None, pattern=IDEMPOTENCY_PATTERN,
                                         description="Submitting the same request again with this key returns the "
                                                     "same run (also accepted as the Idempotency-Key header).")
+
+
+class ValidationImagePublic(BaseModel):
+    """One validation image: its index (for its thumbnail), path relative to the data, labels and scores."""
+
+    index: int
+    path: str
+    true_label: str
+    predicted_label: str
+    score: float
+    true_score: float
+    correct: bool
+
+    @classmethod
+    def of(cls, row: Prediction) -> ValidationImagePublic:
+        return cls(index=row.index, path=row.path, true_label=row.true_label, predicted_label=row.predicted_label,
+                   score=row.score, true_score=row.true_score, correct=row.correct)
 
 
 class StatusChangePublic(BaseModel):

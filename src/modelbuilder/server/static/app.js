@@ -58,6 +58,18 @@ const MB = (() => {
     return [lo >= 0 ? Math.max(0, lo - span * 0.05) : lo - span * 0.05, hi + span * 0.05];
   }
 
+  /* The values the y axis is scaled to: with `clipFirst`, the first epoch's points do not set the top when
+     they are more than twice the largest later value (a first epoch's loss of 33.9 against about 1 after it
+     would flatten every later epoch); they are drawn on the top edge, marked "clipped", with their value. */
+  function scaled(all, clipFirst) {
+    const later = all.filter((p) => p[0] > 1).map((p) => p[1]);
+    if (!clipFirst || !later.length) return { values: all.map((p) => p[1]), top: Infinity };
+    const top = Math.max(...later);
+    const first = all.filter((p) => p[0] <= 1).map((p) => p[1]);
+    if (!first.length || Math.max(...first) <= 2 * Math.abs(top)) return { values: all.map((p) => p[1]), top: Infinity };
+    return { values: all.filter((p) => p[0] > 1 || p[1] <= top).map((p) => p[1]), top };
+  }
+
   /* series: [{name, cls, points: [[epoch, value], ...]}]; every point is a <circle class="point cls">. */
   function lineChart(root, series, options = {}) {
     const rows = Math.ceil(series.length / 3);
@@ -66,10 +78,11 @@ const MB = (() => {
     root.replaceChildren();
     const all = series.flatMap((s) => s.points.filter((p) => typeof p[1] === "number"));
     const maxX = Math.max(2, ...all.map((p) => p[0]), options.epochs || 0);
-    let [y0, y1] = options.range || nice(Math.min(...all.map((p) => p[1])), Math.max(...all.map((p) => p[1])));
+    const { values, top } = scaled(all, options.clipFirst);
+    let [y0, y1] = options.range || nice(Math.min(...values), Math.max(...values));
     if (!all.length && !options.range) [y0, y1] = [0, 1];
     const x = (v) => L + ((v - 1) / (maxX - 1)) * (W - L - R);
-    const y = (v) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
+    const y = (v) => T + (1 - (Math.min(v, y1) - y0) / (y1 - y0)) * (H - T - B);
     for (let i = 0; i <= 4; i++) {
       const v = y0 + ((y1 - y0) * i) / 4;
       root.append(svg("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid-line" }));
@@ -91,8 +104,10 @@ const MB = (() => {
         root.append(svg("polyline", { points: pts.map((p) => `${x(p[0])},${y(p[1])}`).join(" "), class: `line ${cls}` }));
       }
       for (const [epoch, value] of pts) {
-        const dot = svg("circle", { cx: x(epoch), cy: y(value), r: 3.5, class: `point ${cls}`, "data-epoch": epoch });
-        dot.append(svg("title", {}, `${s.name}, epoch ${epoch}: ${value.toFixed(4)}`));
+        const clipped = value > top && value > y1;
+        const dot = svg("circle", { cx: x(epoch), cy: y(value), r: 3.5, class: `point ${cls}${clipped ? " clipped" : ""}`,
+          "data-epoch": epoch });
+        dot.append(svg("title", {}, `${s.name}, epoch ${epoch}: ${value.toFixed(4)}${clipped ? " (off the scale)" : ""}`));
         root.append(dot);
       }
       const lx = L + (index % 3) * 136, ly = H - B + 30 + 16 * Math.floor(index / 3);

@@ -64,7 +64,7 @@ document.addEventListener("DOMContentLoaded", () => {
     MB.lineChart($("chart-loss"), [
       { name: "training", cls: "series-train", points: series("train_loss") },
       { name: "validation", cls: "series-val", points: series("val_loss") },
-    ], { epochs });
+    ], { epochs, clipFirst: true });
     MB.lineChart($("chart-accuracy"), [
       { name: "training", cls: "series-train", points: series("train_accuracy") },
       { name: "validation", cls: "series-val", points: series("val_accuracy") },
@@ -111,6 +111,9 @@ document.addEventListener("DOMContentLoaded", () => {
       MB.el("td", { text: label }),
       MB.el("td", { text: String((report.train_per_label || {})[label] || 0) }),
       MB.el("td", { text: String((report.validation_per_label || {})[label] || 0) }))));
+    $("data-findings").replaceChildren(...(report.summary || []).map((line) => MB.el("li",
+      { class: line.level, "data-topic": line.topic }, line.fix ? `${line.text} Fix: ${line.fix}` : line.text)));
+    $("data-suspects-link").hidden = !(report.suspects && report.suspects.count > 0);
     const skipped = report.skipped || [];
     $("data-skipped-none").hidden = skipped.length > 0;
     $("data-skipped").hidden = skipped.length === 0;
@@ -125,8 +128,10 @@ document.addEventListener("DOMContentLoaded", () => {
     $("eval-summary").textContent = `Validation accuracy ${MB.fmt(m.accuracy)}, macro F1 ${MB.fmt(m.macro_f1)}, ` +
       `log loss ${MB.fmt(m.log_loss)} on ${m.num_images} images; best epoch ${m.best_epoch} of ${m.epochs_run} ` +
       `(${String(m.stopped).replace(/_/g, " ")}), ${MB.fmt(m.images_per_s, 0)} images/s.`;
+    const gallery = (query) => `${root.dataset.page}/gallery?${new URLSearchParams(query)}`;
     $("per-label").tBodies[0].replaceChildren(...(m.per_label || []).map((row) => MB.el("tr", {},
-      MB.el("td", { text: row.label }), MB.el("td", { text: MB.fmt(row.precision) }),
+      MB.el("td", {}, MB.el("a", { href: gallery({ true: row.label, all: "1" }), text: row.label })),
+      MB.el("td", { text: MB.fmt(row.precision) }),
       MB.el("td", { text: MB.fmt(row.recall) }), MB.el("td", { text: MB.fmt(row.f1) }),
       MB.el("td", { text: String(row.support) }))));
     const labels = m.labels || [];
@@ -135,16 +140,15 @@ document.addEventListener("DOMContentLoaded", () => {
       ...labels.map((label) => MB.el("th", { text: label }))));
     matrix.tBodies[0].replaceChildren(...(m.confusion_matrix || []).map((row, i) => MB.el("tr", {},
       MB.el("th", { text: labels[i] }),
-      ...row.map((count, j) => MB.el("td", { text: String(count), class: i === j ? "diagonal" : "" })))));
-    const image = $("confusion-image");
-    image.src = `${api}/artifacts/confusion_matrix.png`;
-    image.hidden = false;
+      ...row.map((count, j) => MB.el("td", { class: i === j ? "diagonal" : "" }, count ? MB.el("a", {
+        href: gallery({ true: labels[i], predicted: labels[j], all: "1" }), text: String(count),
+        title: `${count} images of ${labels[i]} predicted as ${labels[j]}` }) : "0")))));
   }
 
   async function finish(run) {
     finished = true;
     $("progress-phase").textContent = run.status.toLowerCase();
-    if (!dataReportShown) await showDataReport();
+    await showDataReport();  // again: training added the likely wrong labels and the overfitting check
     await showEvaluation();
     $("downloads").hidden = !run.has_results;
     $("try-model").hidden = !run.has_results;
