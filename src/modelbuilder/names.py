@@ -16,6 +16,9 @@ COMPUTE_NAME = re.compile(r"[A-Za-z0-9-]{2,16}")
 RESOURCE_GROUP = re.compile(r"[A-Za-z0-9_.()-]{0,89}[A-Za-z0-9_()-]")
 PROJECT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,63}")
+MODEL_ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")  # starts with a letter: never taken for a version
+MAX_MODEL_VERSION = 1_000_000_000
 
 DEFAULT_REGIONS = (
     "local",
@@ -181,3 +184,45 @@ def fraction(value: float, what: str) -> float:
     if not isinstance(value, int | float) or not 0.0 < float(value) < 1.0:
         raise InvalidInput(f"{what} must be between 0 and 1, got {_shown(value)}.", f"pass a {what} such as 0.2.")
     return float(value)
+
+
+def model_name(value: str) -> str:
+    """The name of a registered model (its versions are 1, 2, ...)."""
+    if not isinstance(value, str) or not MODEL_NAME.fullmatch(value):
+        raise InvalidInput(
+            f"Registered model name {_shown(value)} is not valid.",
+            "use 2 to 64 characters of letters, digits, '_' and '-', starting with a letter or digit "
+            "(for example 'pets').",
+        )
+    return value
+
+
+def model_alias(value: str) -> str:
+    if not isinstance(value, str) or not MODEL_ALIAS.fullmatch(value):
+        raise InvalidInput(
+            f"Model alias {_shown(value)} is not valid.",
+            "use 1 to 32 characters of letters, digits, '_' and '-', starting with a letter (for example "
+            "'production').",
+        )
+    return value
+
+
+def model_version(value: int | str) -> int:
+    text = str(value)
+    if isinstance(value, bool) or not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_MODEL_VERSION:
+        raise InvalidInput(f"Model version {_shown(value)} is not valid.",
+                           "use a version number 1, 2, ... as 'modelbuilder models show NAME' lists them.")
+    return int(text)
+
+
+def model_ref(value: str) -> tuple[str, int | str | None]:
+    """'pets' -> ('pets', None): the latest version; 'pets:3' -> ('pets', 3); 'pets:production' -> ('pets',
+    'production'), the version the alias names."""
+    name, sep, which = value.partition(":") if isinstance(value, str) else ("", "", "")
+    if not isinstance(value, str) or (sep and not which) or ":" in which:
+        raise InvalidInput(f"Model reference {_shown(value)} is not valid.",
+                           "write NAME, NAME:VERSION (pets:3) or NAME:ALIAS (pets:production).")
+    model_name(name)
+    if not sep:
+        return name, None
+    return (name, model_version(which)) if which[:1].isdigit() else (name, model_alias(which))

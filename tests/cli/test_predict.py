@@ -108,7 +108,7 @@ def test_batch_scoring_mistakes_are_one_line(cli, model, tmp_path):
     zip_path, data = model
     cli("predict", str(zip_path), str(data), "--output", str(tmp_path / "scores.txt")).user_error(
         "neither .csv nor .jsonl")
-    cli("predict", "nope", str(data)).user_error("neither a run id nor an existing file")
+    cli("predict", "nope", str(data)).user_error("neither a run id, a registered model nor an existing file")
     cli("predict", str(zip_path), str(data), "-o", str(tmp_path / "s.csv"), "--batch-size", "0").user_error(
         "batch_size must be a positive whole number")
     assert not (tmp_path / "s.csv").exists()

@@ -134,7 +134,7 @@ def test_a_model_named_by_run_id_or_path(services: Services, trained: TrainedRun
     run_id = make_completed_run(services, trained)
     assert model_file(services, run_id) == services.artifacts.run_dir(run_id) / ZIP_FILE
     assert load_engine(services, str(trained.folder / ZIP_FILE)).labels == ["cat", "dog"]
-    with pytest.raises(InvalidInput, match="neither a run id nor an existing file") as bad:
+    with pytest.raises(InvalidInput, match="neither a run id, a registered model nor an existing file") as bad:
         model_file(services, "no-such-model.zip")
     assert "MLModel.zip" in bad.value.hint
     with pytest.raises(NotFound):

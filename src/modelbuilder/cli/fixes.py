@@ -21,6 +21,8 @@ COMMANDS = {
     "follow_run": "modelbuilder runs logs {run} --follow",
     "list_artifacts": "modelbuilder runs show {run}",
     "upgrade_store": "modelbuilder db upgrade",
+    "list_models": "modelbuilder models list{in_workspace}",
+    "show_model": "modelbuilder models show {model}{in_workspace}",
 }
 # Steps that are an option rather than a command.
 OPTIONS = {

@@ -198,3 +198,36 @@ class ArtifactRecord:
     size: int
     sha256: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One version of a registered model: the run whose result it is, and that run's metrics then."""
+
+    model: str
+    version: int
+    run_id: str
+    metrics: dict[str, Any]
+    created_at: datetime
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.model}:{self.version}"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A name with numbered versions (1, 2, ...) and aliases (for example production -> 3)."""
+
+    id: str
+    workspace_id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    versions: tuple[ModelVersion, ...] = ()  # newest first
+    aliases: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def latest(self) -> ModelVersion | None:
+        return self.versions[0] if self.versions else None

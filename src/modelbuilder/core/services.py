@@ -20,6 +20,7 @@ from modelbuilder.core.artifacts import ArtifactStore
 from modelbuilder.core.compute import ComputeService
 from modelbuilder.core.leases import LeaseService
 from modelbuilder.core.recording import RunRecorder
+from modelbuilder.core.registry import ModelRegistry
 from modelbuilder.core.runs import RunService
 from modelbuilder.core.store import Store
 from modelbuilder.core.workspace import WorkspaceService
@@ -48,7 +49,7 @@ class Services:
             if self._store is not None and self._owns_store:
                 self._store.close()
                 self._store = None
-                for name in ("workspaces", "computes", "runs", "recorder", "leases"):
+                for name in ("workspaces", "computes", "runs", "recorder", "leases", "models"):
                     self.__dict__.pop(name, None)  # they held the closed store
 
     def __enter__(self) -> Services:
@@ -77,6 +78,10 @@ class Services:
     @cached_property
     def leases(self) -> LeaseService:
         return LeaseService(self.store)
+
+    @cached_property
+    def models(self) -> ModelRegistry:
+        return ModelRegistry(self.store)
 
     @cached_property
     def artifacts(self) -> ArtifactStore:

@@ -6,10 +6,13 @@ turns the name into the MLModel.zip to load.
 
     from modelbuilder.sdk import Model
 
-    model = Model("run-0123456789ab")                # or Model("out/MLModel.zip")
+    model = Model("run-0123456789ab")        # or Model("pets:production"), Model("out/MLModel.zip")
     print(model.predict("photo.jpg").prediction)
     summary = model.score("new-photos/", "scores.csv")
     print(summary.images, summary.images_per_s)
+
+    Model.register("run-0123456789ab", "pets", alias="production")   # version 1, 2, ...
+    Model.download("pets:production", "out/")
 """
 
 from __future__ import annotations
@@ -18,38 +21,49 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from modelbuilder import names
+from modelbuilder.core import entities as e
 from modelbuilder.core.entities import RUN_ID
 from modelbuilder.core.services import Services
-from modelbuilder.errors import InvalidInput
+from modelbuilder.errors import InvalidInput, NotFound
 from modelbuilder.results.files import ZIP_FILE
 from modelbuilder.results.runtime import ModelOutput, PredictionEngine
-from modelbuilder.sdk import scoring
+from modelbuilder.sdk import registry, scoring
 from modelbuilder.sdk.objects import default_services
 from modelbuilder.sdk.results import require_results
 
-MODEL_HELP = "a run id (run-0123456789ab), or the path of an MLModel.zip (or of a folder holding its three files)"
+MODEL_HELP = ("a run id (run-0123456789ab), a registered model (pets, pets:3 or pets:production), or the path of "
+              "an MLModel.zip (or of a folder holding its three files)")
 
 
-def model_file(services: Services, model: str) -> Path:
-    """The MLModel.zip (or folder) that `model` names; the store is opened only for a run id."""
+def model_file(services: Services, model: str, workspace: str | None = None) -> Path:
+    """The MLModel.zip (or folder) that `model` names; the store is opened only for a run id or a
+    registered model (of `workspace`, default the one in use)."""
     if RUN_ID.fullmatch(model):
         return require_results(services, services.runs.get(model)) / ZIP_FILE
     path = Path(model).expanduser()
     if path.exists():
         return path
-    raise InvalidInput(f"Model {model!r} is neither a run id nor an existing file.", f"give {MODEL_HELP}.")
+    unknown = InvalidInput(f"Model {model!r} is neither a run id, a registered model nor an existing file.",
+                           f"give {MODEL_HELP}.")
+    try:
+        name, _ = names.model_ref(model)
+        registry.show(services, name, workspace)
+    except (InvalidInput, NotFound):
+        raise unknown from None
+    return registry.model_zip(services, registry.resolve(services, model, workspace))
 
 
-def load_engine(services: Services, model: str) -> PredictionEngine:
-    return PredictionEngine.load(model_file(services, model))
+def load_engine(services: Services, model: str, workspace: str | None = None) -> PredictionEngine:
+    return PredictionEngine.load(model_file(services, model, workspace))
 
 
 class Model:
     """A trained model to predict with, named as `modelbuilder predict` names one (see MODEL_HELP)."""
 
-    def __init__(self, model: str, *, services: Services | None = None) -> None:
+    def __init__(self, model: str, *, workspace: str | None = None, services: Services | None = None) -> None:
         self.services = services or default_services()
-        self.path = model_file(self.services, model)
+        self.path = model_file(self.services, model, workspace)
         self.name = model
 
     @cached_property
@@ -71,6 +85,33 @@ class Model:
         scoring.check_output(output)
         return scoring.score_to_file(self.engine, scoring.images_in(images), output, batch_size=batch_size,
                                      workers=workers)
+
+    # --- the registry: names with numbered versions -----------------------------------------------------
+    @staticmethod
+    def register(run_id: str, name: str, *, alias: str | None = None,
+                 services: Services | None = None) -> e.ModelVersion:
+        """The run's result as the next version of `name` (1, 2, ...); `alias` (production) then names it."""
+        return registry.register(services or default_services(), run_id, name, alias=alias)
+
+    @staticmethod
+    def registered(workspace: str | None = None, *, services: Services | None = None) -> list[e.RegisteredModel]:
+        return registry.models(services or default_services(), workspace)
+
+    @staticmethod
+    def show(name: str, workspace: str | None = None, *, services: Services | None = None) -> e.RegisteredModel:
+        return registry.show(services or default_services(), name, workspace)
+
+    @staticmethod
+    def set_alias(reference: str, alias: str, workspace: str | None = None, *,
+                  services: Services | None = None) -> e.ModelVersion:
+        """Point `alias` at the version `reference` (pets:3) means."""
+        return registry.set_alias(services or default_services(), reference, alias, workspace)
+
+    @staticmethod
+    def download(reference: str, output: str | Path, workspace: str | None = None, *,
+                 services: Services | None = None) -> dict[str, Path]:
+        """A registered version's assets and generated projects (which carry its number) into `output`."""
+        return registry.download(services or default_services(), reference, output, workspace)[1]
 
     def __repr__(self) -> str:
         return f"Model({self.name!r})"

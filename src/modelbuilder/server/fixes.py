@@ -19,6 +19,8 @@ REQUESTS = {
     "cancel_run": "POST {prefix}/runs/{run}/cancel",
     "follow_run": "GET {prefix}/runs/{run}/events",
     "list_artifacts": "GET {prefix}/runs/{run}/artifacts",
+    "list_models": "GET {prefix}/workspaces/{workspace}/models",
+    "show_model": "GET {prefix}/workspaces/{workspace}/models/{model}",
 }
 # Steps taken on the server's host, by whoever runs it.
 ON_THE_HOST = {
