@@ -25,15 +25,17 @@ def workspace_of(services: Services, run: e.Run) -> str:
     return services.workspaces.names_by_id()[run.workspace_id]
 
 
-def register(services: Services, run_id: str, name: str, *, alias: str | None = None) -> e.ModelVersion:
-    """The run's result as the next version of `name`, in the run's workspace; the run must have results."""
+def register(services: Services, run_id: str, name: str, *, alias: str | None = None,
+             workspace: str | None = None) -> e.ModelVersion:
+    """The run's result as the next version of `name`, in the run's workspace (which must be `workspace`
+    when one is given); the run must have results."""
     names.model_name(name)
     if alias is not None:
         names.model_alias(alias)
     run = services.runs.get(run_id)
     folder = results.require_results(services, run)
     metrics = read_model_package(folder / ZIP_FILE).pipeline.get("metrics") or {}
-    return services.models.register(workspace_of(services, run), run.id, name, metrics, alias)
+    return services.models.register(workspace or workspace_of(services, run), run.id, name, metrics, alias)
 
 
 def models(services: Services, workspace: str | None = None) -> list[e.RegisteredModel]:

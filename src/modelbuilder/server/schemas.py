@@ -356,3 +356,50 @@ class HealthPublic(BaseModel):
     agent: bool = Field(description="Whether this server runs a scheduler agent that starts queued runs.")
     streams: int = Field(description="Live event streams open now (clients on a run's page).")
     followed_runs: int = Field(description="Runs those streams follow (the server reads each once per poll).")
+
+
+# --- registered models ----------------------------------------------------------------------------------
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{1,63}$"
+MODEL_ALIAS_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,31}$"
+MODEL_WHICH_PATTERN = r"^([0-9]{1,10}|[A-Za-z][A-Za-z0-9_-]{0,31})$"
+
+
+class ModelRegister(Strict):
+    run_id: str = Field(min_length=1, max_length=40, description="A finished run of this workspace.")
+    name: str = Field(pattern=MODEL_NAME_PATTERN, description="2 to 64 letters, digits, '_' and '-'.")
+    alias: str | None = Field(default=None, pattern=MODEL_ALIAS_PATTERN,
+                              description="Point this alias (for example production) at the new version.")
+
+
+class ModelAliasSet(Strict):
+    version: int = Field(ge=1, le=1_000_000_000, description="The version the alias names.")
+
+
+class ModelVersionPublic(BaseModel):
+    model: str
+    version: int
+    reference: str = Field(description="NAME:VERSION, as `modelbuilder serve` and `predict` take it.")
+    run_id: str = Field(description="The run whose result this version is.")
+    metrics: dict[str, Any] = Field(description="The run's metrics when it was registered.")
+    aliases: list[str]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, v: e.ModelVersion) -> ModelVersionPublic:
+        return cls(model=v.model, version=v.version, reference=v.ref, run_id=v.run_id, metrics=v.metrics,
+                   aliases=list(v.aliases), created_at=v.created_at)
+
+
+class RegisteredModelPublic(BaseModel):
+    name: str
+    workspace: str
+    aliases: dict[str, int] = Field(description="Alias -> version.")
+    versions: list[ModelVersionPublic] = Field(description="Newest first.")
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, m: e.RegisteredModel, workspace: str) -> RegisteredModelPublic:
+        return cls(name=m.name, workspace=workspace, aliases=m.aliases,
+                   versions=[ModelVersionPublic.of(v) for v in m.versions], created_at=m.created_at,
+                   updated_at=m.updated_at)
