@@ -139,3 +139,21 @@ def test_bench_step():
     assert (result["image_size"], result["batch_size"]) == (32, 8)
     assert isinstance(result["bf16_native"], bool)
     assert "bf16_cl" in stdout
+
+
+def test_bench_data_report(tmp_path: Path):
+    """Planted wrong labels and cross-split copies on a small set of distinct coloured patterns are found."""
+    from tests.training.test_review import make_set
+
+    data = tmp_path / "colours"
+    make_set(data, {"red": 30, "blue": 30, "green": 20})
+    tiny = ("--data", str(data), "--architecture", "tiny", "--image-size", "32", "--epochs", "3", "--weights", "none",
+            "--set", "batch_size=8")
+    result, stdout = run_script("bench_data_report.py", *tiny, "--leaks", "3")
+    assert result["moved"] == 4  # 5 % of 80
+    assert (result["leaks_planted"], result["leaks_found"]) == (3, 3)
+    assert result["moved_in_top_suspects"] >= 2
+    assert "cross-split copies: 3 of 3 planted found" in stdout
+    compared, _ = run_script("bench_data_report.py", *tiny, "--compare-class-weights")
+    assert compared["smallest_label"] == "green"
+    assert {"none_accuracy", "balanced_accuracy", "smallest_recall_delta", "accuracy_delta"} <= set(compared)
