@@ -3,6 +3,7 @@
     /                                        workspaces
     /workspaces/{ws}                         computes (state, error), experiments, recent runs
     /workspaces/{ws}/experiments/{name}      runs table (sortable), compare selected runs' curves
+    /workspaces/{ws}/models                  registered models: versions, their source runs, metrics, aliases
     /workspaces/{ws}/runs/{run_id}           the run page: status, progress, charts, log, data report,
                                              evaluation, downloads, "try the model"
     /workspaces/{ws}/runs/{run_id}/gallery   the validation images of a confusion-matrix cell or a label,
@@ -30,7 +31,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from modelbuilder import __version__
-from modelbuilder.sdk import insight
+from modelbuilder.sdk import insight, registry
 from modelbuilder.server.auth import COOKIE, safe_next, session_value, token_matches
 from modelbuilder.server.deps import ServicesDep, check_run_id, run_in, run_public
 from modelbuilder.server.schemas import EXPERIMENT_PATTERN, WORKSPACE_PATTERN
@@ -126,6 +127,13 @@ def workspace_page(request: Request, workspace: Workspace, services: ServicesDep
     return page(request, "workspace.html", workspace=ws, computes=services.computes.list(workspace),
                 experiments=services.workspaces.list_experiments(workspace), counts=counts,
                 runs=[run_public(services, run, names) for run in runs[:RECENT_RUNS]], title=ws.name)
+
+
+@router.get("/workspaces/{workspace}/models")
+def models_page(request: Request, workspace: Workspace, services: ServicesDep) -> Response:
+    ws = services.workspaces.get(workspace)
+    return page(request, "models.html", workspace=ws, models=registry.models(services, workspace),
+                title=f"Models - {ws.name}")
 
 
 @router.get("/workspaces/{workspace}/experiments/{experiment}")
