@@ -16,28 +16,34 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from modelbuilder.training.checkpoint import restore_rng, rng_states
+from modelbuilder.training.checkpoint import atomic_save, restore_rng, rng_states
 from modelbuilder.training.loop import Loop, Split, eval_batch_size, eval_batches, train_batches, train_step
 
 MAX_PLANNED_EPOCHS = 100  # beyond this a longer schedule stops paying; early stopping ends it sooner anyway
 PROBE_STEPS = 4  # timed training steps, after one untimed step that pays for allocations and kernel choice
 EXPORT_FIXED_S = 10.0  # ONNX export + checks + MLModel.zip + generated projects, before the forward passes
 EXPORT_CHECK_IMAGES = 64 * 3  # verify_onnx and the final evaluation's forward passes, in images, roughly
+CHECKPOINTS_PER_EPOCH = 2  # last.pt every epoch, best.pt when it improved
+PLAN_MARGIN = 0.05  # of the budget, kept for what is not measured (reports, store writes, a busier machine)
 
 
 @dataclass(frozen=True)
 class Costs:
-    """What this machine measured: seconds per training step and images per second of evaluation."""
+    """What this machine measured: seconds per training step, images per second of evaluation, and the
+    seconds a checkpoint takes to write (a ResNet50's weights and optimizer state are about 300 MB)."""
 
     step_s: float
     eval_images_per_s: float
+    checkpoint_s: float = 0.0
 
     def epoch_s(self, steps: int, eval_images: int) -> float:
-        return steps * self.step_s + eval_images / self.eval_images_per_s
+        return (steps * self.step_s + eval_images / self.eval_images_per_s
+                + CHECKPOINTS_PER_EPOCH * self.checkpoint_s)
 
     def export_s(self) -> float:
         return EXPORT_FIXED_S + EXPORT_CHECK_IMAGES / self.eval_images_per_s
@@ -46,15 +52,16 @@ class Costs:
 def epochs_that_fit(costs: Costs, seconds: float, steps: int, eval_images: int) -> int:
     """The most whole epochs (at least 1, at most MAX_PLANNED_EPOCHS) whose training, evaluation and the
     export after them fit in `seconds`."""
-    usable = seconds - costs.export_s()
+    usable = seconds * (1 - PLAN_MARGIN) - costs.export_s()
     return max(1, min(MAX_PLANNED_EPOCHS, int(usable // costs.epoch_s(steps, eval_images))))
 
 
 def describe(costs: Costs, epochs: int, seconds: float, steps: int, eval_images: int) -> str:
     return (f"Time budget: an epoch takes about {costs.epoch_s(steps, eval_images):.1f} s here "
             f"({costs.step_s * 1000:.0f} ms per step of {steps}, evaluation at {costs.eval_images_per_s:.0f} "
-            f"images/s) and the export about {costs.export_s():.0f} s, so {epochs} epoch(s) fit in the "
-            f"{seconds:.0f} s left; the learning-rate schedule is planned to end with them.")
+            f"images/s, {costs.checkpoint_s:.1f} s per checkpoint) and the export about {costs.export_s():.0f} s, "
+            f"so {epochs} epoch(s) fit in the {seconds:.0f} s left ({PLAN_MARGIN:.0%} kept in reserve); the "
+            f"learning-rate schedule is planned to end with them.")
 
 
 @torch.no_grad()
@@ -69,8 +76,20 @@ def _eval_rate(model: torch.nn.Module, batches: list[torch.Tensor], autocast: An
     return sum(len(x) for x in batches) / max(clock() - t0, 1e-6)
 
 
-def measure(loop: Loop, train: Split, val: Split) -> Costs:
-    """Seconds per training step and evaluation images/s, measured with the run's own model and data.
+def _checkpoint_s(loop: Loop, scratch: Path, clock: Callable[[], float]) -> float:
+    """One write of what an epoch's checkpoint holds, to the disk the checkpoints go to."""
+    path = scratch / f"budget-probe-{loop.dist.rank}.pt"  # every data-parallel rank measures its own
+    t0 = clock()
+    atomic_save({"model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(),
+                 **({"ema": loop.ema.state_dict()} if loop.ema is not None else {})}, path)
+    seconds = clock() - t0
+    path.unlink(missing_ok=True)
+    return seconds
+
+
+def measure(loop: Loop, train: Split, val: Split, scratch: Path) -> Costs:
+    """Seconds per training step, evaluation images/s and a checkpoint's write, measured with the run's
+    own model and data (the checkpoint in `scratch`, where the run's checkpoints go).
 
     The probe steps are real steps on the first batches (through the same augmentation and autocast);
     the model, optimizer, scheduler and random states are restored after them, so the run that
@@ -92,6 +111,7 @@ def measure(loop: Loop, train: Split, val: Split) -> Costs:
             break
     batches = [x for x, _ in eval_batches(loop, val, limit=2 * eval_batch_size(loop))]
     rate = _eval_rate(loop.evaluated, batches, loop.autocast, loop.device, clock)
+    checkpoint_s = _checkpoint_s(loop, scratch, clock)
     loop.model.load_state_dict(saved[0])
     loop.optimizer.load_state_dict(saved[1])
     loop.scheduler.load_state_dict(saved[2])
@@ -99,4 +119,4 @@ def measure(loop: Loop, train: Split, val: Split) -> Costs:
         loop.ema.load_state_dict(saved[3])
     restore_rng(randomness)
     timed = times[1:] or times
-    return Costs(step_s=sum(timed) / len(timed), eval_images_per_s=rate)
+    return Costs(step_s=sum(timed) / len(timed), eval_images_per_s=rate, checkpoint_s=checkpoint_s)

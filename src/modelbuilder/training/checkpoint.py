@@ -41,6 +41,9 @@ class DiskFull(OSError):
     """No space left while writing a checkpoint; the previous checkpoint is untouched."""
 
 
+CHECKPOINT_DIR = "checkpoints"  # in a run folder: last.pt (to resume from) and best.pt (the best epoch's weights)
+
+
 def atomic_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

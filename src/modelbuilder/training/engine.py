@@ -34,7 +34,7 @@ from modelbuilder.results.pipeline import write_label_map, write_model_package
 from modelbuilder.results.runtime import Preprocess
 from modelbuilder.training import budget as budget_mod
 from modelbuilder.training.balance import class_weights
-from modelbuilder.training.checkpoint import TrainState, atomic_save, load_checkpoint
+from modelbuilder.training.checkpoint import CHECKPOINT_DIR, TrainState, atomic_save, load_checkpoint
 from modelbuilder.training.distributed import Dist, from_environment
 from modelbuilder.training.evaluate import classification_metrics, plot_confusion_matrix, plot_training_curves
 from modelbuilder.training.export import INPUT_NAME, OUTPUT_NAME, export_onnx, verify_onnx
@@ -156,7 +156,7 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
         if stopped == "preempt":
             raise Preempted(None, 0, 0)  # a new attempt starts over; the features it computed stay cached
     if "full" in phases and not stopped:
-        recipe, loop = plan_time(recipe, loop, data, worked_s, started, d)
+        recipe, loop = plan_time(recipe, loop, data, worked_s, started, d, run_dir)
     state = resume_state(checkpoint, loop) if checkpoint is not None else TrainState()
     if d.main:
         recipe.save(run_dir / RECIPE_FILE)
@@ -229,7 +229,7 @@ def head_phase(loop: Loop, data: PreparedData, recipe: TrainConfig, weights: Wei
 def _head_only_result(loop: Loop, run_dir: Path, history: list[dict[str, float]], stopped: str) -> FitResult:
     """The head phase's result as the full phase would give it: its best epoch's weights (the model as it
     stands when the phase stopped before its first epoch)."""
-    best_path = run_dir / "checkpoints" / "best.pt"
+    best_path = run_dir / CHECKPOINT_DIR / "best.pt"
     if not history:
         atomic_save({"model": loop.model.state_dict(), "epoch": 0, "metrics": {}}, best_path)
         return FitResult(TrainState(), stopped, best_path)
@@ -241,7 +241,7 @@ def _head_only_result(loop: Loop, run_dir: Path, history: list[dict[str, float]]
 
 
 def plan_time(recipe: TrainConfig, loop: Loop, data: PreparedData, worked_s: float, started: float,
-              d: Dist) -> tuple[TrainConfig, Loop]:
+              d: Dist, run_dir: Path) -> tuple[TrainConfig, Loop]:
     """Settle the epochs and the deadline: without a time budget, the recipe's epochs (or the default);
     with one, measure what an epoch and the export cost here, plan the epochs to fit when none were
     given, and stop training in time for the export."""
@@ -250,7 +250,7 @@ def plan_time(recipe: TrainConfig, loop: Loop, data: PreparedData, worked_s: flo
         return recipe.with_(epochs=epochs), replace(loop, epochs=epochs, scheduler=schedule(loop.optimizer, recipe,
                                                                                             len(data.train), epochs))
     clock = loop.budget.clock
-    costs = d.share(budget_mod.measure(loop, data.train, data.val))
+    costs = d.share(budget_mod.measure(loop, data.train, data.val, run_dir / CHECKPOINT_DIR))
     seconds = recipe.time_budget_s - (clock() - started) - worked_s
     steps = steps_per_epoch(len(data.train), recipe.batch_size)
     eval_images = len(data.val) + min(recipe.bn_recalibration_images, len(data.train))

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from modelbuilder.training.cache import DecodedCache
-from modelbuilder.training.checkpoint import TrainState, atomic_save, restore_rng, save_checkpoint
+from modelbuilder.training.checkpoint import CHECKPOINT_DIR, TrainState, atomic_save, restore_rng, save_checkpoint
 from modelbuilder.training.distributed import CONTINUE, STOP_CODES, STOP_NAMES, Dist
 from modelbuilder.training.presets import (
     ClassificationPresetEval,
@@ -308,7 +308,7 @@ def fit(loop: Loop, train: Split, val: Split, state: TrainState, run_dir: Path, 
 
     Only rank 0 evaluates, keeps the best weights and writes checkpoints; its decisions are shared.
     """
-    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir = run_dir / CHECKPOINT_DIR
     best_path, last_path = ckpt_dir / "best.pt", ckpt_dir / "last.pt"
     main = loop.dist.main
     stopped = "completed"
