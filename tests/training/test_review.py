@@ -20,6 +20,7 @@ from PIL import Image
 
 from modelbuilder.errors import InvalidInput
 from modelbuilder.results.files import DATA_REPORT_FILE, PREDICTIONS_FILE, THUMBNAILS_FILE
+from modelbuilder.training import duplicates
 from modelbuilder.training.balance import SMALLEST_SHARE, balance_finding, class_weights
 from modelbuilder.training.distributed import Dist
 from modelbuilder.training.engine import build_loop, run_training
@@ -95,6 +96,33 @@ def test_a_clean_set_has_no_duplicates(tmp_path: Path) -> None:
     data = prepare_data(TrainConfig(data=str(tmp_path / "data"), image_size=32), tmp_path / "cache", MemoryReporter())
     assert data.report.duplicates["pairs_total"] == 0
     assert data.report.balance["warning"] is None
+
+
+def test_thousands_of_copies_of_one_picture_stop_counting_instead_of_filling_memory(monkeypatch) -> None:
+    monkeypatch.setattr(duplicates, "PAIRS_COUNTED", 2_000)
+    n = 300  # 44,850 pairs of exact (and near) copies
+    prints = duplicates.Fingerprints(["same"] * n, np.full(n, 7, dtype=np.uint64), np.full(n, 9, dtype=np.uint64))
+    found = duplicates.find_duplicates([duplicates.DataImage(f"a/{i}.png", "a", "training") for i in range(n)],
+                                       prints)
+    assert not found["complete"]
+    assert found["within_label_exact"] == 2_000
+    assert len(found["pairs"]) == duplicates.PAIRS_KEPT
+
+
+def test_near_pairs_are_those_within_both_thresholds() -> None:
+    """Hashes a given number of bits apart: the pigeonhole bands find exactly the pairs a full comparison finds."""
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 2**63, 40, dtype=np.uint64)
+    flips = [np.uint64(sum(1 << int(b) for b in rng.choice(64, k, replace=False))) for k in range(12)]
+    phash = np.concatenate([base, [base[k] ^ flips[k] for k in range(12)]]).astype(np.uint64)
+    dhash = phash.copy()
+    found = duplicates._near_pairs(phash, dhash, 10_000)
+    every = {(i, j) for i in range(len(phash)) for j in range(i + 1, len(phash))
+             if int(np.bitwise_count(phash[i] ^ phash[j])) <= duplicates.PHASH_MAX_BITS
+             and int(np.bitwise_count(dhash[i] ^ dhash[j])) <= duplicates.DHASH_MAX_BITS}
+    assert found == every
+    assert {(k, 40 + k) for k in range(duplicates.PHASH_MAX_BITS + 1)} <= found
+    assert (11, 51) not in found
 
 
 def test_label_balance_warns_under_a_fifth_and_names_the_fix() -> None:

@@ -17,6 +17,7 @@ share a band are compared.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ from modelbuilder.training.cache import DecodedCache
 PHASH_MAX_BITS = 6  # near duplicates: perceptual hashes at most this many of 64 bits apart...
 DHASH_MAX_BITS = 10  # ...and difference hashes at most this many (photos of similar objects on one background
 #                      can come within 6 bits of phash; their gradients differ by 13 bits and more)
-PAIRS_KEPT = 500  # the most pairs listed in the report (all are counted)
+PAIRS_KEPT = 500  # the most pairs listed in the report (all are counted, up to PAIRS_COUNTED)
+PAIRS_COUNTED = 100_000  # a set of thousands of copies of one picture stops counting here (memory)
+ROWS_AT_ONCE = 512  # rows of a bucket compared at once (a bucket of n images costs n x ROWS_AT_ONCE bytes)
 TRAINING, VALIDATION = "training", "validation"
 
 
@@ -78,23 +81,27 @@ def fingerprint(files: Sequence[Path], cache: DecodedCache, records: np.ndarray,
     return Fingerprints(digests, phash, dhash)
 
 
-def _near_pairs(phash: np.ndarray, dhash: np.ndarray) -> set[tuple[int, int]]:
-    """Every pair (i < j) within PHASH_MAX_BITS and DHASH_MAX_BITS, through the pigeonhole bands of phash."""
+def _near_pairs(phash: np.ndarray, dhash: np.ndarray, limit: int) -> set[tuple[int, int]]:
+    """Pairs (i < j) within PHASH_MAX_BITS and DHASH_MAX_BITS, found through the pigeonhole bands of phash
+    (at most `limit` of them)."""
     bands = PHASH_MAX_BITS + 1
     edges = np.linspace(0, 64, bands + 1).astype(int)
     pairs: set[tuple[int, int]] = set()
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         keys = (phash >> np.uint64(lo)) & np.uint64((1 << (hi - lo)) - 1)
         order = np.argsort(keys, kind="stable")
-        groups = np.split(order, np.flatnonzero(np.diff(keys[order])) + 1)
-        for group in groups:
-            if len(group) < 2:
-                continue
+        for group in np.split(order, np.flatnonzero(np.diff(keys[order])) + 1):
             group = np.sort(group)
-            p = np.bitwise_count(phash[group][:, None] ^ phash[group][None, :])
-            d = np.bitwise_count(dhash[group][:, None] ^ dhash[group][None, :])
-            for a, b in zip(*np.nonzero(np.triu((p <= PHASH_MAX_BITS) & (d <= DHASH_MAX_BITS), 1)), strict=True):
-                pairs.add((int(group[a]), int(group[b])))
+            for start in range(0, len(group) - 1, ROWS_AT_ONCE):
+                rows = group[start : start + ROWS_AT_ONCE]
+                p = np.bitwise_count(phash[rows][:, None] ^ phash[group][None, :])
+                d = np.bitwise_count(dhash[rows][:, None] ^ dhash[group][None, :])
+                near = (p <= PHASH_MAX_BITS) & (d <= DHASH_MAX_BITS)
+                for a, b in zip(*np.nonzero(near), strict=True):
+                    if start + a < b:
+                        pairs.add((int(rows[a]), int(group[b])))
+                if len(pairs) >= limit:
+                    return pairs
     return pairs
 
 
@@ -103,8 +110,10 @@ def find_duplicates(images: Sequence[DataImage], prints: Fingerprints) -> dict[s
     by_digest: dict[str, list[int]] = {}
     for i, digest in enumerate(prints.digest):
         by_digest.setdefault(digest, []).append(i)
-    exact = {(a, b) for group in by_digest.values() for k, a in enumerate(group) for b in group[k + 1:]}
-    near = _near_pairs(prints.phash, prints.dhash) - exact
+    exact: set[tuple[int, int]] = set()
+    for group in by_digest.values():
+        exact.update(itertools.islice(itertools.combinations(group, 2), PAIRS_COUNTED - len(exact)))
+    near = _near_pairs(prints.phash, prints.dhash, PAIRS_COUNTED) - exact
     pairs = []
     for kind, found in (("exact", exact), ("near", near)):
         for a, b in found:
@@ -123,6 +132,7 @@ def find_duplicates(images: Sequence[DataImage], prints: Fingerprints) -> dict[s
         "across_labels": sum(p["across_labels"] for p in pairs),
         "across_split": sum(p["across_split"] for p in pairs),
         "pairs_total": len(pairs),
+        "complete": len(exact) < PAIRS_COUNTED and len(near) < PAIRS_COUNTED,  # False: counting stopped early
         "pairs": pairs[:PAIRS_KEPT],
         "method": f"SHA-256 of the files; near: phash within {PHASH_MAX_BITS} and dhash within {DHASH_MAX_BITS} "
                   "of 64 bits",
