@@ -6,8 +6,8 @@ the same seed, one after the other, each in a process of its own (so peak memory
 - ours: `run_training` with the recipe's defaults (decoded cache, batch augmentation on uint8 tensors,
   its own choice of precision, memory format and batch size; `--set KEY=VALUE` changes a recipe
   setting). Its cache starts cold, in a fresh folder. Its wall time is the whole command up to the
-  export: decoding, every phase, BatchNorm re-estimation and every evaluation; the export (ONNX,
-  MLModel.zip, the generated projects) is timed and reported beside it.
+  export: decoding, every phase, every evaluation (and BatchNorm re-estimation where a recipe turns it
+  on); the export (ONNX, MLModel.zip, the generated projects) is timed and reported beside it.
 - reference: what a tutorial would write: `ImageFolder` with Pillow decoding and `transforms`
   (RandomResizedCrop, RandomHorizontalFlip, ToTensor, Normalize) every epoch, a `DataLoader` with one
   worker per core, float32, AdamW with the recipe's learning rate and weight decay and a cosine
