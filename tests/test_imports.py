@@ -33,8 +33,10 @@ NEVER = {
     None: {"sdk", "cli", "server", "core", "backends", "training", "results"},
 }
 ENTRY_POINT = "modelbuilder.__main__"  # `python -m modelbuilder`: the CLI
-# The one import between faces: `modelbuilder server` starts the server (inside the command, see there).
-BETWEEN_FACES = {("modelbuilder.cli.server", "modelbuilder.server.serve")}
+# The imports between faces: `modelbuilder server` and `modelbuilder serve` start their servers (inside the
+# commands, see there).
+BETWEEN_FACES = {("modelbuilder.cli.server", "modelbuilder.server.serve"),
+                 ("modelbuilder.cli.serve", "modelbuilder.server.model_server")}
 
 
 @dataclass(frozen=True)

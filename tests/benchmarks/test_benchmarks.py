@@ -157,3 +157,15 @@ def test_bench_data_report(tmp_path: Path):
     compared, _ = run_script("bench_data_report.py", *tiny, "--compare-class-weights")
     assert compared["smallest_label"] == "green"
     assert {"none_accuracy", "balanced_accuracy", "smallest_recall_delta", "accuracy_delta"} <= set(compared)
+
+
+def test_bench_serve(tiny_data: Path):
+    result, stdout = run_script("bench_serve.py", "--data", str(tiny_data), "--architecture", "tiny",
+                                "--image-size", "32", "--clients", "1,4", "--requests", "16")
+    for clients in (1, 4):
+        for side in ("batched", "one_at_a_time"):
+            _positive(result, f"{side}_rps_{clients}", f"{side}_p50_ms_{clients}", f"{side}_p95_ms_{clients}")
+            assert result[f"{side}_p50_ms_{clients}"] <= result[f"{side}_p95_ms_{clients}"]
+    _positive(result, "rps_ratio_4", "p95_batched_4_over_p50_one_at_a_time_1")
+    assert isinstance(result["target_met"], bool)
+    assert "batches run by the batching server" in stdout

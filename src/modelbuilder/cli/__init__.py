@@ -15,7 +15,20 @@ from typing import Annotated
 import typer
 
 from modelbuilder import __version__
-from modelbuilder.cli import agent, compute, db, experiment, export, models, predict, runs, server, train, workspace
+from modelbuilder.cli import (
+    agent,
+    compute,
+    db,
+    experiment,
+    export,
+    models,
+    predict,
+    runs,
+    serve,
+    server,
+    train,
+    workspace,
+)
 from modelbuilder.cli.console import fail
 from modelbuilder.cli.fixes import one_line
 from modelbuilder.errors import ModelBuilderError
@@ -47,7 +60,7 @@ def _root(
         os.environ["MODELBUILDER_HOME"] = str(home.expanduser().resolve())
 
 
-for commands in (train, predict, workspace, compute, experiment, runs, models, agent, db, server, export):
+for commands in (train, predict, workspace, compute, experiment, runs, models, agent, db, server, serve, export):
     commands.register(app)
 
 

@@ -17,6 +17,7 @@ turns the name into the MLModel.zip to load.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -36,22 +37,43 @@ MODEL_HELP = ("a run id (run-0123456789ab), a registered model (pets, pets:3 or 
               "an MLModel.zip (or of a folder holding its three files)")
 
 
-def model_file(services: Services, model: str, workspace: str | None = None) -> Path:
-    """The MLModel.zip (or folder) that `model` names; the store is opened only for a run id or a
-    registered model (of `workspace`, default the one in use)."""
+@dataclass(frozen=True)
+class ModelSource:
+    """The MLModel.zip a model's name means, with the name and version a server reports for it."""
+
+    path: Path
+    name: str
+    version: str
+
+
+def source(services: Services, model: str, workspace: str | None = None) -> ModelSource:
+    """What `model` names; the store is opened only for a run id or a registered model (of `workspace`,
+    default the one in use)."""
     if RUN_ID.fullmatch(model):
-        return require_results(services, services.runs.get(model)) / ZIP_FILE
+        run = services.runs.get(model)
+        return ModelSource(require_results(services, run) / ZIP_FILE, run.project_name or model, run.id)
     path = Path(model).expanduser()
     if path.exists():
-        return path
+        return ModelSource(path, path.stem if path.is_file() else path.name, "file")
     unknown = InvalidInput(f"Model {model!r} is neither a run id, a registered model nor an existing file.",
                            f"give {MODEL_HELP}.")
     try:
         name, _ = names.model_ref(model)
-        registry.show(services, name, workspace)
-    except (InvalidInput, NotFound):
+    except InvalidInput:
+        if ":" in model:
+            raise  # meant as NAME:VERSION: say what is wrong with it
         raise unknown from None
-    return registry.model_zip(services, registry.resolve(services, model, workspace))
+    try:
+        registry.show(services, name, workspace)
+    except NotFound:
+        raise unknown from None
+    version = registry.resolve(services, model, workspace)
+    return ModelSource(registry.model_zip(services, version), version.model, str(version.version))
+
+
+def model_file(services: Services, model: str, workspace: str | None = None) -> Path:
+    """The MLModel.zip (or folder) that `model` names (see `source`)."""
+    return source(services, model, workspace).path
 
 
 def load_engine(services: Services, model: str, workspace: str | None = None) -> PredictionEngine:

@@ -1,0 +1,39 @@
+"""`modelbuilder serve MODEL`: a scoring server for one model that batches concurrent requests
+(`server.model_server`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from modelbuilder.cli._common import WorkspaceOption, services
+from modelbuilder.results.batching import MAX_BATCH, MAX_WAIT_S
+from modelbuilder.sdk.models import MODEL_HELP, source
+
+
+def serve(
+    model: Annotated[str, typer.Argument(help=f"The model: {MODEL_HELP}.", show_default=False)],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
+    max_batch: Annotated[int, typer.Option(min=1, max=1024, help="Most images the model runs at once (1: one "
+                                           "request at a time).")] = MAX_BATCH,
+    max_wait_ms: Annotated[float, typer.Option(min=0, max=1000, help="How long a batch may wait for requests "
+                                               "still being decoded before it runs.")] = MAX_WAIT_S * 1000,
+    threads: Annotated[int | None, typer.Option(min=1, max=256, help="onnxruntime threads (default: the usable "
+                                                "cores).", show_default=False)] = None,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Serve a model over HTTP (POST /predict, GET /health), gathering concurrent requests into batches."""
+    with services() as s:
+        found = source(s, model, workspace)
+    # The one import of the server face from this command, and deliberately here: it starts the scoring
+    # server, and FastAPI, uvicorn and onnxruntime take a moment to import that no other command should pay.
+    from modelbuilder.server.model_server import serve_model
+
+    serve_model(found.path, found.name, found.version, host, port, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                threads=threads)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
