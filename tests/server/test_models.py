@@ -6,9 +6,12 @@ from __future__ import annotations
 import io
 import zipfile
 
+import pytest
 from fastapi.testclient import TestClient
 
 from modelbuilder.core.services import Services
+from modelbuilder.results.files import ZIP_FILE
+from modelbuilder.results.runtime import PredictionEngine
 from tests.completed import TrainedRun, make_completed_run
 
 MODELS = "/api/v1/workspaces/default/models"
@@ -42,7 +45,17 @@ def test_register_list_show_alias_download(client: TestClient, services: Service
     assert {"MLModel.zip", "bestModel.onnx", "bestModelMap.json", "Tiny.WebApi/main.py",
             "Tiny.ConsoleApp/main.py"} <= members
 
+    image = sorted(trained.data.rglob("*.png"))[0]
+    by_alias = client.post(f"{MODELS}/pets/versions/production/predict",
+                           files={"file": (image.name, image.read_bytes())})
+    assert by_alias.status_code == 200, by_alias.text
+    expected = PredictionEngine.load(services.artifacts.run_dir(completed_run) / ZIP_FILE).predict(image)
+    assert by_alias.json()["prediction"] == expected.prediction
+    assert by_alias.json()["score"] == pytest.approx(expected.score, abs=1e-6)
+
     assert client.delete(f"{MODELS}/pets/aliases/production").status_code == 204
+    _problem(client.post(f"{MODELS}/pets/versions/production/predict", files={"file": ("a.png", b"x")}), 404,
+             "not_found", "has no alias 'production'")
     assert client.get(f"{MODELS}/pets").json()["aliases"] == {}
 
 

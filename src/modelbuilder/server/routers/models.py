@@ -1,5 +1,6 @@
 """`/api/v1/workspaces/{workspace}/models`: registered models, with the CLI's and the SDK's rules and errors
-(`sdk.registry`): register a finished run as the next version, list, show, alias, download."""
+(`sdk.registry`): register a finished run as the next version, list, show, alias, download, and predict
+with the version a number or an alias names."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import zipfile
 from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, File, Path, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
 
+from modelbuilder.errors import PayloadTooLarge
 from modelbuilder.sdk import registry
-from modelbuilder.server.deps import ServicesDep
+from modelbuilder.server.deps import ServicesDep, StateDep
 from modelbuilder.server.downloads import chunks, disposition
+from modelbuilder.server.middleware import UPLOAD_LIMIT
 from modelbuilder.server.routers.workspaces import WorkspacePath
 from modelbuilder.server.schemas import (
     MODEL_ALIAS_PATTERN,
@@ -22,6 +25,7 @@ from modelbuilder.server.schemas import (
     ModelAliasSet,
     ModelRegister,
     ModelVersionPublic,
+    PredictionPublic,
     RegisteredModelPublic,
 )
 
@@ -68,6 +72,22 @@ def set_alias(workspace: WorkspacePath, name: NamePath, alias: AliasPath, body: 
 def remove_alias(workspace: WorkspacePath, name: NamePath, alias: AliasPath, services: ServicesDep) -> Response:
     registry.remove_alias(services, name, alias, workspace)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{name}/versions/{which}/predict")
+def predict_with_version(
+    workspace: WorkspacePath, name: NamePath, which: WhichPath, services: ServicesDep, state: StateDep,
+    file: Annotated[UploadFile, File(description="One image: JPEG, PNG, BMP, GIF, TIFF or WebP, at most 20 MiB.")],
+) -> PredictionPublic:
+    """Classify one image with the version a number or an alias names (pets/versions/production/predict)."""
+    version = registry.resolve(services, f"{name}:{which}", workspace)
+    data = file.file.read(UPLOAD_LIMIT + 1)
+    if len(data) > UPLOAD_LIMIT:
+        raise PayloadTooLarge(f"The image is larger than {UPLOAD_LIMIT >> 20} MiB.", "send a smaller image.")
+    engine = state.engines.get(version.run_id, registry.model_zip(services, version))
+    output = engine.predict(data)
+    return PredictionPublic(prediction=output.prediction, score=output.score, labels=engine.labels,
+                            scores=dict(zip(engine.labels, output.score, strict=True)))
 
 
 @router.get("/{name}/versions/{which}/download", response_class=StreamingResponse,
