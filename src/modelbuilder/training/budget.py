@@ -40,13 +40,14 @@ class Costs:
     step_s: float
     eval_images_per_s: float
     checkpoint_s: float = 0.0
+    review_images: int = 0  # images the data review after training runs through the model (the training split)
 
     def epoch_s(self, steps: int, eval_images: int) -> float:
         return (steps * self.step_s + eval_images / self.eval_images_per_s
                 + CHECKPOINTS_PER_EPOCH * self.checkpoint_s)
 
     def export_s(self) -> float:
-        return EXPORT_FIXED_S + EXPORT_CHECK_IMAGES / self.eval_images_per_s
+        return EXPORT_FIXED_S + (EXPORT_CHECK_IMAGES + self.review_images) / self.eval_images_per_s
 
 
 def epochs_that_fit(costs: Costs, seconds: float, steps: int, eval_images: int) -> int:

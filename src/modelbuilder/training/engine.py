@@ -250,7 +250,8 @@ def plan_time(recipe: TrainConfig, loop: Loop, data: PreparedData, worked_s: flo
         return recipe.with_(epochs=epochs), replace(loop, epochs=epochs, scheduler=schedule(loop.optimizer, recipe,
                                                                                             len(data.train), epochs))
     clock = loop.budget.clock
-    costs = d.share(budget_mod.measure(loop, data.train, data.val, run_dir / CHECKPOINT_DIR))
+    costs = replace(d.share(budget_mod.measure(loop, data.train, data.val, run_dir / CHECKPOINT_DIR)),
+                    review_images=len(data.train))  # the label check's forward pass after training
     seconds = recipe.time_budget_s - (clock() - started) - worked_s
     steps = steps_per_epoch(len(data.train), recipe.batch_size)
     eval_images = len(data.val) + min(recipe.bn_recalibration_images, len(data.train))

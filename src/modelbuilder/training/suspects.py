@@ -67,7 +67,9 @@ def rank_suspects(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, n
     """Indices of the likely wrongly labelled images, most likely first, and every image's label quality
     (the out-of-sample probability of its given label)."""
     quality = get_label_quality_scores(targets, probs, method="self_confidence")
-    issues = find_label_issues(targets, probs, return_indices_ranked_by="self_confidence")
+    # n_jobs=1: cleanlab's process pool shares its inputs through module globals, which only a fork start
+    # shows the children; a worker started from the fork server gets a NameError from every child.
+    issues = find_label_issues(targets, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     return np.asarray(issues, dtype=np.int64), quality
 
 
@@ -126,6 +128,8 @@ def review(loop: Loop, data: PreparedData, val_probs: np.ndarray, val_features: 
     overfitting check in data_report.json, and thumbnails.zip for the portal's galleries."""
     rows = predictions_of([image.path for image in data.val_images], data.val.targets, val_probs, data.labels)
     write_predictions(run_dir / PREDICTIONS_FILE, rows)
+    reporter.log(f"Checking the labels of {len(data.train) + len(data.val)} images (features of the training "
+                 f"images, then a {FOLDS}-fold logistic regression).")
     features = np.concatenate([penultimate_features(loop, data.train), val_features])
     targets = np.concatenate([data.train.targets, data.val.targets])
     images = data.train_images + data.val_images
