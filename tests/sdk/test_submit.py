@@ -50,6 +50,9 @@ CASES: dict[str, Callable[[Path], Case]] = {
                                              "None of the 6 files"),
     "bad recipe value": lambda tmp: Case(make_image_folder(tmp / "pets", per_label=4), {"epochs": 0},
                                          ("--epochs", "0"), InvalidInput, "must be a positive whole number"),
+    "bad class weights": lambda tmp: Case(make_image_folder(tmp / "pets", per_label=4), {"class_weights": "heavy"},
+                                          ("--class-weights", "heavy"), InvalidInput,
+                                          "class_weights 'heavy' is not valid"),
 }
 
 

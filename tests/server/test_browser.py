@@ -203,3 +203,76 @@ def test_sign_in_with_the_token(start_server: Callable[..., LiveServer]) -> None
             assert page.url.startswith(f"{server.url}/login")
         finally:
             browser.close()
+
+
+def test_a_confusion_cell_opens_the_gallery_of_its_images(completed_run: str, start_server: Callable[..., LiveServer],
+                                                          tmp_path: Path) -> None:
+    """The finished run's page under the real CSP: a count in the confusion matrix links to a gallery of those
+    validation images, whose thumbnails load through the API; the page shows the table, not a second PNG."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    server = start_server("--no-agent")  # over the same home, so it serves `completed_run`
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text
+                    else None)
+            page.on("response", lambda response: problems.append(f"{response.status} {response.url}")
+                    if response.status >= 400 else None)
+            page.goto(f"{server.url}/workspaces/default/runs/{completed_run}")
+            page.wait_for_selector("#evaluation:not([hidden])", timeout=30_000)
+            assert page.locator("#evaluation img").count() == 0  # the confusion matrix once: the table
+            page.wait_for_selector("#data-findings li[data-topic='leaks']", timeout=30_000)
+            cell = page.locator("#confusion-matrix tbody tr").first.locator("td a").first
+            count = int(cell.inner_text())
+            assert count >= 1
+            cell.click()
+            page.wait_for_url("**/gallery?*", timeout=30_000)
+            assert "true=cat" in page.url
+            assert "predicted=cat" in page.url
+            assert page.locator("#gallery li").count() == count
+            page.wait_for_function("[...document.querySelectorAll('#gallery img')].every("
+                                   "(img) => img.complete && img.naturalWidth > 0)", timeout=30_000)
+            page.screenshot(path=str(tmp_path / "gallery.png"), full_page=True)
+            page.go_back()
+            label = page.locator("#per-label tbody tr").last.locator("a")
+            label.click()
+            page.wait_for_url("**/gallery?*", timeout=30_000)
+            assert page.locator("#gallery li").count() >= 1
+            assert not problems, problems
+        finally:
+            browser.close()
+
+
+def test_the_first_epochs_loss_does_not_set_the_charts_scale(services: Any, trained: Any,
+                                                              start_server: Callable[..., LiveServer]) -> None:
+    """A first epoch's loss of 33.9 against about 1 after it is drawn on the top edge, marked clipped; the
+    later epochs keep the chart's height to themselves."""
+    from dataclasses import replace
+
+    from tests.completed import make_completed_run
+
+    history = [dict(h) for h in trained.metrics["history"]]
+    history[0]["train_loss"] = 33.9
+    run_id = make_completed_run(services, replace(trained, metrics={**trained.metrics, "history": history}))
+    sync_api = pytest.importorskip("playwright.sync_api")
+    server = start_server("--no-agent")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(f"{server.url}/workspaces/default/runs/{run_id}")
+            page.wait_for_selector("#chart-loss circle.point.series-train.clipped", timeout=30_000)
+            ys = {int(c.get_attribute("data-epoch")): float(c.get_attribute("cy"))
+                  for c in page.locator("#chart-loss circle.point.series-train").all()}
+            clipped = page.locator("#chart-loss circle.clipped")
+            assert clipped.count() == 1
+            assert "33.9000 (off the scale)" in (clipped.locator("title").text_content() or "")
+            later = [y for epoch, y in ys.items() if epoch > 1]
+            assert ys[1] <= min(later)  # on the top edge (smaller y is higher)
+            ticks = [float(t.text_content() or "nan") for t in page.locator("#chart-loss text.tick").all()[:5]]
+            assert max(ticks) < 33.9 / 2  # the axis is scaled to the later epochs
+        finally:
+            browser.close()
