@@ -60,14 +60,15 @@ const MB = (() => {
 
   /* The values the y axis is scaled to: with `clipFirst`, the first epoch's points do not set the top when
      they are more than twice the largest later value (a first epoch's loss of 33.9 against about 1 after it
-     would flatten every later epoch); they are drawn on the top edge, marked "clipped", with their value. */
+     would flatten every later epoch); such points are drawn on the top edge, marked "clipped", with their
+     value in their title. */
   function scaled(all, clipFirst) {
     const later = all.filter((p) => p[0] > 1).map((p) => p[1]);
     if (!clipFirst || !later.length) return { values: all.map((p) => p[1]), top: Infinity };
     const top = Math.max(...later);
     const first = all.filter((p) => p[0] <= 1).map((p) => p[1]);
     if (!first.length || Math.max(...first) <= 2 * Math.abs(top)) return { values: all.map((p) => p[1]), top: Infinity };
-    return { values: all.filter((p) => p[0] > 1 || p[1] <= top).map((p) => p[1]), top };
+    return { values: all.filter((p) => p[0] > 1 || p[1] <= 2 * Math.abs(top)).map((p) => p[1]), top };
   }
 
   /* series: [{name, cls, points: [[epoch, value], ...]}]; every point is a <circle class="point cls">. */
