@@ -8,6 +8,7 @@ answers, and the experiment page compares the run's curves. Screenshots go to th
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import zipfile
@@ -205,11 +206,19 @@ def test_sign_in_with_the_token(start_server: Callable[..., LiveServer]) -> None
             browser.close()
 
 
-def test_a_confusion_cell_opens_the_gallery_of_its_images(completed_run: str, start_server: Callable[..., LiveServer],
+def test_a_confusion_cell_opens_the_gallery_of_its_images(completed_run: str, services: Any,
+                                                          start_server: Callable[..., LiveServer],
                                                           tmp_path: Path) -> None:
     """The finished run's page under the real CSP: a count in the confusion matrix links to a gallery of those
-    validation images, whose thumbnails load through the API; the page shows the table, not a second PNG."""
+    validation images, whose thumbnails load through the API; the page shows the table, not a second PNG; the
+    data tab lists a labelling conflict its report holds."""
     sync_api = pytest.importorskip("playwright.sync_api")
+    report_path = services.artifacts.run_dir(completed_run) / "data_report.json"
+    report = json.loads(report_path.read_text())
+    report["duplicates"]["pairs"].append({"kind": "exact", "distance": 0, "across_labels": True, "across_split": True,
+                                          "images": [{"path": "cat/001.png", "label": "cat", "split": "training"},
+                                                     {"path": "dog/009.png", "label": "dog", "split": "validation"}]})
+    report_path.write_text(json.dumps(report))
     server = start_server("--no-agent")  # over the same home, so it serves `completed_run`
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -225,6 +234,9 @@ def test_a_confusion_cell_opens_the_gallery_of_its_images(completed_run: str, st
             page.wait_for_selector("#evaluation:not([hidden])", timeout=30_000)
             assert page.locator("#evaluation img").count() == 0  # the confusion matrix once: the table
             page.wait_for_selector("#data-findings li[data-topic='leaks']", timeout=30_000)
+            conflict = page.inner_text("#data-duplicates tbody")
+            assert "training: cat/001.png" in conflict
+            assert "filed under two labels; on both sides of the split (a leak)" in conflict
             cell = page.locator("#confusion-matrix tbody tr").first.locator("td a").first
             count = int(cell.inner_text())
             assert count >= 1

@@ -114,6 +114,12 @@ document.addEventListener("DOMContentLoaded", () => {
     $("data-findings").replaceChildren(...(report.summary || []).map((line) => MB.el("li",
       { class: line.level, "data-topic": line.topic }, line.fix ? `${line.text} Fix: ${line.fix}` : line.text)));
     $("data-suspects-link").hidden = !(report.suspects && report.suspects.count > 0);
+    const serious = ((report.duplicates || {}).pairs || []).filter((p) => p.across_labels || p.across_split);
+    $("data-duplicates").hidden = serious.length === 0;
+    $("data-duplicates").tBodies[0].replaceChildren(...serious.slice(0, 50).map((p) => MB.el("tr", {},
+      MB.el("td", { text: p.images.map((i) => `${i.split}: ${i.path}`).join("  ↔  ") }),
+      MB.el("td", { text: [p.across_labels ? "filed under two labels" : "", p.across_split ? "on both sides of " +
+        "the split (a leak)" : ""].filter(Boolean).join("; ") + ` (${p.kind})` }))));
     const skipped = report.skipped || [];
     $("data-skipped-none").hidden = skipped.length > 0;
     $("data-skipped").hidden = skipped.length === 0;
