@@ -32,11 +32,11 @@ def _queued_recipe(store: Store) -> dict:
 def test_train_takes_the_data_and_settings_from_the_recipe_file(cli: Cli, store: Store, image_folder, tmp_path):
     data = image_folder("pets")
     recipe = _recipe_file(tmp_path, f"data: {data}\narchitecture: tiny\nweights: none\nepochs: 3\n"
-                                    "time_budget_s: 10m\n")
+                                    "time_budget_s: 10m\nclass_weights: balanced\n")
     cli("train", "--recipe", str(recipe), "--detach").ok()
     queued = _queued_recipe(store)
     assert queued["data"] == str(data.resolve())
-    assert (queued["architecture"], queued["epochs"]) == ("tiny", 3)
+    assert (queued["architecture"], queued["epochs"], queued["class_weights"]) == ("tiny", 3, "balanced")
     assert queued["time_budget_s"] == 600.0  # a duration in the file is read as --time-budget reads it
 
 
@@ -84,10 +84,17 @@ def test_train_cli_end_to_end_with_default_workspace(plane, tmp_path):
     env = {**os.environ, "MODELBUILDER_HOME": str(plane.home)}
     result = subprocess.run(
         [sys.executable, "-m", "modelbuilder", "train", "--data", str(plane.data), "--architecture", "tiny",
-         "--weights", "none", "--epochs", "2", "--batch-size", "4", "--name", "Pets", "--output", str(out)],
+         "--weights", "none", "--epochs", "2", "--batch-size", "4", "--name", "Pets", "--output", str(out),
+         "--class-weights", "sqrt"],
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Done" in result.stdout
+    # the data report, one line each with its counts, after the summary
+    report = result.stdout[result.stdout.index("Data report"):]
+    for line in ("Label balance: smallest 'cat' 8, largest 'dog' 8 training images (ratio 1.00); loss weighted by "
+                 "label (sqrt)", "Duplicates within a label:", "Labelling conflicts: 0 pairs", "Leaks: 0 pairs",
+                 "Likely wrong labels: 0 of 20 images", "Overfitting:"):
+        assert line in report, (line, report)
     for name in ("Pets.ConsoleApp/main.py", "Pets.Model/pyproject.toml", "MLModel.zip", "bestModel.onnx",
                  "bestModelMap.json"):
         assert (out / name).exists(), name
