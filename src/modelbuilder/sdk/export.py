@@ -97,7 +97,7 @@ def run_validation(recipe: TrainConfig, cache_root: Path) -> ValidationImages:
     from modelbuilder.training.engine import prepare_data
 
     try:
-        data = prepare_data(recipe, cache_root, MemoryReporter())
+        data = prepare_data(recipe, cache_root, MemoryReporter(), check_duplicates=False)
         samples, _ = discover(recipe.validation_data or recipe.data)  # the order the cache was built in
     except DataError as exc:
         raise DataError(f"The run's data cannot be read again: {exc.message}",

@@ -71,8 +71,10 @@ def _decode(source: str, size: int, cache_root: Path, reporter: Reporter, thread
     return samples, skipped, cache
 
 
-def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter) -> PreparedData:
-    """Find, check, decode (once, cached) and split the data, and check it for duplicates and balance."""
+def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter, *, check_duplicates: bool = True
+                 ) -> PreparedData:
+    """Find, check, decode (once, cached) and split the data, and check it for duplicates (unless
+    `check_duplicates` is False: a split made again for another purpose, such as an int8 export) and balance."""
     found = data_mod.discover(recipe.data)
     data_mod.check_labels(found[0], recipe.data)
     image_size = recipe.image_size or data_mod.choose_image_size([s.path for s in found[0]], seed=recipe.seed)
@@ -120,7 +122,9 @@ def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter) -> P
         base = _base(source)
         images[side] = [DataImage(_relative(side_samples[int(r)].path, base), side_samples[int(r)].label, side)
                         for r in split.records]
-    report.duplicates = _duplicates(train, val, samples, v_samples, images[TRAINING] + images[VALIDATION], reporter)
+    if check_duplicates:
+        report.duplicates = _duplicates(train, val, samples, v_samples, images[TRAINING] + images[VALIDATION],
+                                        reporter)
     sample = v_samples[int(val.records[0])].path
     return PreparedData(train, val, labels, image_size, report, sample, images[TRAINING], images[VALIDATION])
 
