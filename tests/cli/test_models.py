@@ -62,3 +62,7 @@ def test_mistakes_are_one_line_with_the_fix(cli, trained, tmp_path: Path):
     cli("models", "download", "pets:1:2", "--output", str(tmp_path / "o")).user_error("NAME:VERSION")
     cli("models", "alias", "pets:4", "production").user_error("has no version 4")
     assert not (tmp_path / "o").exists()
+    cli("predict", "pets:1", str(trained.data), "--workspace", "nowhere").user_error(
+        "Workspace 'nowhere' does not exist")
+    scored = cli("predict", "pets:1", str(trained.data), "--workspace", "default", "-o", str(tmp_path / "s.jsonl"))
+    assert scored.code == 0, scored.stderr

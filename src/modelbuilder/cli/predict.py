@@ -13,7 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from modelbuilder.cli._common import out, services
+from modelbuilder.cli._common import WorkspaceOption, out, services
 from modelbuilder.cli.console import console, err_console
 from modelbuilder.demo_data import write_dataset
 from modelbuilder.results.runtime import PredictionEngine
@@ -41,12 +41,13 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Images the model runs at once.")] = scoring.BATCH_SIZE,
     workers: Annotated[int | None, typer.Option(help="Threads decoding images while the model runs "
                                                 "(default: the usable cores, at most 8).", show_default=False)] = None,
+    workspace: WorkspaceOption = None,
 ) -> None:
     """Classify images with a trained model (needs only onnxruntime, numpy and Pillow)."""
     if output is not None:
         scoring.check_output(output)
     with services() as s:
-        engine = load_engine(s, model)
+        engine = load_engine(s, model, workspace)
     files = scoring.images_in(images)
     if output is not None:
         _score_to_file(engine, files, output, batch_size, workers)

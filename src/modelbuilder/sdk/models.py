@@ -63,6 +63,7 @@ def source(services: Services, model: str, workspace: str | None = None) -> Mode
         if ":" in model:
             raise  # meant as NAME:VERSION: say what is wrong with it
         raise unknown from None
+    workspace = services.workspaces.get(services.workspaces.in_use(workspace)[0]).name  # a missing one: its error
     try:
         registry.show(services, name, workspace)
     except NotFound:
