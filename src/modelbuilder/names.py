@@ -121,7 +121,7 @@ def compute_kind(value: str) -> str:
 
 
 def project_name(value: str) -> str:
-    """The `<Name>` of the generated `<Name>.ConsoleApp` and `<Name>.Model` projects."""
+    """The `<Name>` of the generated `<Name>.ConsoleApp`, `<Name>.Model` and `<Name>.WebApi` projects."""
     if not isinstance(value, str) or not PROJECT_NAME.fullmatch(value):
         raise InvalidInput(
             f"Model name {_shown(value)} is not valid.",

@@ -287,7 +287,8 @@ def test_bundle_holds_both_projects_and_the_three_assets(client: TestClient, com
     with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
         members = set(archive.namelist())
         assert archive.read("MLModel.zip") == (trained.folder / "MLModel.zip").read_bytes()
-    assert {"bestModel.onnx", "bestModelMap.json", "MLModel.zip", "Tiny.ConsoleApp/main.py"} <= members
+    assert {"bestModel.onnx", "bestModelMap.json", "MLModel.zip", "Tiny.ConsoleApp/main.py",
+            "Tiny.WebApi/main.py", "Tiny.WebApi/Dockerfile"} <= members
     assert any(m.startswith("Tiny.Model/") for m in members)
     assert not any(m.startswith(("checkpoints/", "logs/")) or "__pycache__" in m for m in members)
 

@@ -140,7 +140,7 @@ def cancel(run_id: str) -> None:
 
 @runs_app.command("download")
 def download(run_id: str, output: Annotated[Path, typer.Option(help="Folder to write into.")] = Path(".")) -> None:
-    """Write a run's <Name>.ConsoleApp, <Name>.Model and the three assets into a folder."""
+    """Write a run's <Name>.ConsoleApp, <Name>.Model, <Name>.WebApi and the three assets into a folder."""
     with services() as s:
         placed = results.download(s, s.runs.get(run_id), output)
     for key, path in placed.items():

@@ -33,10 +33,10 @@ DATA_HELP = "A folder with one sub-folder per label, or a .tsv/.csv manifest wit
 
 def train(
     data: Annotated[Path | None, typer.Option(help=DATA_HELP, show_default=False)] = None,
-    name: Annotated[str | None, typer.Option(help="Name of the generated <Name>.ConsoleApp and <Name>.Model "
+    name: Annotated[str | None, typer.Option(help="Name of the generated <Name>.ConsoleApp, .Model and .WebApi "
                                              "(default: from the data folder's name).", show_default=False)] = None,
-    output: Annotated[Path, typer.Option(help="Folder that receives <Name>.ConsoleApp, <Name>.Model and the "
-                                         "three assets.")] = Path("."),
+    output: Annotated[Path, typer.Option(help="Folder that receives <Name>.ConsoleApp, <Name>.Model, "
+                                         "<Name>.WebApi and the three assets.")] = Path("."),
     workspace: Annotated[str | None, typer.Option(help="Workspace (default: the one in use, else 'default').",
                                                   show_default=False)] = None,
     experiment: Annotated[str | None, typer.Option(help="Experiment; the first run registers it (default: "

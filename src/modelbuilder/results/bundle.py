@@ -1,4 +1,4 @@
-"""The result of a run as a user gets it: the two generated projects and the three assets."""
+"""The result of a run as a user gets it: the generated projects and the three assets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from modelbuilder.results.files import result_paths
 
 
 def copy_results(run_dir: Path, name: str, output: Path) -> dict[str, Path]:
-    """Put `<name>.ConsoleApp`, `<name>.Model` and the three assets of a finished run into `output`."""
+    """Put `<name>.ConsoleApp`, `<name>.Model`, `<name>.WebApi` and the three assets of a finished run into
+    `output`."""
     output.mkdir(parents=True, exist_ok=True)
     placed: dict[str, Path] = {}
     for item in result_paths(name):

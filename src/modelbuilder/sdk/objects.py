@@ -216,7 +216,7 @@ class Run:
         return insight.thumbnail(self.services, self.refresh().entity, kind, index)
 
     def download(self, output: str | Path) -> dict[str, Path]:
-        """Write <Name>.ConsoleApp, <Name>.Model and the three assets into `output`."""
+        """Write <Name>.ConsoleApp, <Name>.Model, <Name>.WebApi and the three assets into `output`."""
         return results.download(self.services, self.refresh().entity, output)
 
     def export_int8(self, output: str | Path | None = None, validation_data: str | Path | None = None,

@@ -41,5 +41,5 @@ def project_name(run: e.Run) -> str:
 
 
 def download(services: Services, run: e.Run, output: str | Path) -> dict[str, Path]:
-    """Copy `<Name>.ConsoleApp`, `<Name>.Model` and the three assets of the run into `output`."""
+    """Copy `<Name>.ConsoleApp`, `<Name>.Model`, `<Name>.WebApi` and the three assets of the run into `output`."""
     return copy_results(require_results(services, run), project_name(run), Path(output).expanduser())

@@ -99,7 +99,8 @@ def _files_under(artifacts: ArtifactStore, run_id: str, folder: str) -> list[str
 
 
 def write_bundle(artifacts: ArtifactStore, run_id: str, name: str) -> tuple[IO[bytes], int]:
-    """`<Name>.ConsoleApp/`, `<Name>.Model/` and the three assets as one zip, in a temporary file."""
+    """`<Name>.ConsoleApp/`, `<Name>.Model/`, `<Name>.WebApi/` and the three assets as one zip, in a temporary
+    file."""
     members = [relpath for folder in project_folders(name) for relpath in _files_under(artifacts, run_id, folder)]
     members += RESULT_FILES
     out = tempfile.TemporaryFile()

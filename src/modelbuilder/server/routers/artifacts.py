@@ -51,7 +51,8 @@ def download_artifact(
 @router.get("/bundle", response_class=StreamingResponse,
             responses={200: {"content": {"application/zip": {}}, "description": "The result bundle."}})
 def download_bundle(run: RunDep, services: ServicesDep) -> StreamingResponse:
-    """One zip: `<Name>.ConsoleApp/`, `<Name>.Model/`, bestModel.onnx, bestModelMap.json and MLModel.zip.
+    """One zip: `<Name>.ConsoleApp/`, `<Name>.Model/`, `<Name>.WebApi/`, bestModel.onnx, bestModelMap.json and
+    MLModel.zip.
 
     409 while the run has no results.
     """
