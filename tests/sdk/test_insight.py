@@ -70,6 +70,9 @@ def test_errors_most_confidently_wrong_first(services: Services, run_id: str) ->
     sdk_run = Workspace.get(services=services).run(run_id)
     assert sdk_run.errors(true="cat") == insight.errors(services, run, true="cat")
     assert sdk_run.data_report()["labels"] == ["cat", "dog"]
+    assert sdk_run.thumbnail("predictions", 0) == insight.thumbnail(services, run, "predictions", 0)
+    with pytest.raises(ModelBuilderError, match="no gallery 'logs'"):
+        sdk_run.thumbnail("logs", 0)
 
 
 def test_the_trained_runs_own_predictions_and_thumbnails(services: Services, trained: TrainedRun) -> None:

@@ -93,9 +93,15 @@ def test_duplicates_within_a_label_across_labels_and_across_the_split(tmp_path: 
 
 def test_a_clean_set_has_no_duplicates(tmp_path: Path) -> None:
     make_set(tmp_path / "data", {"red": 15, "blue": 15})
+    (tmp_path / "data" / "red" / "broken.jpg").write_bytes(b"no image")
     data = prepare_data(TrainConfig(data=str(tmp_path / "data"), image_size=32), tmp_path / "cache", MemoryReporter())
     assert data.report.duplicates["pairs_total"] == 0
+    assert data.report.duplicates["complete"]
     assert data.report.balance["warning"] is None
+    lines = {line["topic"]: line for line in data.report.summary()}
+    assert lines["skipped"]["level"] == "warning"
+    assert lines["skipped"]["text"].startswith("Skipped files: 1 could not be used")
+    assert [lines[t]["level"] for t in ("duplicates", "conflicts", "leaks", "balance")] == ["ok"] * 4
 
 
 def test_thousands_of_copies_of_one_picture_stop_counting_instead_of_filling_memory(monkeypatch) -> None:

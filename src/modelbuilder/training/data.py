@@ -63,7 +63,8 @@ class DataReport:
             lines.append({"topic": topic, "level": "warning" if warn else "ok", "text": text, "fix": fix or ""})
 
         if self.skipped:
-            add("skipped", True, f"Skipped files: {len(self.skipped)} could not be used (listed below).")
+            add("skipped", True, f"Skipped files: {len(self.skipped)} could not be used (each with its reason in "
+                "the report's list).")
         if self.balance:
             b = self.balance
             weighted = f"; loss weighted by label ({b['class_weights']})" if b["class_weights"] != "none" else ""
