@@ -239,3 +239,23 @@ def test_a_training_keeps_its_predictions_thumbnails_and_finds_the_moved_images(
     assert {f"suspects/{i}.jpg" for i in range(len(suspects["suspects"]))} <= names
     assert first.format == "JPEG"
     assert max(first.size) <= 96
+
+
+def test_with_a_head_phase_the_label_check_uses_the_frozen_backbones_features(tmp_path: Path) -> None:
+    """The head phase's features of the (stand-in) pretrained backbone never saw a label: the check uses them,
+    says so, and still finds the moved images."""
+    import torchvision
+
+    weights = tmp_path / "resnet18.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    made = make_set(tmp_path / "data", {"red": 20, "blue": 20})
+    made["red"][5].rename(tmp_path / "data" / "blue" / "moved.png")
+    reporter = MemoryReporter()
+    recipe = TrainConfig(data=str(tmp_path / "data"), architecture="resnet18", weights=str(weights), mode="head",
+                         image_size=32, batch_size=8, head_epochs=15)
+    result = run_training(recipe, tmp_path / "run", reporter, cache_root=tmp_path / "cache")
+    suspects = json.loads((result.run_dir / DATA_REPORT_FILE).read_text())["suspects"]
+    assert "pretrained backbone's features (frozen" in suspects["method"]
+    assert suspects["suspects"][0]["path"] == "blue/moved.png"
+    assert any("regression over the pretrained backbone's features" in m for m in reporter.messages())

@@ -150,9 +150,11 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
     reporter.status("Running", f"training {where}")
     phases = training_phases(recipe.mode, weights)
     head_history: list[dict[str, float]] = []
+    frozen: list[np.ndarray] = []  # the pretrained backbone's features of the training and validation images
     stopped = None
     if "head" in phases and checkpoint is None:
-        head_history, stopped = head_phase(loop, data, recipe, weights, cache_root or settings.decoded_cache, d)
+        head_history, stopped, frozen = head_phase(loop, data, recipe, weights, cache_root or settings.decoded_cache,
+                                                   d)
         if stopped == "preempt":
             raise Preempted(None, 0, 0)  # a new attempt starts over; the features it computed stay cached
     if "full" in phases and not stopped:
@@ -173,7 +175,8 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
     if not d.main:
         return TrainResult(run_dir, name, data.labels, {}, result.stopped, 0)
     reporter.status("Finalizing", f"training stopped ({result.stopped}); evaluating the best epoch and exporting")
-    final = finalize(loop, data, recipe, run_dir, result, weights.detail, reporter)
+    final = finalize(loop, data, recipe, run_dir, result, weights.detail, reporter,
+                     frozen if len(frozen) == 2 else None)
     if head_history and "full" in phases:
         final.metrics["head_history"] = head_history
         (run_dir / METRICS_FILE).write_text(json.dumps(final.metrics, indent=2))
@@ -194,11 +197,12 @@ def training_phases(mode: str, weights: WeightsInfo) -> tuple[str, ...]:
 
 
 def head_phase(loop: Loop, data: PreparedData, recipe: TrainConfig, weights: WeightsInfo, cache_root: Path,
-               d: Dist) -> tuple[list[dict[str, float]], str | None]:
+               d: Dist) -> tuple[list[dict[str, float]], str | None, list[np.ndarray]]:
     """Train the new head on cached backbone features (rank 0), then give every rank its weights.
 
-    Returns the head's history and why the phase stopped early (a cancel, a preemption, the time
-    budget), or None: it stops like the full phase does, keeping the best head so far.
+    Returns the head's history, why the phase stopped early (a cancel, a preemption, the time budget) or
+    None (it stops like the full phase does, keeping the best head so far), and the backbone's features of
+    the training and validation images (rank 0; fewer when it stopped while computing them).
     """
     history: list[dict[str, float]] = []
     stopped: str | None = None
@@ -223,7 +227,7 @@ def head_phase(loop: Loop, data: PreparedData, recipe: TrainConfig, weights: Wei
                               f"{f' (stopped: {stopped})' if stopped else ''}.")
     head_state, stopped = d.share(({k: v.cpu() for k, v in loop.model.head.state_dict().items()}, stopped))
     loop.model.head.load_state_dict(head_state)
-    return history, stopped
+    return history, stopped, features if d.main else []
 
 
 def _head_only_result(loop: Loop, run_dir: Path, history: list[dict[str, float]], stopped: str) -> FitResult:
@@ -337,8 +341,9 @@ def moving_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_util
 
 
 def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path, result: Any, weights: str,
-             reporter: Reporter) -> TrainResult:
-    """Best weights -> metrics and plots -> verified ONNX -> MLModel.zip -> generated projects."""
+             reporter: Reporter, frozen: list[np.ndarray] | None = None) -> TrainResult:
+    """Best weights -> metrics and plots -> the data review -> verified ONNX -> MLModel.zip -> generated
+    projects. `frozen`: the pretrained backbone's features from the head phase, for the label check."""
     best = torch.load(result.best_weights, map_location="cpu", weights_only=False)
     loop.model.load_state_dict(best["model"])
     loop = replace(loop, ema=None)  # the best weights (averaged or not) are now the model's
@@ -347,7 +352,7 @@ def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path,
         _, _, probs = evaluate(loop, data.val)
     metrics = classification_metrics(probs, data.val.targets, data.labels)
     history = result.state.history
-    review(loop, data, probs, torch.cat(val_features).numpy(), history, run_dir, recipe.seed, reporter)
+    review(loop, data, probs, torch.cat(val_features).numpy(), history, run_dir, recipe.seed, reporter, frozen)
     metrics.update({"best_epoch": result.state.best_epoch, "epochs_run": len(history), "stopped": result.stopped,
                     "weights": weights, "image_size": data.image_size, "architecture": recipe.architecture,
                     "train_images": len(data.train), "training_seconds": round(result.state.elapsed_s, 2),

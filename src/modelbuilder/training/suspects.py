@@ -6,10 +6,11 @@ out-of-sample predicted probabilities: for each image, a prediction from a model
 that image's label. Training the network K times (K-fold) would cost K trainings. Instead, the trained
 network's penultimate features of every image (training and validation, eval transform) go to a
 logistic regression fitted K-fold (scikit-learn's `cross_val_predict`), so each image's probabilities
-come from a classifier that never saw its label. The features themselves were shaped by the training
-labels, which can pull a mislabelled training image towards its wrong label and hide it; the
-regression's own fit is honest, and it costs one forward pass over the training images and a few
-seconds of fitting, not K trainings.
+come from a classifier that never saw its label. Fine-tuned features were themselves shaped by the
+training labels, which can pull a mislabelled training image towards its wrong label and hide it; where
+the run had a head phase, the pretrained backbone's features it computed (frozen, label-free, already
+cached) are used instead. Either way it costs at most one forward pass over the training images and a
+few seconds of fitting, not K trainings.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from modelbuilder.training.reporter import Reporter
 FOLDS = 5
 SUSPECTS_KEPT = 200  # the most suspects listed (and given thumbnails); all are counted
 OVERFIT_GAP = 0.15  # warn when training accuracy is this far ahead of validation accuracy
+TRAINED = "the trained network's penultimate features"
+FROZEN = "the pretrained backbone's features (frozen in the head phase: they never saw the labels)"
 
 
 @torch.no_grad()
@@ -74,7 +77,7 @@ def rank_suspects(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, n
 
 
 def suspects_finding(images: Sequence[Any], targets: np.ndarray, probs: np.ndarray | None,
-                     labels: Sequence[str]) -> tuple[dict[str, Any], np.ndarray]:
+                     labels: Sequence[str], features: str = TRAINED) -> tuple[dict[str, Any], np.ndarray]:
     """The report's `suspects` section (the kept ones in rank order, each with its given and likely label)
     and the positions in `images` of the kept suspects."""
     if probs is None:
@@ -88,7 +91,7 @@ def suspects_finding(images: Sequence[Any], targets: np.ndarray, probs: np.ndarr
              "likely_score": round(float(probs[i].max()), 4)} for rank, i in enumerate(kept)]
     return {"checked_images": len(images), "count": len(ranked), "suspects": rows,
             "method": f"cleanlab confident learning on {len(probs[0])}-label probabilities of a {FOLDS}-fold "
-                      "logistic regression over the trained network's penultimate features"}, kept
+                      f"logistic regression over {features}"}, kept
 
 
 def overfitting_finding(history: Sequence[dict[str, float]]) -> dict[str, Any] | None:
@@ -123,18 +126,27 @@ def head_inputs(loop: Loop) -> Iterator[list[torch.Tensor]]:
 
 
 def review(loop: Loop, data: PreparedData, val_probs: np.ndarray, val_features: np.ndarray,
-           history: Sequence[dict[str, float]], run_dir: Path, seed: int, reporter: Reporter) -> None:
+           history: Sequence[dict[str, float]], run_dir: Path, seed: int, reporter: Reporter,
+           frozen: Sequence[np.ndarray] | None = None) -> None:
     """After training, with the best weights loaded: predictions.csv, the likely wrong labels and the
-    overfitting check in data_report.json, and thumbnails.zip for the portal's galleries."""
+    overfitting check in data_report.json, and thumbnails.zip for the portal's galleries.
+
+    The label check uses `frozen` (the pretrained backbone's features of the training and validation
+    images, from the head phase) where there are some: they owe nothing to the labels. Otherwise it uses
+    the trained network's penultimate features (`val_features` came with the final evaluation)."""
     rows = predictions_of([image.path for image in data.val_images], data.val.targets, val_probs, data.labels)
     write_predictions(run_dir / PREDICTIONS_FILE, rows)
-    reporter.log(f"Checking the labels of {len(data.train) + len(data.val)} images (features of the training "
-                 f"images, then a {FOLDS}-fold logistic regression).")
-    features = np.concatenate([penultimate_features(loop, data.train), val_features])
+    reporter.log(f"Checking the labels of {len(data.train) + len(data.val)} images ({FOLDS}-fold logistic "
+                 f"regression over {FROZEN if frozen is not None else TRAINED}).")
+    if frozen is not None:
+        features = np.concatenate(list(frozen))
+    else:
+        features = np.concatenate([penultimate_features(loop, data.train), val_features])
     targets = np.concatenate([data.train.targets, data.val.targets])
     images = data.train_images + data.val_images
     probs = out_of_sample_probs(features, targets, len(data.labels), seed)
-    data.report.suspects, kept = suspects_finding(images, targets, probs, data.labels)
+    data.report.suspects, kept = suspects_finding(images, targets, probs, data.labels,
+                                                  FROZEN if frozen is not None else TRAINED)
     data.report.overfitting = overfitting_finding(history)
     (run_dir / DATA_REPORT_FILE).write_text(json.dumps(data.report.to_dict(), indent=2))
     n = len(data.train)
