@@ -14,7 +14,8 @@ from modelbuilder.server.auth import COOKIE, check_bind, safe_next
 from .conftest import TOKEN
 
 SAMPLE_PARAMS = {"workspace": "default", "experiment": "pets", "compute": "local", "run_id": "run-0123456789ab",
-                 "relpath": "bestModel.onnx", "key": "val_loss", "step": "1"}
+                 "relpath": "bestModel.onnx", "key": "val_loss", "step": "1", "kind": "predictions", "index": "0",
+                 "name": "pets", "which": "1", "alias": "production"}
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
