@@ -283,7 +283,7 @@ def report(data: _common.Dataset, args: argparse.Namespace, size: int, epochs: i
         print(f"ours:      {ours['setup']}")
         print(f"ours:      val accuracy {ours['val_acc']:.4f} (best epoch {ours['best_epoch']}); wall "
               f"{ours['wall_s']:.1f} s (decode {ours['prepare_s']:.1f} s, training steps {ours['train_s']:.1f} s at "
-              f"{ours['img_s_steps']:.1f} img/s, the rest evaluation and BN re-estimation), export "
+              f"{ours['img_s_steps']:.1f} img/s, the rest evaluation, checkpoints and the data report), export "
               f"{ours['export_s']:.1f} s; peak RSS {ours['peak_rss_mb']:.0f} MiB "
               f"({ours['peak_rss_mb_with_export']:.0f} with the export)")
         line.update({"ours_val_acc": round(ours["val_acc"], 4), "ours_wall_s": round(ours["wall_s"], 2),
