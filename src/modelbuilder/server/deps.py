@@ -1,5 +1,6 @@
 """What every route depends on: the server's state (settings, the one services object, engines, live
-feeds) and small checks of path parameters, as `Annotated` aliases (`ServicesDep`, `StateDep`, `RunIdPath`).
+feeds), small checks of path parameters and an uploaded image, as `Annotated` aliases (`ServicesDep`, `StateDep`,
+`RunIdPath`, `ImageUpload`).
 
 The store is opened once per server by the app's lifespan; an app used without its lifespan (a test
 client outside `with`, schemathesis' in-process transport) opens it on first use.
@@ -12,16 +13,17 @@ import threading
 from collections import OrderedDict
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, File, Path, Request, UploadFile
 
 from modelbuilder.config import Settings
 from modelbuilder.core import entities as e
 from modelbuilder.core.scheduler import Agent
 from modelbuilder.core.services import Services
-from modelbuilder.errors import NotFound
+from modelbuilder.errors import NotFound, PayloadTooLarge
 from modelbuilder.results.runtime import PredictionEngine
 from modelbuilder.sdk import results
 from modelbuilder.server.live import RunFeeds
+from modelbuilder.server.middleware import UPLOAD_LIMIT
 from modelbuilder.server.schemas import RunPublic
 
 
@@ -109,3 +111,16 @@ def existing_run(run_id: RunIdPath, services: ServicesDep) -> e.Run:
 
 
 RunDep = Annotated[Any, Depends(existing_run)]
+
+
+def image_upload(
+    file: Annotated[UploadFile, File(description="One image: JPEG, PNG, BMP, GIF, TIFF or WebP, at most 20 MiB.")],
+) -> bytes:
+    """The uploaded image's bytes; 413 past UPLOAD_LIMIT (the runtime decodes them and says what is wrong)."""
+    data = file.file.read(UPLOAD_LIMIT + 1)
+    if len(data) > UPLOAD_LIMIT:
+        raise PayloadTooLarge(f"The image is larger than {UPLOAD_LIMIT >> 20} MiB.", "send a smaller image.")
+    return data
+
+
+ImageUpload = Annotated[bytes, Depends(image_upload)]

@@ -9,14 +9,12 @@ import zipfile
 from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, File, Path, Response, UploadFile, status
+from fastapi import APIRouter, Path, Response, status
 from fastapi.responses import StreamingResponse
 
-from modelbuilder.errors import PayloadTooLarge
 from modelbuilder.sdk import registry
-from modelbuilder.server.deps import ServicesDep, StateDep
+from modelbuilder.server.deps import ImageUpload, ServicesDep, StateDep
 from modelbuilder.server.downloads import chunks, disposition
-from modelbuilder.server.middleware import UPLOAD_LIMIT
 from modelbuilder.server.routers.workspaces import WorkspacePath
 from modelbuilder.server.schemas import (
     MODEL_ALIAS_PATTERN,
@@ -77,13 +75,10 @@ def remove_alias(workspace: WorkspacePath, name: NamePath, alias: AliasPath, ser
 @router.post("/{name}/versions/{which}/predict")
 def predict_with_version(
     workspace: WorkspacePath, name: NamePath, which: WhichPath, services: ServicesDep, state: StateDep,
-    file: Annotated[UploadFile, File(description="One image: JPEG, PNG, BMP, GIF, TIFF or WebP, at most 20 MiB.")],
+    data: ImageUpload,
 ) -> PredictionPublic:
     """Classify one image with the version a number or an alias names (pets/versions/production/predict)."""
     version = registry.resolve(services, f"{name}:{which}", workspace)
-    data = file.file.read(UPLOAD_LIMIT + 1)
-    if len(data) > UPLOAD_LIMIT:
-        raise PayloadTooLarge(f"The image is larger than {UPLOAD_LIMIT >> 20} MiB.", "send a smaller image.")
     engine = state.engines.get(version.run_id, registry.model_zip(services, version))
     output = engine.predict(data)
     return PredictionPublic(prediction=output.prediction, score=output.score, labels=engine.labels,

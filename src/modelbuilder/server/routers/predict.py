@@ -7,32 +7,20 @@ an upload over 20 MiB is 413, and a run without results is 409.
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, File, UploadFile
-
-from modelbuilder.errors import PayloadTooLarge
 from modelbuilder.results.files import RESULT_MARKER
 from modelbuilder.sdk import results
-from modelbuilder.server.deps import RunDep, ServicesDep, StateDep
-from modelbuilder.server.middleware import UPLOAD_LIMIT
+from modelbuilder.server.deps import ImageUpload, RunDep, ServicesDep, StateDep
 from modelbuilder.server.schemas import PredictionPublic
 
 router = APIRouter(prefix="/runs/{run_id}", tags=["predict"])
 
 
 @router.post("/predict")
-def predict(
-    run: RunDep,
-    services: ServicesDep,
-    state: StateDep,
-    file: Annotated[UploadFile, File(description="One image: JPEG, PNG, BMP, GIF, TIFF or WebP, at most 20 MiB.")],
-) -> PredictionPublic:
+def predict(run: RunDep, services: ServicesDep, state: StateDep, data: ImageUpload) -> PredictionPublic:
     """The predicted label and the probability of every label."""
     run_dir = results.require_results(services, run)
-    data = file.file.read(UPLOAD_LIMIT + 1)
-    if len(data) > UPLOAD_LIMIT:
-        raise PayloadTooLarge(f"The image is larger than {UPLOAD_LIMIT >> 20} MiB.", "send a smaller image.")
     engine = state.engines.get(run.id, run_dir / RESULT_MARKER)
     output = engine.predict(data)
     labels = engine.labels
