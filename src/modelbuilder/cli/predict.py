@@ -10,15 +10,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from modelbuilder.cli._common import WorkspaceOption, out, services
 from modelbuilder.cli.console import console, err_console
+from modelbuilder.core.services import Services
 from modelbuilder.demo_data import write_dataset
+from modelbuilder.errors import InvalidInput
 from modelbuilder.results.runtime import PredictionEngine
 from modelbuilder.sdk import scoring
-from modelbuilder.sdk.models import MODEL_HELP, load_engine
+from modelbuilder.sdk.explain import overlay_folder, write_overlays
+from modelbuilder.sdk.models import MODEL_HELP, explain, load_engine
 
 
 class OutputFormat(StrEnum):
@@ -41,16 +45,28 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Images the model runs at once.")] = scoring.BATCH_SIZE,
     workers: Annotated[int | None, typer.Option(help="Threads decoding images while the model runs "
                                                 "(default: the usable cores, at most 8).", show_default=False)] = None,
+    explain_dir: Annotated[Path | None, typer.Option(
+        "--explain", help="Also write where the model finds the label in the image, as heatmaps over it (Grad-CAM "
+        "and integrated gradients), into this folder: IMAGE.gradcam.png and IMAGE.integrated_gradients.png, of the "
+        "image's size. Needs the run's PyTorch checkpoint: MODEL names a run (its id, a registered model, its "
+        "MLModel.zip in the run's folder); IMAGE is one image.", show_default=False)] = None,
+    label: Annotated[str | None, typer.Option(help="With --explain: the label to explain (default: the prediction).",
+                                              show_default=False)] = None,
     workspace: WorkspaceOption = None,
 ) -> None:
-    """Classify images with a trained model (needs only onnxruntime, numpy and Pillow)."""
+    """Classify images with a trained model (needs only onnxruntime, numpy and Pillow; --explain also needs
+    PyTorch and the run's checkpoint)."""
+    if label is not None and explain_dir is None:
+        raise InvalidInput("--label names the label --explain explains.", "add --explain FOLDER, or leave out --label.")
     if output is not None:
         scoring.check_output(output)
     with services() as s:
+        explained = _explain(s, model, images, explain_dir, label, workspace) if explain_dir is not None else None
         engine = load_engine(s, model, workspace)
     files = scoring.images_in(images)
     if output is not None:
         _score_to_file(engine, files, output, batch_size, workers)
+        _say(explained)
         return
     rows = list(scoring.score(engine, files, batch_size=batch_size, workers=workers))
     single = scoring.one_image(images)
@@ -77,6 +93,25 @@ def predict(
             table.add_row(str(r.image.path), f"[bold]{r.prediction}[/]", f"{ranked[0][1]:.4f}",
                           ", ".join(f"{label} {p:.3f}" for label, p in ranked[:top]))
         console.print(table)
+    _say(explained)
+
+
+def _explain(s: Services, model: str, image: Path, folder: Path, label: str | None, workspace: str | None) -> str:
+    """Write the overlays explaining `image` into `folder`; returns the line that says so."""
+    overlay_folder(folder)
+    if image.exists() and not scoring.one_image(image):
+        raise InvalidInput(f"--explain explains one image; {str(image)!r} is a folder or a manifest.",
+                           "give one image file, or leave out --explain.")
+    explanation = explain(s, model, image, label=label, workspace=workspace)
+    written = write_overlays(explanation, folder, image.stem)
+    which = " (the prediction)" if explanation.label == explanation.prediction else ""
+    return f"Explained {explanation.label!r}{which}: wrote {', '.join(str(path) for path in written)}."
+
+
+def _say(note: str | None) -> None:
+    """A note on stderr, so that JSON and CSV on stdout stay machine-readable."""
+    if note is not None:
+        err_console.print(escape(note), highlight=False)
 
 
 def _entry(engine: PredictionEngine, row: scoring.Scored) -> dict:

@@ -17,6 +17,8 @@ RECIPE_FILE = "recipe.json"
 DATA_REPORT_FILE = "data_report.json"
 PREDICTIONS_FILE = "predictions.csv"  # every validation image: its true label, prediction and scores
 THUMBNAILS_FILE = "thumbnails.zip"  # small JPEGs of the validation images and the label suspects, by index
+CHECKPOINT_DIR = "checkpoints"  # last.pt (to resume from) and best.pt (the best epoch's weights)
+BEST_CHECKPOINT = f"{CHECKPOINT_DIR}/best.pt"  # the weights that were exported, which explanations need
 LOGS = "logs"  # the workers' own output: a diagnostic, still growing while the run runs, never a result
 
 
@@ -35,6 +37,6 @@ def result_paths(name: str) -> tuple[str, ...]:
     return (*project_folders(name), *RESULT_FILES)
 
 
-__all__ = ["DATA_REPORT_FILE", "INT8_MODEL_FILE", "INT8_ZIP_FILE", "LOGS", "MAP_FILE", "METRICS_FILE", "MODEL_FILE",
-           "PREDICTIONS_FILE", "RECIPE_FILE", "RESULT_FILES", "RESULT_MARKER", "THUMBNAILS_FILE", "ZIP_FILE",
-           "project_folders", "result_paths", "worker_log"]
+__all__ = ["BEST_CHECKPOINT", "CHECKPOINT_DIR", "DATA_REPORT_FILE", "INT8_MODEL_FILE", "INT8_ZIP_FILE", "LOGS",
+           "MAP_FILE", "METRICS_FILE", "MODEL_FILE", "PREDICTIONS_FILE", "RECIPE_FILE", "RESULT_FILES", "RESULT_MARKER",
+           "THUMBNAILS_FILE", "ZIP_FILE", "project_folders", "result_paths", "worker_log"]

@@ -5,6 +5,7 @@ the REST API alike, so the same input gets the same answer and the same error fr
     wait.py     a run's events, with an agent running the queue while waiting when no server does
     results.py  whether a run has results, its evaluation, a copy of them
     export.py   an int8 version of a trained model, measured against the float one
+    explain.py  heatmaps of where a run's network finds a label in an image (Captum; needs its checkpoint)
     models.py   which model a name means (a run id, an MLModel.zip); Model, to predict and score with it
     scoring.py  batch scoring of a folder or manifest into CSV / JSON Lines, decoding beside the model
     objects.py  Workspace, Computes, Experiment and Run: the SDK's objects over all of the above

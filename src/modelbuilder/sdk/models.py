@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelbuilder import names
 from modelbuilder.core import entities as e
@@ -30,8 +30,12 @@ from modelbuilder.errors import InvalidInput, NotFound
 from modelbuilder.results.files import ZIP_FILE
 from modelbuilder.results.runtime import ModelOutput, PredictionEngine
 from modelbuilder.sdk import registry, scoring
+from modelbuilder.sdk.explain import explain_folder, run_folder
 from modelbuilder.sdk.objects import default_services
 from modelbuilder.sdk.results import require_results
+
+if TYPE_CHECKING:
+    from modelbuilder.training.explain import Explanation
 
 MODEL_HELP = ("a run id (run-0123456789ab), a registered model (pets, pets:3 or pets:production), or the path of "
               "an MLModel.zip (or of a folder holding its three files)")
@@ -81,6 +85,13 @@ def load_engine(services: Services, model: str, workspace: str | None = None) ->
     return PredictionEngine.load(model_file(services, model, workspace))
 
 
+def explain(services: Services, model: str, image: Any, *, label: str | None = None,
+            workspace: str | None = None) -> Explanation:
+    """Heatmaps of where the model `model` names finds `label` (default: its prediction) in `image`; the
+    model must be a run's (a run id, a registered model, a run's MLModel.zip): see `sdk.explain`."""
+    return explain_folder(run_folder(model_file(services, model, workspace), model), image, label)
+
+
 class Model:
     """A trained model to predict with, named as `modelbuilder predict` names one (see MODEL_HELP)."""
 
@@ -100,6 +111,11 @@ class Model:
     def predict(self, image: Any) -> ModelOutput:
         """One image: a path, bytes, a PIL image or a numpy array."""
         return self.engine.predict(image)
+
+    def explain(self, image: Any, label: str | None = None) -> Explanation:
+        """Heatmaps (Grad-CAM, integrated gradients) of where the model finds `label` (default: its
+        prediction) in `image`, with overlays as PNGs of the image's size; needs the run's checkpoint."""
+        return explain_folder(run_folder(self.path, self.name), image, label)
 
     def score(self, images: str | Path, output: str | Path, *, batch_size: int = scoring.BATCH_SIZE,
               workers: int | None = None) -> scoring.ScoringSummary:

@@ -30,11 +30,12 @@ from modelbuilder.config import run_url, running_server
 from modelbuilder.core import entities as e
 from modelbuilder.core.follow import RunEvent
 from modelbuilder.core.services import Services
-from modelbuilder.sdk import export, insight, results, submit, wait
+from modelbuilder.sdk import explain, export, insight, results, submit, wait
 from modelbuilder.training.predictions import Prediction
 
 if TYPE_CHECKING:
     from modelbuilder.results.quantize import Int8Export
+    from modelbuilder.training.explain import Explanation
 
 _default: Services | None = None
 
@@ -214,6 +215,12 @@ class Run:
     def thumbnail(self, kind: str, index: int) -> bytes:
         """A JPEG of image `index` of the gallery 'predictions' (validation images) or 'suspects'."""
         return insight.thumbnail(self.services, self.refresh().entity, kind, index)
+
+    def explain(self, image: Any, label: str | None = None) -> Explanation:
+        """Heatmaps of where the run's best network finds `label` (default: its prediction) in `image` (a
+        path, bytes, a PIL image or an array): Grad-CAM and integrated gradients, each with its overlay, a
+        PNG of the image's size (`sdk.explain.write_overlays` writes them)."""
+        return explain.explain_run(self.services, self.refresh().entity, image, label=label)
 
     def download(self, output: str | Path) -> dict[str, Path]:
         """Write <Name>.ConsoleApp, <Name>.Model, <Name>.WebApi and the three assets into `output`."""

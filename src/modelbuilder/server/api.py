@@ -34,6 +34,7 @@ from modelbuilder.server.routers import (
     computes,
     events,
     experiments,
+    explain,
     exports,
     insight,
     logs,
@@ -120,8 +121,8 @@ def create_app(settings: Settings | None = None, start_agents: bool = True, serv
     _install_middleware(app, settings.token, trusted_hosts)
 
     for router in (health, workspaces.router, experiments.router, computes.router, runs.router, events.router,
-                   metrics.router, logs.router, artifacts.router, exports.router, predict.router, insight.router,
-                   models.router):
+                   metrics.router, logs.router, artifacts.router, exports.router, predict.router, explain.router,
+                   insight.router, models.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(portal.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -350,6 +350,14 @@ class PredictionPublic(BaseModel):
     scores: dict[str, float]
 
 
+class ExplanationPublic(PredictionPublic):
+    label: str = Field(description="The label the heatmaps explain: the prediction unless another was asked for.")
+    width: int = Field(description="The image's width in pixels, and every overlay's.")
+    height: int = Field(description="The image's height in pixels, and every overlay's.")
+    overlays: dict[str, str] = Field(description="Per method (gradcam, integrated_gradients): the heatmap over the "
+                                                 "image, a PNG of the image's size, base64-encoded.")
+
+
 class HealthPublic(BaseModel):
     status: Literal["ok"]
     version: str

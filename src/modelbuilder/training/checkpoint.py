@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from modelbuilder.errors import InvalidInput
+from modelbuilder.results.files import CHECKPOINT_DIR as CHECKPOINT_DIR  # re-exported
 
 
 @dataclass
@@ -39,9 +40,6 @@ class TrainState:
 
 class DiskFull(OSError):
     """No space left while writing a checkpoint; the previous checkpoint is untouched."""
-
-
-CHECKPOINT_DIR = "checkpoints"  # in a run folder: last.pt (to resume from) and best.pt (the best epoch's weights)
 
 
 def atomic_save(obj: Any, path: Path) -> None:
