@@ -288,3 +288,43 @@ def test_the_first_epochs_loss_does_not_set_the_charts_scale(services: Any, trai
             assert max(ticks) < 33.9 / 2  # the axis is scaled to the later epochs
         finally:
             browser.close()
+
+
+def test_try_the_model_shows_where_the_network_finds_the_label(completed_run: str, trained: Any,
+                                                                start_server: Callable[..., LiveServer],
+                                                                tmp_path: Path) -> None:
+    """Under the real CSP: an uploaded image gets its scores and, beside them, one overlay per method for the
+    prediction, each a PNG of the image's size; a label's button explains that label instead."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    image = trained.data / "dog" / "001.png"
+    server = start_server("--no-agent")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text
+                    else None)
+            page.goto(f"{server.url}/workspaces/default/runs/{completed_run}")
+            page.set_input_files("#predict-file", str(image))
+            page.click("#predict-button")
+            page.wait_for_selector("#predict-result:not([hidden])", timeout=30_000)
+            prediction = page.inner_text("#predict-label")
+            page.wait_for_function("() => [...document.querySelectorAll('#explain-overlays img')].filter("
+                                   "(img) => img.complete && img.naturalWidth > 0).length === 2", timeout=60_000)
+            assert "(the prediction)" in page.inner_text("#explain-status")
+            sizes = page.eval_on_selector_all("#explain-overlays img", "(imgs) => imgs.map("
+                                              "(img) => [img.naturalWidth, img.naturalHeight])")
+            assert sizes == [[32, 32], [32, 32]]  # the image's own size
+            methods = page.eval_on_selector_all("#explain-overlays figure", "(fs) => fs.map((f) => f.dataset.method)")
+            assert methods == ["gradcam", "integrated_gradients"]
+            assert page.locator(f"#explain-overlays figure[data-label='{prediction}']").count() == 2
+            other = "cat" if prediction == "dog" else "dog"
+            page.click(f"#predict-scores button[data-label='{other}']")
+            page.wait_for_selector(f"#explain-overlays figure[data-label='{other}'] img", timeout=60_000)
+            assert page.inner_text("#explain-status") == f"Where the model finds {other}:"
+            page.screenshot(path=str(tmp_path / "explain.png"), full_page=True)
+            assert not problems, problems
+        finally:
+            browser.close()

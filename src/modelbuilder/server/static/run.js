@@ -255,6 +255,35 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   });
 
+  // "Try the model": the scores first (fast, the ONNX model), then where the network finds a label (its
+  // checkpoint, a few seconds); each label's button explains that label instead of the prediction.
+  const METHOD_NAMES = { gradcam: "Grad-CAM", integrated_gradients: "Integrated gradients" };
+  let explaining = 0;  // the latest request: an older answer arriving late is dropped
+
+  async function explainImage(file, label) {
+    const mine = ++explaining;
+    const form = new FormData();
+    form.append("file", file);
+    const query = label ? `?label=${encodeURIComponent(label)}` : "";
+    $("explain-status").textContent = label ? `Explaining ${label}…` : "Explaining the prediction…";
+    $("explain-overlays").replaceChildren();
+    try {
+      const result = await MB.api(`${api}/explain${query}`, { method: "POST", body: form });
+      if (mine !== explaining) return;
+      const which = result.label === result.prediction ? " (the prediction)" : "";
+      $("explain-status").textContent = `Where the model finds ${result.label}${which}:`;
+      $("explain-overlays").replaceChildren(...Object.entries(result.overlays).map(([method, png]) =>
+        MB.el("figure", { class: "overlay", "data-method": method, "data-label": result.label },
+          MB.el("img", { src: `data:image/png;base64,${png}`, alt: `${METHOD_NAMES[method] || method} for ${result.label}`,
+                         width: String(result.width), height: String(result.height) }),
+          MB.el("figcaption", { text: METHOD_NAMES[method] || method }))));
+    } catch (error) {
+      if (mine !== explaining) return;
+      const hint = error.body && error.body.hint ? ` Fix: ${error.body.hint}` : "";
+      $("explain-status").textContent = `No explanation: ${error.message}${hint}`;
+    }
+  }
+
   $("predict-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const file = $("predict-file").files[0];
@@ -269,10 +298,14 @@ document.addEventListener("DOMContentLoaded", () => {
       $("predict-scores").tBodies[0].replaceChildren(...result.labels.map((label, i) => {
         const bar = MB.el("div", { class: "score-bar" });
         bar.style.width = `${Math.round(result.score[i] * 100)}%`;
+        const why = MB.el("button", { type: "button", class: "explain-label", "data-label": label, text: "explain" });
+        why.addEventListener("click", () => explainImage(file, label));
         return MB.el("tr", { class: label === result.prediction ? "predicted" : "" },
-          MB.el("td", { text: label }), MB.el("td", { text: MB.fmt(result.score[i]) }), MB.el("td", {}, bar));
+          MB.el("td", { text: label }), MB.el("td", { text: MB.fmt(result.score[i]) }), MB.el("td", {}, bar),
+          MB.el("td", {}, why));
       }));
       $("predict-result").hidden = false;
+      explainImage(file, null);
     } catch (error) {
       $("predict-result").hidden = true;
       $("predict-error").textContent = error.body && error.body.hint ? `${error.message} Fix: ${error.body.hint}` : error.message;
