@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torchvision
+from torch import nn
 
 from modelbuilder.errors import InvalidInput
 from modelbuilder.training.engine import run_training
+from modelbuilder.training.head import train_head
 from modelbuilder.training.loop import Preempted
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
@@ -135,3 +138,23 @@ def test_the_time_budget_stops_the_head_phase(image_folder, backbone_file, tmp_p
                           MemoryReporter(), cache_root=tmp_path / "c", clock=lambda: float(next(clock)))
     assert result.stopped == "time_budget"
     assert result.outputs["zip"].is_file()
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 10, 11, 20])
+def test_the_head_trains_with_any_number_of_steps(steps):
+    """One batch per epoch, so the head takes `steps` optimizer steps in all: with 10 of them a 10% warm-up was
+    0 steps and the schedule divided by zero. Every count reaches the full learning rate (a warm-up of at
+    least one step, or a constant rate where there is no room for one) and moves the head."""
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(8, 4)).astype(np.float32)
+    ys = np.array([0, 1] * 4, dtype=np.int64)
+    torch.manual_seed(0)
+    head, lr = nn.Linear(4, 2), 1e-2
+    before = head.weight.detach().clone()
+    history, stopped = train_head(head, xs, ys, xs, ys, epochs=steps, lr=lr, weight_decay=0.0, label_smoothing=0.0,
+                                  seed=0)
+    assert stopped is None
+    assert [h["epoch"] for h in history] == list(range(1, steps + 1))
+    assert max(h["lr"] for h in history) == pytest.approx(lr)
+    if steps == 1:  # AdamW's first step moves every weight by about the learning rate it ran at
+        assert float((head.weight.detach() - before).abs().max()) > lr / 2

@@ -68,6 +68,16 @@ def extract_features(loop: Loop, split: Split, cache_root: Path, architecture: s
     return features
 
 
+def _one_cycle(optimizer: torch.optim.Optimizer, lr: float, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """One cycle over `steps` steps, warming up over 10% of them but at least one step (OneCycleLR ends its
+    warm-up at step pct_start * steps - 1, and divides by zero where that is 0: 10 steps at 10%). Fewer than
+    three steps leave no room for a warm-up and a decay: they run at `lr`."""
+    if steps < 3:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps,
+                                               pct_start=max(0.1, 2 / steps))
+
+
 def train_head(head: nn.Linear, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
                epochs: int, lr: float, weight_decay: float, label_smoothing: float, seed: int,
                should_stop: Callable[[], str | None] = lambda: None,
@@ -84,7 +94,7 @@ def train_head(head: nn.Linear, train_x: np.ndarray, train_y: np.ndarray, val_x:
     head = head.to("cpu").float()
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * max(1, -(-len(xs) // batch_size))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    scheduler = _one_cycle(optimizer, lr, steps)
     criterion = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=label_smoothing)
     history, best, stopped = [], (-1.0, float("inf"), None), None
     for epoch in range(1, epochs + 1):
