@@ -21,7 +21,7 @@ from PIL import Image
 
 from modelbuilder.core.services import Services
 from modelbuilder.errors import ModelBuilderError
-from modelbuilder.results.files import CHECKPOINT_DIR, RESULT_MARKER, ZIP_FILE
+from modelbuilder.results.files import BEST_CHECKPOINT, CHECKPOINT_DIR, RESULT_MARKER, ZIP_FILE
 from modelbuilder.results.runtime import PipelineError, PredictionEngine
 from modelbuilder.sdk import Model, Workspace
 from modelbuilder.sdk.explain import overlay_name
@@ -216,3 +216,18 @@ def test_an_upload_over_the_json_limit_is_explained(client: TestClient, run_id: 
                                                                               "image/png")})
     assert response.status_code == 200, response.text[:300]
     assert (response.json()["width"], response.json()["height"]) == (700, 700)
+
+
+def test_a_run_whose_checkpoint_is_gone_says_so(services: Services, client: TestClient, run_id: str,
+                                                photo: Path) -> None:
+    (services.artifacts.run_dir(run_id) / BEST_CHECKPOINT).unlink()
+    response = client.post(f"/api/v1/runs/{run_id}/explain", files={"file": ("photo.png", photo.read_bytes(),
+                                                                              "image/png")})
+    assert response.status_code == 404
+    body = response.json()
+    assert "cannot be explained" in body["message"]
+    assert "GET /api/v1/runs?workspace=NAME" in body["hint"]
+    assert client.post(f"/api/v1/runs/{run_id}/predict", files={"file": ("photo.png", photo.read_bytes(),
+                                                                          "image/png")}).status_code == 200
+    with pytest.raises(ModelBuilderError, match="cannot be explained"):
+        Workspace.get(services=services).run(run_id).explain(photo)
