@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,7 +25,7 @@ from modelbuilder.sdk import registry
 from modelbuilder.server.model_server import create_model_app
 from tests.completed import TrainedRun, make_completed_run
 
-from .conftest import free_port, server_env
+from .conftest import TOKEN, free_port, server_env
 
 
 @pytest.fixture(scope="module")
@@ -107,18 +108,16 @@ def test_concurrent_requests_run_as_one_batch(engine: PredictionEngine, images: 
         assert answers[i]["prediction"] == engine.predict(path).prediction
 
 
-@pytest.fixture
-def serving(home: Path, trained: TrainedRun) -> Iterator[str]:
-    """`python -m modelbuilder serve pets:production` over the test's home; always stopped."""
-    with Services() as services:
-        registry.register(services, make_completed_run(services, trained), "pets")
-        registry.register(services, make_completed_run(services, trained), "pets", alias="production")
+@contextmanager
+def _serve(home: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`python -m modelbuilder serve ARGS` over `home` on a free port, answering (reached through loopback
+    whatever it binds to); always stopped."""
     port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
     log = home / "serve.log"
     with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "modelbuilder", "serve", "pets:production", "--port",
-                                    str(port), "--max-batch", "4"], env=server_env(home), stdout=out,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-m", "modelbuilder", "serve", *args, "--port", str(port)],
+                                   env={**server_env(home), **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -139,6 +138,16 @@ def serving(home: Path, trained: TrainedRun) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+
+
+@pytest.fixture
+def serving(home: Path, trained: TrainedRun) -> Iterator[str]:
+    """`python -m modelbuilder serve pets:production` over the test's home."""
+    with Services() as services:
+        registry.register(services, make_completed_run(services, trained), "pets")
+        registry.register(services, make_completed_run(services, trained), "pets", alias="production")
+    with _serve(home, "pets:production", "--max-batch", "4") as url:
+        yield url
 
 
 def test_serve_a_registered_model_by_its_alias(serving: str, engine: PredictionEngine, images: list[Path]):
@@ -165,3 +174,54 @@ def test_serve_refuses_what_it_cannot_serve(home: Path, tmp_path: Path):
                           capture_output=True, text=True, timeout=120, cwd=os.getcwd())
     assert done.returncode == 2
     assert "not a readable zip" in done.stderr
+
+
+def test_a_token_guards_predict_and_leaves_health_open(engine: PredictionEngine, images: list[Path]):
+    data = images[0].read_bytes()
+    with _app_client(engine, token=TOKEN) as client:
+        for given in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": TOKEN}):
+            refused = client.post("/predict", content=data, headers={"content-type": "image/png", **given})
+            assert refused.status_code == 401, refused.text
+            assert refused.headers["www-authenticate"] == "Bearer"
+            body = refused.json()
+            assert body["code"] == "unauthorized"
+            assert "\n" not in body["message"]
+            assert "Authorization: Bearer" in body["hint"]
+        answer = client.post("/predict", content=data,
+                             headers={"content-type": "image/png", "Authorization": f"Bearer {TOKEN}"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["prediction"] == engine.predict(images[0]).prediction
+        health = client.get("/health")
+        assert health.status_code == 200
+        assert sum(health.json()["batches"].values()) == 1  # the refused requests never reached the model
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (("--host", "0.0.0.0"), ["without a token", "--token", "MODELBUILDER_TOKEN", "--host 127.0.0.1"]),
+    (("--host", "::"), ["without a token", "--token", "--host 127.0.0.1"]),
+    (("--token", "short"), ["too short", "at least"]),
+])
+def test_serve_refuses_a_bind_it_could_not_defend(home: Path, trained: TrainedRun, args, words):
+    done = subprocess.run([sys.executable, "-m", "modelbuilder", "serve", str(trained.folder / ZIP_FILE), *args,
+                           "--port", str(free_port())], env=server_env(home), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ")
+    for word in words:
+        assert word in lines[0]
+
+
+def test_serve_on_a_public_address_with_the_token_from_the_environment(home: Path, trained: TrainedRun,
+                                                                      engine: PredictionEngine, images: list[Path]):
+    data = images[0].read_bytes()
+    with _serve(home, str(trained.folder / ZIP_FILE), "--host", "0.0.0.0", env={"MODELBUILDER_TOKEN": TOKEN}) as url:
+        assert httpx.get(f"{url}/health", timeout=30).status_code == 200
+        refused = httpx.post(f"{url}/predict", content=data, headers={"content-type": "image/png"}, timeout=60)
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == "Bearer"
+        answer = httpx.post(f"{url}/predict", content=data, timeout=60,
+                            headers={"content-type": "image/png", "Authorization": f"Bearer {TOKEN}"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["prediction"] == engine.predict(images[0]).prediction

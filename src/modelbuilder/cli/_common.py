@@ -26,6 +26,12 @@ WORKSPACE_HELP = (
 WorkspaceOption = Annotated[str | None, typer.Option("--workspace", "-w", help=WORKSPACE_HELP, show_default=False)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
 
+
+def token_option(help_text: str) -> Any:
+    """The --token option of a command that starts a server, read from MODELBUILDER_TOKEN when not given."""
+    return typer.Option(envvar="MODELBUILDER_TOKEN", show_envvar=True, show_default=False, help=help_text)
+
+
 _notes: list[str] = []  # said on stderr once the command went well (an error stays one line)
 
 

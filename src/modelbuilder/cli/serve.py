@@ -7,14 +7,15 @@ from typing import Annotated
 
 import typer
 
-from modelbuilder.cli._common import WorkspaceOption, services
+from modelbuilder.cli._common import WorkspaceOption, services, token_option
 from modelbuilder.results.batching import MAX_BATCH, MAX_WAIT_S
 from modelbuilder.sdk.models import MODEL_HELP, source
 
 
 def serve(
     model: Annotated[str, typer.Argument(help=f"The model: {MODEL_HELP}.", show_default=False)],
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to listen on. Anything but loopback needs a token.")]
+    = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
     max_batch: Annotated[int, typer.Option(min=1, max=1024, help="Most images the model runs at once (1: one "
                                            "request at a time).")] = MAX_BATCH,
@@ -22,6 +23,7 @@ def serve(
                                                "still being decoded before it runs.")] = MAX_WAIT_S * 1000,
     threads: Annotated[int | None, typer.Option(min=1, max=256, help="onnxruntime threads (default: the usable "
                                                 "cores).", show_default=False)] = None,
+    token: Annotated[str | None, token_option("Secret every /predict must carry (Authorization: Bearer).")] = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Serve a model over HTTP (POST /predict, GET /health), gathering concurrent requests into batches."""
@@ -32,7 +34,7 @@ def serve(
     from modelbuilder.server.model_server import serve_model
 
     serve_model(found.path, found.name, found.version, host, port, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                threads=threads)
+                threads=threads, token=token or None)
 
 
 def register(app: typer.Typer) -> None:

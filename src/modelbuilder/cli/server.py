@@ -6,14 +6,15 @@ from typing import Annotated
 
 import typer
 
+from modelbuilder.cli._common import token_option
+
 
 def server(
     host: Annotated[str, typer.Option(help="Address to listen on. Anything but loopback needs a token.")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8765,
-    token: Annotated[str | None, typer.Option(envvar="MODELBUILDER_TOKEN", show_envvar=True, show_default=False,
-                                              help="Secret every request must carry (Authorization: Bearer, or "
-                                                   "the portal's sign-in).")] = None,
+    token: Annotated[str | None, token_option("Secret every request must carry (Authorization: Bearer, or the "
+                                              "portal's sign-in).")] = None,
     agent: Annotated[bool, typer.Option(help="Run the scheduler agent that starts queued runs on local "
                                              "computes.")] = True,
 ) -> None:

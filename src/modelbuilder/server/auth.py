@@ -27,8 +27,9 @@ _OPEN_PATHS = ("/login", "/logout")
 _SAFE = ("GET", "HEAD")
 
 
-def check_bind(host: str, token: str | None) -> None:
-    """Refuse a bind the server could not defend: a non-loopback address without a token, or a weak token."""
+def check_bind(host: str, token: str | None, exposed: str = "train, read and delete everything") -> None:
+    """Refuse a bind the server could not defend: a non-loopback address without a token, or a weak token.
+    `exposed` says what anyone could do without one (`modelbuilder serve` only scores)."""
     if token is not None and len(token) < MIN_TOKEN_LENGTH:
         raise InvalidInput(
             f"The token is too short ({len(token)} characters).",
@@ -36,8 +37,7 @@ def check_bind(host: str, token: str | None) -> None:
             "print(secrets.token_urlsafe(32))')\".")
     if token is None and not loopback_host(host):
         raise InvalidInput(
-            f"Refusing to serve on {host!r} without a token: anyone who can reach it could train, read and "
-            "delete everything.",
+            f"Refusing to serve on {host!r} without a token: anyone who can reach it could {exposed}.",
             "add --token TOKEN (or set MODELBUILDER_TOKEN), or bind to loopback with --host 127.0.0.1.")
 
 

@@ -5,6 +5,10 @@
                     label's score, and the model's name and version
     GET  /health    the model, its version and labels, and how many batches of each size ran
 
+As `modelbuilder server`: without a token it serves loopback only (`auth.check_bind` refuses anything else at
+start-up); with --token (or MODELBUILDER_TOKEN), /predict needs `Authorization: Bearer <token>`. /health,
+/docs and /openapi.json stay open: they name the model and its labels, and score nothing.
+
 Images are decoded on the server's worker threads, many at once; the model runs on one thread of its own
 (`results.batching.Batcher`), which takes every decoded image waiting, waits up to --max-wait-ms for more
 while the batch is below --max-batch and other requests are still being decoded, and runs them together.
@@ -17,21 +21,22 @@ import asyncio
 import base64
 import binascii
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from modelbuilder.errors import InvalidInput, PayloadTooLarge
+from modelbuilder.errors import InvalidInput, PayloadTooLarge, Unauthorized
 from modelbuilder.results.batching import Batcher
 from modelbuilder.results.runtime import PredictionEngine, preprocess
 from modelbuilder.server import handlers
+from modelbuilder.server.auth import bearer, check_bind, token_matches
 from modelbuilder.server.middleware import UPLOAD_LIMIT
 from modelbuilder.server.serve import check_port_free, url_of
 
@@ -90,10 +95,22 @@ async def _image_bytes(request: Request) -> bytes:
     return data
 
 
+def _token_check(token: str | None) -> Callable[[Request], Awaitable[None]]:
+    """A dependency that lets a request through only with `token` (any request when it is None)."""
+
+    async def check(request: Request) -> None:
+        if token is not None and not token_matches(bearer(request.headers), token):
+            raise Unauthorized("This model server needs its token for /predict.",
+                               "send 'Authorization: Bearer <token>' with the token it was started with (its "
+                               "--token or MODELBUILDER_TOKEN).")
+
+    return check
+
+
 def create_model_app(engine: PredictionEngine, name: str, version: str, *, max_batch: int, max_wait_s: float,
-                     start: bool = True) -> FastAPI:
+                     start: bool = True, token: str | None = None) -> FastAPI:
     """The app serving `engine`; its Batcher is made and stopped with the app (and started, unless `start` is
-    False: then requests wait until `app.state.batcher.start()`)."""
+    False: then requests wait until `app.state.batcher.start()`). With `token`, /predict requires it."""
     labels = engine.labels
 
     @asynccontextmanager
@@ -108,7 +125,7 @@ def create_model_app(engine: PredictionEngine, name: str, version: str, *, max_b
                   description="Classifies images with one model, gathering concurrent requests into batches.")
     handlers.install(app, _json_error)
 
-    @app.post("/predict", openapi_extra={"requestBody": _BODY})
+    @app.post("/predict", openapi_extra={"requestBody": _BODY}, dependencies=[Depends(_token_check(token or None))])
     async def predict(request: Request) -> ScoredPublic:
         """Classify one image."""
         data = await _image_bytes(request)
@@ -126,6 +143,7 @@ def create_model_app(engine: PredictionEngine, name: str, version: str, *, max_b
 
     @app.get("/health")
     def health(request: Request) -> ModelHealthPublic:
+        """The model, its labels and batch counts. Open without the token: it scores nothing."""
         return ModelHealthPublic(status="ok", model=name, model_version=version, labels=labels,
                                  max_batch=max_batch, max_wait_ms=max_wait_s * 1000,
                                  batches=dict(sorted(request.app.state.batcher.batch_sizes.items())))
@@ -138,17 +156,16 @@ def _json_error(_request: Request, status: int, body: dict[str, str], headers: d
 
 
 def serve_model(model: Path, name: str, version: str, host: str, port: int, *, max_batch: int,
-                max_wait_ms: float, threads: int | None = None) -> None:
-    """Load `model` and serve it on host:port until stopped (what `modelbuilder serve` runs)."""
-    if host not in ("127.0.0.1", "::1", "localhost"):
-        print(f"warning: serving {name} on {host} to anyone who can reach it (this server has no token).",
-              file=sys.stderr, flush=True)
+                max_wait_ms: float, threads: int | None = None, token: str | None = None) -> None:
+    """Load `model` and serve it on host:port until stopped (what `modelbuilder serve` runs); anything but
+    loopback needs `token`, which /predict then requires."""
+    check_bind(host, token, exposed="score images with the model")
     check_port_free(host, port)
     engine = PredictionEngine.load(model, threads=threads)
-    app = create_model_app(engine, name, version, max_batch=max_batch, max_wait_s=max_wait_ms / 1000)
-    print(f"Serving {name} (version {version}, {len(engine.labels)} labels) on {url_of(host, port)}: POST /predict, "
-          f"batches of up to {max_batch} (waiting up to {max_wait_ms:g} ms). Ctrl-C stops it.",
-          file=sys.stderr, flush=True)
+    app = create_model_app(engine, name, version, max_batch=max_batch, max_wait_s=max_wait_ms / 1000, token=token)
+    print(f"Serving {name} (version {version}, {len(engine.labels)} labels) on {url_of(host, port)}: POST /predict"
+          f"{' with the token' if token else ''}, batches of up to {max_batch} (waiting up to {max_wait_ms:g} ms). "
+          "Ctrl-C stops it.", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, server_header=False,
                 timeout_graceful_shutdown=5)
 
