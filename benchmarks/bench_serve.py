@@ -69,6 +69,7 @@ class Served:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **_common.child_env(home)}
+        env.pop("MODELBUILDER_TOKEN", None)  # a token in the caller's shell would make /predict answer 401
         self.process = subprocess.Popen(
             [sys.executable, "-m", "modelbuilder", "serve", str(model), "--port", str(self.port), "--max-batch",
              str(max_batch), "--max-wait-ms", str(max_wait_ms)], env=env, stdout=subprocess.DEVNULL,

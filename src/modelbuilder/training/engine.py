@@ -23,6 +23,7 @@ from modelbuilder.config import get_settings
 from modelbuilder.errors import DataError, InvalidInput
 from modelbuilder.results.codegen import generate_projects
 from modelbuilder.results.files import (
+    BEST_CHECKPOINT,
     DATA_REPORT_FILE,
     MAP_FILE,
     METRICS_FILE,
@@ -233,7 +234,7 @@ def head_phase(loop: Loop, data: PreparedData, recipe: TrainConfig, weights: Wei
 def _head_only_result(loop: Loop, run_dir: Path, history: list[dict[str, float]], stopped: str) -> FitResult:
     """The head phase's result as the full phase would give it: its best epoch's weights (the model as it
     stands when the phase stopped before its first epoch)."""
-    best_path = run_dir / CHECKPOINT_DIR / "best.pt"
+    best_path = run_dir / BEST_CHECKPOINT
     if not history:
         atomic_save({"model": loop.model.state_dict(), "epoch": 0, "metrics": {}}, best_path)
         return FitResult(TrainState(), stopped, best_path)

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from modelbuilder.results.files import BEST_CHECKPOINT, CHECKPOINT_DIR
 from modelbuilder.training.cache import DecodedCache
-from modelbuilder.training.checkpoint import CHECKPOINT_DIR, TrainState, atomic_save, restore_rng, save_checkpoint
+from modelbuilder.training.checkpoint import TrainState, atomic_save, restore_rng, save_checkpoint
 from modelbuilder.training.distributed import CONTINUE, STOP_CODES, STOP_NAMES, Dist
 from modelbuilder.training.presets import (
     ClassificationPresetEval,
@@ -309,7 +310,7 @@ def fit(loop: Loop, train: Split, val: Split, state: TrainState, run_dir: Path, 
     Only rank 0 evaluates, keeps the best weights and writes checkpoints; its decisions are shared.
     """
     ckpt_dir = run_dir / CHECKPOINT_DIR
-    best_path, last_path = ckpt_dir / "best.pt", ckpt_dir / "last.pt"
+    best_path, last_path = run_dir / BEST_CHECKPOINT, ckpt_dir / "last.pt"
     main = loop.dist.main
     stopped = "completed"
     while state.epoch < loop.epochs:
