@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,9 @@ from modelbuilder.results.files import BEST_CHECKPOINT, CHECKPOINT_DIR, RESULT_M
 from modelbuilder.results.runtime import PipelineError, PredictionEngine
 from modelbuilder.sdk import Model, Workspace
 from modelbuilder.sdk.explain import overlay_name
-from modelbuilder.server.api import create_app
 from modelbuilder.server.middleware import JSON_LIMIT
 from modelbuilder.training.explain import METHODS
-from tests.cli.driver import Cli, in_process
+from tests.cli.driver import Cli
 from tests.completed import TrainedRun, make_completed_run
 from tests.imagery import labeled_image
 
@@ -36,25 +34,8 @@ SIZE = (64, 48)  # width, height: not square, not the 32 px the model sees
 
 
 @pytest.fixture
-def services(home: Path) -> Iterator[Services]:
-    with Services() as opened:
-        yield opened
-
-
-@pytest.fixture
 def run_id(services: Services, trained: TrainedRun) -> str:
     return make_completed_run(services, trained)
-
-
-@pytest.fixture
-def client(home: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(start_agents=False), base_url="http://127.0.0.1") as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def cli(home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return in_process(capsys, monkeypatch)
 
 
 @pytest.fixture

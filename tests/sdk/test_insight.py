@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,9 +18,8 @@ from modelbuilder.core.services import Services
 from modelbuilder.errors import ModelBuilderError
 from modelbuilder.results.files import PREDICTIONS_FILE, THUMBNAILS_FILE
 from modelbuilder.sdk import Workspace, insight
-from modelbuilder.server.api import create_app
 from modelbuilder.training.predictions import Prediction, write_predictions
-from tests.cli.driver import Cli, in_process
+from tests.cli.driver import Cli
 from tests.completed import TrainedRun, make_completed_run
 
 ROWS = [  # index, path, true, predicted, score, true score
@@ -35,27 +32,10 @@ ROWS = [  # index, path, true, predicted, score, true score
 
 
 @pytest.fixture
-def services(home: Path) -> Iterator[Services]:
-    with Services() as opened:
-        yield opened
-
-
-@pytest.fixture
 def run_id(services: Services, trained: TrainedRun) -> str:
     run_id = make_completed_run(services, trained)
     write_predictions(services.artifacts.run_dir(run_id) / PREDICTIONS_FILE, ROWS)
     return run_id
-
-
-@pytest.fixture
-def client(home: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(start_agents=False), base_url="http://127.0.0.1") as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def cli(home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return in_process(capsys, monkeypatch)
 
 
 def test_errors_most_confidently_wrong_first(services: Services, run_id: str) -> None:
