@@ -64,6 +64,14 @@ document.addEventListener("DOMContentLoaded", () => {
 """
 
 
+def watch_problems(page: Any) -> list[str]:
+    """The page's script errors and Content Security Policy refusals, collected as they happen."""
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text else None)
+    return problems
+
+
 def test_run_page_follows_a_real_run(holds: Holds, start_server: Callable[..., LiveServer], tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     data = make_image_folder(tmp_path / "pets", per_label=PER_LABEL)
@@ -84,10 +92,7 @@ def test_run_page_follows_a_real_run(holds: Holds, start_server: Callable[..., L
                                           bypass_csp=True)
             page = context.new_page()
             page.add_init_script(RECORDER)
-            problems: list[str] = []
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text
-                    else None)
+            problems = watch_problems(page)
             navigations: list[str] = []
             page.on("framenavigated", lambda frame: navigations.append(frame.url) if frame == page.main_frame
                     else None)
@@ -224,10 +229,7 @@ def test_a_confusion_cell_opens_the_gallery_of_its_images(completed_run: str, se
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page()
-            problems: list[str] = []
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text
-                    else None)
+            problems = watch_problems(page)
             page.on("response", lambda response: problems.append(f"{response.status} {response.url}")
                     if response.status >= 400 else None)
             page.goto(f"{server.url}/workspaces/default/runs/{completed_run}")
@@ -302,10 +304,7 @@ def test_try_the_model_shows_where_the_network_finds_the_label(completed_run: st
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page()
-            problems: list[str] = []
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on("console", lambda msg: problems.append(msg.text) if "Content Security Policy" in msg.text
-                    else None)
+            problems = watch_problems(page)
             page.goto(f"{server.url}/workspaces/default/runs/{completed_run}")
             page.set_input_files("#predict-file", str(image))
             page.click("#predict-button")
