@@ -40,7 +40,7 @@ from modelbuilder.training.reporter import Reporter
 FOLDS = 5
 COMPONENTS = 128  # the features' principal components the regression sees. On ResNet50's 2,048 features L-BFGS
 #                   took about 470 iterations a fold, 43 s of a trashnet run's export; on 128 components Newton's
-#                   method (newton-cholesky) converges in a few, and the check takes 6 s, forward pass included
+#                   method (newton-cholesky) converges in a few: the check took 6.8 s there, forward pass included
 SUSPECTS_KEPT = 200  # the most suspects listed (and given thumbnails); all are counted
 OVERFIT_GAP = 0.15  # warn when training accuracy is this far ahead of validation accuracy
 TRAINED = "the trained network's penultimate features"
