@@ -9,9 +9,14 @@ requests / wall time, latency is each request's own round trip (p50, p95). The c
 machine as the server, so on a small machine they take part of its CPU, alike for both sides.
 
 The model is --model (an MLModel.zip), or a quick one trained first on --data (default: the
-hymenoptera photos in ../shared/datasets, else the digits demo set). The last line printed is one JSON
-object; `target_met` is the issue's target: at 32 clients at least 2x the requests per second of one
-at a time, with a p95 no worse than 2x the one-at-a-time p50 at 1 client.
+hymenoptera photos in ../shared/datasets, else the digits demo set). Before serving, the model is timed
+by itself on decoded images at batch 1 and at --max-batch: what it gains from larger batches is the most
+a batching server can add on this machine (a CNN that already keeps every core busy at batch 1 gains
+little on a CPU; a GPU gains much more). The last line printed is one JSON object; `target_met` is the
+issue's target read literally: at 32 clients at least 2x the requests per second of one at a time, with
+a batched p95 at 32 clients no worse than 2x the one-at-a-time p50 at 1 client. With closed-loop clients
+the second half asks for more than 16x the throughput (Little's law: latency = clients / throughput), so
+the JSON also gives the lone client's reading: batched p95 at 1 client over one-at-a-time p50 at 1 client.
 
     python benchmarks/bench_serve.py [--model MLModel.zip] [--data DIR] [--quick]
 """
@@ -33,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -148,6 +154,26 @@ def measure(model: Path, images: list[Path], args: argparse.Namespace, work: Pat
     return results
 
 
+def model_alone(model: Path, images: list[Path], max_batch: int) -> dict[str, float]:
+    """Images per second of the model by itself (decoded images, no HTTP) at batch 1 and at `max_batch`:
+    the most batching can add to a server is what the model itself gains from larger batches."""
+    from modelbuilder.results.runtime import PredictionEngine, preprocess
+
+    engine = PredictionEngine.load(model)
+    decoded = np.stack([preprocess(images[k % len(images)].read_bytes(), engine.preprocess)
+                        for k in range(max_batch)])  # the images again where fewer than a batch
+    rates: dict[str, float] = {}
+    for size in (1, max_batch):
+        batch = decoded[:size]
+        engine.predict_proba(batch)  # warm-up
+        rounds = max(2, 64 // size)
+        began = time.perf_counter()
+        for _ in range(rounds):
+            engine.predict_proba(batch)
+        rates[f"model_images_per_s_batch_{size}"] = round(size * rounds / (time.perf_counter() - began), 1)
+    return rates
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="an MLModel.zip to serve (default: train a quick model on --data first)")
@@ -172,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         images = sorted(p for p in data.val.rglob("*") if p.suffix.lower() in IMAGE_TYPES)
         if not images:
             raise SystemExit(f"error: no images in {data.val}. Fix: pass --data with images in label folders.")
+        alone = model_alone(model, images, args.max_batch)
         r = measure(model, images, args, work)
     levels = [int(c) for c in args.clients.split(",")]
     top, one = max(levels), min(levels)
@@ -184,7 +211,10 @@ def main(argv: list[str] | None = None) -> None:
               f"p95 {b['p95_ms']:.1f} ms); one at a time {u['rps']:.1f} req/s (p50 {u['p50_ms']:.1f} ms, "
               f"p95 {u['p95_ms']:.1f} ms)")
     print(f"batches run by the batching server (size: count): {r['batched_batches']}")
-    summary: dict[str, Any] = {}
+    low, high = alone["model_images_per_s_batch_1"], alone[f"model_images_per_s_batch_{args.max_batch}"]
+    print(f"the model alone (no HTTP, decoded images): {low:.1f} images/s at batch 1, {high:.1f} at batch "
+          f"{args.max_batch}: a gain of {high / low:.2f}x, the most batching can add on this machine")
+    summary: dict[str, Any] = dict(alone)
     for clients in levels:
         for side in ("batched", "one_at_a_time"):
             values = r[f"{side}_{clients}"]
@@ -192,7 +222,10 @@ def main(argv: list[str] | None = None) -> None:
             summary[f"{side}_p50_ms_{clients}"] = round(values["p50_ms"], 2)
             summary[f"{side}_p95_ms_{clients}"] = round(values["p95_ms"], 2)
     summary.update({f"rps_ratio_{top}": round(ratio, 3), f"p95_batched_{top}_over_p50_one_at_a_time_{one}":
-                    round(p95_over, 3), "target_met": bool(ratio >= 2 and p95_over <= 2)})
+                    round(p95_over, 3),
+                    f"p95_batched_{one}_over_p50_one_at_a_time_{one}": round(
+                        r[f"batched_{one}"]["p95_ms"] / r[f"one_at_a_time_{one}"]["p50_ms"], 3),
+                    "target_met": bool(ratio >= 2 and p95_over <= 2)})
     print(json.dumps(summary))
 
 
