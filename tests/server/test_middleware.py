@@ -30,6 +30,8 @@ async def _broken(request: Request) -> PlainTextResponse:
 def _client(layer: Any, host: str = "127.0.0.1", **options: Any) -> TestClient:
     app = Starlette(routes=[Route("/api/v1/echo", _echo, methods=["GET", "POST"]),
                             Route("/api/v1/runs/{run}/predict", _echo, methods=["POST"]),
+                            Route("/api/v1/workspaces/{ws}/models/{name}/versions/{which}/predict", _echo,
+                                  methods=["POST"]),
                             Route("/workspaces", _page), Route("/broken", _broken)])
     app.add_middleware(layer, **options)
     return TestClient(app, base_url=f"http://{host}", raise_server_exceptions=False)
@@ -43,6 +45,10 @@ def test_bodies_over_the_limit_are_413_before_the_app_reads_them() -> None:
     assert refused.json()["code"] == "payload_too_large"
     # an image upload has a limit of its own (plus room for the multipart framing)
     assert client.post("/api/v1/runs/r/predict", content=b"x" * 30).json() == {"received": 30}
+    # and so has a registered model's version (by number or alias), nothing else under models/
+    assert client.post("/api/v1/workspaces/w/models/pets/versions/production/predict",
+                       content=b"x" * 30).json() == {"received": 30}
+    assert client.post("/api/v1/workspaces/w/models/pets/versions/2/predict/x", content=b"x" * 30).status_code == 413
 
 
 def test_without_a_token_only_loopback_names_are_answered() -> None:

@@ -28,7 +28,9 @@ log = logging.getLogger("modelbuilder.server")
 JSON_LIMIT = 1 << 20  # 1 MiB: the largest JSON body (a run submission is well under 10 KiB)
 UPLOAD_LIMIT = 20 << 20  # 20 MiB: the largest image for "try the model"
 _MULTIPART_SLACK = 64 << 10  # boundaries and part headers around the image
-_UPLOAD_PATH = re.compile(rf"^{API_PREFIX}/runs/[^/]+/(predict|explain)$")
+# the routes that take an image: a run's model and a registered model's version (predict, explain)
+_UPLOAD_PATH = re.compile(
+    rf"^{API_PREFIX}/(runs/[^/]+|workspaces/[^/]+/models/[^/]+/versions/[^/]+)/(predict|explain)$")
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
             "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
