@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -156,7 +157,12 @@ def test_bench_data_report(tmp_path: Path):
     assert "cross-split copies: 3 of 3 planted found" in stdout
     compared, _ = run_script("bench_data_report.py", *tiny, "--compare-class-weights")
     assert compared["smallest_label"] == "green"
-    assert {"none_accuracy", "balanced_accuracy", "smallest_recall_delta", "accuracy_delta"} <= set(compared)
+    assert {"none_accuracy", "sqrt_accuracy", "balanced_accuracy", "smallest_recall_delta", "accuracy_delta",
+            "sqrt_smallest_recall_delta"} <= set(compared)
+    shutil.copy(data / "red" / "red-000.png", data / "blue" / "copied.png")  # one picture under two labels
+    conflicts, stdout = run_script("bench_data_report.py", *tiny, "--original-conflicts")
+    assert conflicts["original_conflicts"] == 1
+    assert "red/red-000.png" in stdout
 
 
 def test_bench_serve(tiny_data: Path):
