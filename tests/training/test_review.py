@@ -21,7 +21,7 @@ from PIL import Image
 from modelbuilder.errors import InvalidInput
 from modelbuilder.results.files import DATA_REPORT_FILE, PREDICTIONS_FILE, THUMBNAILS_FILE
 from modelbuilder.training import duplicates
-from modelbuilder.training.balance import SMALLEST_SHARE, balance_finding, class_weights
+from modelbuilder.training.balance import SMALLEST_SHARE, balance_finding, class_weights, reweight_from
 from modelbuilder.training.distributed import Dist
 from modelbuilder.training.engine import build_loop, run_training
 from modelbuilder.training.loop import Budget
@@ -164,9 +164,14 @@ def test_class_weights_is_a_recipe_setting_that_reaches_the_loss(tmp_path: Path)
     data = prepare_data(recipe, tmp_path / "cache", MemoryReporter())
     loop, _ = build_loop(recipe, data, MemoryReporter(), Dist(), True, Budget())
     counts = np.bincount(data.train.targets)  # blue, red (labels sorted)
-    np.testing.assert_allclose(loop.criterion.weight.numpy(), counts.sum() / (2 * counts), rtol=1e-6)
+    # the weights apply over the last third of the epochs (deferred re-weighting), the first two unweighted
+    first = reweight_from(loop.epochs)
+    assert 0 < first < loop.epochs
+    assert loop.criterion_at(first - 1).weight is None
+    np.testing.assert_allclose(loop.criterion_at(first).weight.numpy(), counts.sum() / (2 * counts), rtol=1e-6)
+    assert loop.criterion_at(loop.epochs - 1) is loop.criterion_at(first)
     plain, _ = build_loop(recipe.with_(class_weights="none"), data, MemoryReporter(), Dist(), True, Budget())
-    assert plain.criterion.weight is None
+    assert all(plain.criterion_at(epoch).weight is None for epoch in range(plain.epochs))
 
 
 def test_confident_learning_ranks_flipped_labels_first() -> None:

@@ -67,8 +67,9 @@ def train(
     hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip", help="Random horizontal flips while "
                                                "training (default on; turn off where a mirrored image means "
                                                "something else: digits, text).", show_default=False)] = None,
-    class_weights: Annotated[str | None, typer.Option(help="Weigh the loss by label against imbalance: none "
-                                                      "(default), sqrt, or balanced.", show_default=False)] = None,
+    class_weights: Annotated[str | None, typer.Option(help="Weigh the loss by label against imbalance (over "
+                                                      "the last third of the epochs): none (default), sqrt, balanced.",
+                                                      show_default=False)] = None,
     precision: Annotated[str | None, typer.Option(help="auto (bf16 where the hardware has it), bf16, fp32.",
                                                   show_default=False)] = None,
     processes: Annotated[int | None, typer.Option(help="Data-parallel processes (default: one per GPU of the "

@@ -4,6 +4,11 @@ loss weights of the recipe's `class_weights` that answer it.
 `balanced` weighs each label by N / (K * n_label), so every label carries the same total weight in the
 loss (scikit-learn's "balanced"; Azure's weighted loss 2); `sqrt` takes the square root of those
 weights, a milder correction (Azure's 1); `none` leaves the loss as it is (Azure's 0).
+
+The weights apply over the last third of the epochs only (deferred re-weighting, Cao et al., "Learning
+Imbalanced Datasets with Label-Distribution-Aware Margin Loss", NeurIPS 2019): the features are learned
+from every image as it comes, then the weights move the decision between labels. Weighting from the
+first step bought the smallest label's recall with overall accuracy (docs/RECIPE.md has the figures).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+REWEIGHT_FROM = 2 / 3  # the share of the epochs trained unweighted before the class weights apply
 SMALLEST_SHARE = 0.2  # warn when the smallest label has fewer than this share of the largest label's images
 
 
@@ -25,6 +31,11 @@ def class_weights(kind: str, counts: np.ndarray) -> np.ndarray | None:
     weights = np.zeros_like(counts)
     weights[present] = counts.sum() / (present.sum() * counts[present])
     return np.sqrt(weights) if kind == "sqrt" else weights
+
+
+def reweight_from(epochs: int) -> int:
+    """The first epoch (0-based) whose loss carries the class weights: the last third of `epochs`."""
+    return min(epochs - 1, int(epochs * REWEIGHT_FROM))
 
 
 def balance_finding(per_label: dict[str, int], kind: str) -> dict[str, Any]:

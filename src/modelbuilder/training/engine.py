@@ -310,7 +310,9 @@ def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: D
     weights_by_label = loss_weights(recipe, data, device)
     loop = Loop(
         model=model, optimizer=optimizer, scheduler=schedule(optimizer, recipe, len(data.train), epochs),
-        criterion=torch.nn.CrossEntropyLoss(weight=weights_by_label, label_smoothing=recipe.label_smoothing),
+        criterion=torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
+        reweighted=None if weights_by_label is None else torch.nn.CrossEntropyLoss(
+            weight=weights_by_label, label_smoothing=recipe.label_smoothing),
         device=device, amp_dtype=amp,
         channels_last=channels_last, train_preset=augment, eval_preset=ClassificationPresetEval(data.image_size),
         batch_size=recipe.batch_size, seed=recipe.seed, epochs=epochs, reporter=reporter, budget=budget, dist=d,

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from modelbuilder.results.files import BEST_CHECKPOINT, CHECKPOINT_DIR
+from modelbuilder.training.balance import reweight_from
 from modelbuilder.training.cache import DecodedCache
 from modelbuilder.training.checkpoint import TrainState, atomic_save, restore_rng, save_checkpoint
 from modelbuilder.training.distributed import CONTINUE, STOP_CODES, STOP_NAMES, Dist
@@ -94,6 +95,7 @@ class Loop:
     train_model: nn.Module | None = None  # the DistributedDataParallel wrapper when data-parallel
     mix: MixBatch | None = None  # MixUp / CutMix of training batches
     ema: torch.optim.swa_utils.AveragedModel | None = None  # a moving average of the weights, evaluated
+    reweighted: nn.Module | None = None  # the loss with class weights, from `reweight_from(epochs)` on
 
     @property
     def trained(self) -> nn.Module:
@@ -104,6 +106,12 @@ class Loop:
     def evaluated(self) -> nn.Module:
         """The weights that are evaluated, kept as the best and exported: the average where there is one."""
         return self.ema.module if self.ema is not None else self.model
+
+    def criterion_at(self, epoch: int) -> nn.Module:
+        """The loss of `epoch`: the class-weighted one over the last epochs (deferred re-weighting)."""
+        if self.reweighted is not None and epoch >= reweight_from(self.epochs):
+            return self.reweighted
+        return self.criterion
 
     def autocast(self) -> Any:
         if self.amp_dtype is None:
@@ -178,14 +186,15 @@ def train_batches(loop: Loop, split: Split, epoch: int, start_step: int) -> Iter
         yield step, x, y, soft
 
 
-def train_step(loop: Loop, x: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None) -> tuple[Any, Any, Any]:
-    """One optimizer step on a batch: forward under autocast, loss, backward, step, schedule, average.
-    Returns (loss, logits, labels) on the device."""
+def train_step(loop: Loop, x: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None,
+               epoch: int = 0) -> tuple[Any, Any, Any]:
+    """One optimizer step on a batch of `epoch`: forward under autocast, loss, backward, step, schedule,
+    average. Returns (loss, logits, labels) on the device."""
     x, y = x.to(loop.device, non_blocking=True), y.to(loop.device, non_blocking=True)
     target = y if soft is None else soft.to(loop.device, non_blocking=True)
     with loop.autocast():
         logits = loop.trained(x)
-        loss = loop.criterion(logits.float(), target)
+        loss = loop.criterion_at(epoch)(logits.float(), target)
     loop.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     loop.optimizer.step()
@@ -230,7 +239,7 @@ def train_one_epoch(loop: Loop, split: Split, state: TrainState) -> str | None:
     sums = state.partial or {"loss": 0.0, "correct": 0.0, "images": 0.0, "seconds": 0.0}
     for step, x, y, soft in _prefetch(train_batches(loop, split, epoch, state.step)):
         t0 = time.perf_counter()
-        loss, logits, y = train_step(loop, x, y, soft)
+        loss, logits, y = train_step(loop, x, y, soft, epoch)
         sums["loss"] += loss.item() * len(y)
         sums["correct"] += (logits.argmax(1) == y).sum().item()
         sums["images"] += len(y)
