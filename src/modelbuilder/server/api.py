@@ -32,6 +32,7 @@ from modelbuilder.server.deps import ServerState, StateDep
 from modelbuilder.server.routers import (
     artifacts,
     computes,
+    data,
     events,
     experiments,
     explain,
@@ -122,7 +123,7 @@ def create_app(settings: Settings | None = None, start_agents: bool = True, serv
 
     for router in (health, workspaces.router, experiments.router, computes.router, runs.router, events.router,
                    metrics.router, logs.router, artifacts.router, exports.router, predict.router, explain.router,
-                   insight.router, models.router):
+                   insight.router, models.router, data.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(portal.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
