@@ -39,7 +39,9 @@ def remote_server(settings: Settings) -> str | None:
 
 
 class Client:
-    def __init__(self, url: str, token: str | None = None, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, url: str, token: str | None = None, transport: httpx.BaseTransport | None = None,
+                 retries: int = RETRIES) -> None:
+        self.retries = retries
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=TIMEOUT_S, transport=transport)
@@ -61,12 +63,13 @@ class Client:
     def request(self, method: str, path: str, *, retry: bool = False, **kwargs: Any) -> httpx.Response:
         """One request to `API + path`; an error answer raises its RemoteError. With `retry` (for requests
         that may be sent twice), a lost connection is retried a few times before it is an error."""
-        for attempt in range(RETRIES if retry else 1):
+        tries = self.retries if retry else 1
+        for attempt in range(tries):
             try:
                 response = self.http.request(method, API + path, **kwargs)
                 break
             except httpx.TransportError as error:
-                if attempt + 1 >= (RETRIES if retry else 1):
+                if attempt + 1 >= tries:
                     raise StoreUnavailable(f"Cannot reach the server {self.url} ({type(error).__name__}: {error}).",
                                            "start it, or fix MODELBUILDER_SERVER_URL.") from None
                 time.sleep(min(2.0**attempt, 10.0))

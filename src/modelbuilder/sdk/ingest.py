@@ -97,7 +97,8 @@ def _candidates(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> tuple
         return found, skipped
     parts = [PurePosixPath(i.filename).parts for i in files]
     depth = 0  # strip top folders all members share while below them there is still a folder per label
-    while parts and all(len(p) > depth + 2 for p in parts) and len({p[depth] for p in parts}) == 1:
+    while (parts and all(len(p) > depth + 1 for p in parts) and any(len(p) > depth + 2 for p in parts)
+           and len({p[depth] for p in parts}) == 1):
         depth += 1
     found = []
     for info, p in zip(files, parts, strict=True):

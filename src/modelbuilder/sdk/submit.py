@@ -39,7 +39,9 @@ def recipe_from(settings: Mapping[str, Any], recipe_file: str | Path | None = No
     if "time_budget" in given:
         given["time_budget_s"] = names.duration_seconds(given.pop("time_budget"))
     for key in DATA_PATHS:
-        if key in given and not (key == "data" and is_data_asset(given[key])):
+        if key == "data" and is_data_asset(given.get(key)):
+            given[key] = str(given[key])  # a data asset's name, resolved at submission
+        elif key in given:
             given[key] = _absolute(given[key], Path.cwd())
     config = TrainConfig.from_sources(recipe_file, **given)
     if recipe_file is not None:
