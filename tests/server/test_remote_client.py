@@ -48,5 +48,6 @@ def test_a_client_with_its_own_home_uploads_trains_and_downloads(start_server: C
     refused = subprocess.run([sys.executable, "-m", "modelbuilder", "data", "list"], capture_output=True, text=True,
                              env={**env, "MODELBUILDER_TOKEN": "wrong-token-0123456789"}, timeout=120)
     assert refused.returncode == 2
-    assert refused.stderr.count("\n") == 1 and "needs its token" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+    assert "needs its token" in refused.stderr
     assert os.listdir(server.home / "artifacts" / "data")  # the asset lives under the server's artifact root

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ class Upload:
     workspace: str
     name: str
     size: int
-    sha256: str
+    sha256: str | None
     offset: int
     existing: e.DataVersion | None = None  # the latest version already has this content: nothing to send
 
@@ -63,12 +64,14 @@ def _over_cap(services: Services, size: int) -> PayloadTooLarge:
                            "on the server.")
 
 
-def start(services: Services, name: str, size: int, sha256: str, *, workspace: str | None = None,
+def start(services: Services, name: str, size: int, sha256: str | None, *, workspace: str | None = None,
           digest: str | None = None) -> Upload:
-    """Begin (or find again) the upload of a zip of `size` bytes and this SHA-256 as the next version of `name`."""
+    """Begin (or find again) the upload of a zip of `size` bytes and this SHA-256 as the next version of `name`.
+    Without a SHA-256 (a browser outside a secure context cannot compute one) the upload has a new id: it can
+    be resumed only by that id, and its bytes are checked by their size and contents alone."""
     names.data_name(name)
     workspace = services.workspaces.in_use(workspace)[0]
-    if not isinstance(sha256, str) or not _SHA.fullmatch(sha256):
+    if sha256 is not None and (not isinstance(sha256, str) or not _SHA.fullmatch(sha256)):
         raise InvalidInput("The upload's sha256 is not 64 lowercase hex digits.", "send the zip's SHA-256.")
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise InvalidInput(f"The upload's size {size!r} is not a positive number of bytes.", "send the zip's size.")
@@ -81,7 +84,8 @@ def start(services: Services, name: str, size: int, sha256: str, *, workspace: s
             latest = None
         if latest is not None and latest.digest == digest:
             return Upload("", workspace, name, size, sha256, size, existing=latest)
-    upload_id = hashlib.sha256(f"{workspace}\0{name}\0{size}\0{sha256}".encode()).hexdigest()[:32]
+    upload_id = (hashlib.sha256(f"{workspace}\0{name}\0{size}\0{sha256}".encode()).hexdigest()[:32] if sha256
+                 else uuid.uuid4().hex)
     folder = _folder(services, upload_id)
     folder.mkdir(parents=True, exist_ok=True)
     meta = folder / _META
@@ -136,7 +140,7 @@ def finish(services: Services, upload_id: str) -> tuple[e.DataVersion, bool]:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
         try:
-            if digest.hexdigest() != upload.sha256:
+            if upload.sha256 is not None and digest.hexdigest() != upload.sha256:
                 raise InvalidInput("The bytes received do not match the upload's SHA-256 (damaged in transit).",
                                    "upload again.")
             return ingest.ingest_zip(services, upload.workspace, upload.name, part, cap_bytes(services))

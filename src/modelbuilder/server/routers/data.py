@@ -69,7 +69,9 @@ class DataAssetPublic(BaseModel):
 class UploadCreate(BaseModel):
     name: str = Field(pattern=MODEL_NAME_PATTERN, description="The data asset this upload becomes a version of.")
     size: int = Field(ge=1, description="Bytes of the zip.")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the zip.")
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
+                               description="SHA-256 of the zip: checked at the end, and what lets the same upload "
+                                           "started again resume (without it, only its id does).")
     digest: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
                                description="The content's digest: when it equals the latest version's, nothing is "
                                            "sent and that version is answered as `existing`.")
@@ -80,7 +82,7 @@ class UploadPublic(BaseModel):
     workspace: str
     name: str
     size: int
-    sha256: str
+    sha256: str | None
     offset: int = Field(description="Bytes received so far: the next chunk starts here.")
     chunk_size: int = uploads.CHUNK_SIZE
     existing: DataVersionPublic | None = None

@@ -1,0 +1,114 @@
+/* New training: upload a zip in chunks (it becomes a data asset) or pick an asset, show its labels, counts and
+   data report, then start the run through the API and move to its page. Text from the server reaches the page
+   through textContent only. */
+"use strict";
+
+(() => {
+  const form = document.getElementById("new-training");
+  if (!form) return;
+  const $ = (id) => document.getElementById(id);
+  const workspace = form.dataset.workspace;
+  const base = `/api/v1/workspaces/${encodeURIComponent(workspace)}/data`;
+  let chosen = null;
+
+  const said = (error) => (error.body && error.body.hint ? `${error.message} Fix: ${error.body.hint}` : error.message);
+  const slug = (text) => text.replace(/\.zip$/i, "").replace(/[^A-Za-z0-9_-]+/g, "-").replace(/^[-_]+|[-_]+$/g, "")
+    .slice(0, 64);
+  const json = (body) => ({ method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+
+  function show(version) {
+    chosen = version;
+    $("chosen-data").textContent = version.ref;
+    const rows = $("data-labels").querySelector("tbody");
+    rows.replaceChildren(...Object.entries(version.labels).map(([label, count]) =>
+      MB.el("tr", { "data-label": label }, MB.el("td", { text: label }), MB.el("td", { text: String(count) }))));
+    $("data-report").replaceChildren(...(version.report.summary || []).map((line) =>
+      MB.el("li", { class: `level-${line.level}`, text: line.text + (line.fix ? ` Fix: ${line.fix}` : "") })));
+    $("data-summary").hidden = false;
+    $("start-training").disabled = false;
+  }
+
+  async function sha256(file) {
+    if (!(window.crypto && window.crypto.subtle)) return null; // not a secure context: the server checks the size
+    const digest = await window.crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+    return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  async function upload() {
+    const file = $("data-file").files[0];
+    const status = $("upload-status");
+    if (!file) { status.textContent = "Choose a zip first."; return; }
+    const name = $("asset-name").value.trim() || slug(file.name);
+    const bar = $("upload-bar").firstElementChild;
+    $("upload-button").disabled = true;
+    try {
+      status.textContent = `Uploading ${file.name} as ${name}…`;
+      const request = { name, size: file.size };
+      const digest = await sha256(file);
+      if (digest) request.sha256 = digest;
+      let upload = await MB.api(`${base}/uploads`, json(request));
+      while (upload.offset < file.size) {
+        const chunk = file.slice(upload.offset, upload.offset + upload.chunk_size);
+        upload = await MB.api(`${base}/uploads/${upload.id}?offset=${upload.offset}`,
+          { method: "PUT", headers: { "Content-Type": "application/octet-stream" }, body: chunk });
+        bar.style.width = `${Math.round((100 * upload.offset) / file.size)}%`;
+      }
+      status.textContent = "Checking the images…";
+      const done = await MB.api(`${base}/uploads/${upload.id}/complete`, { method: "POST" });
+      status.textContent = done.created ? `Uploaded as ${done.version.ref}.` : `Unchanged: this is ${done.version.ref} already.`;
+      const select = $("data-asset");
+      if (![...select.options].some((o) => o.value === done.version.ref)) {
+        select.append(MB.el("option", { value: done.version.ref, text: done.version.ref }));
+      }
+      select.value = done.version.ref;
+      show(done.version);
+    } catch (error) {
+      status.textContent = said(error);
+      status.className = "error";
+    } finally {
+      $("upload-button").disabled = false;
+    }
+  }
+
+  async function pick(ref) {
+    if (!ref) return;
+    const [name, version] = ref.split(":");
+    try {
+      show(await MB.api(`${base}/${encodeURIComponent(name)}/versions/${encodeURIComponent(version || "latest")}`));
+    } catch (error) {
+      $("upload-status").textContent = said(error);
+    }
+  }
+
+  async function start(event) {
+    event.preventDefault();
+    if (!chosen) return;
+    const recipe = { data: chosen.ref };
+    const number = (id) => ($(id).value ? Number($(id).value) : null);
+    if ($("project-name").value.trim()) recipe.name = $("project-name").value.trim();
+    if (number("time-budget")) recipe.time_budget_s = number("time-budget") * 60;
+    if (number("epochs")) recipe.epochs = number("epochs");
+    if (number("image-size")) recipe.image_size = number("image-size");
+    if ($("architecture").value) recipe.architecture = $("architecture").value;
+    if ($("weights").value) recipe.weights = $("weights").value;
+    const fallback = chosen.asset.length >= 3 ? chosen.asset.slice(0, 36) : "default";
+    const body = { workspace, compute: $("compute-select").value, recipe,
+                   experiment: $("experiment-name").value.trim() || fallback };
+    $("start-training").disabled = true;
+    try {
+      const run = await MB.api("/api/v1/runs", json(body));
+      window.location.assign(run.portal_path);
+    } catch (error) {
+      $("start-status").textContent = said(error);
+      $("start-training").disabled = false;
+    }
+  }
+
+  $("upload-button").addEventListener("click", upload);
+  $("data-asset").addEventListener("change", (event) => pick(event.target.value));
+  $("workspace-select").addEventListener("change", (event) => {
+    window.location.assign(`/new?workspace=${encodeURIComponent(event.target.value)}`);
+  });
+  form.addEventListener("submit", start);
+  if (form.dataset.preset) { $("data-asset").value = form.dataset.preset; pick(form.dataset.preset); }
+})();
