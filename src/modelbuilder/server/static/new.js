@@ -22,8 +22,11 @@
     const rows = $("data-labels").querySelector("tbody");
     rows.replaceChildren(...Object.entries(version.labels).map(([label, count]) =>
       MB.el("tr", { "data-label": label }, MB.el("td", { text: label }), MB.el("td", { text: String(count) }))));
+    const skipped = (version.report.skipped || []).slice(0, 20).map((s) =>
+      MB.el("li", { class: "skipped", text: `skipped ${s.path}: ${s.reason}` }));
     $("data-report").replaceChildren(...(version.report.summary || []).map((line) =>
-      MB.el("li", { class: `level-${line.level}`, text: line.text + (line.fix ? ` Fix: ${line.fix}` : "") })));
+      MB.el("li", { class: `level-${line.level}`, text: line.text + (line.fix ? ` Fix: ${line.fix}` : "") })),
+    ...skipped);
     $("data-summary").hidden = false;
     $("start-training").disabled = false;
   }
