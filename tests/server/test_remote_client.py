@@ -1,6 +1,7 @@
 """From a second machine's point of view: a client process with its own empty MODELBUILDER_HOME talks to a
 `modelbuilder server` on 127.0.0.1 with a token, sharing no folder with it. It uploads a small set as a data
-asset, trains on it through the CLI and downloads the result; its home never gets a store."""
+asset, trains on it through the CLI and downloads the result; its home never gets a store. Given a local
+folder, `train` uploads it as an asset first (here: unchanged, so nothing is sent)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,10 @@ def test_a_client_with_its_own_home_uploads_trains_and_downloads(start_server: C
     assert (workdir / "out" / "Pets.ConsoleApp").is_dir()
     assert not (client_home / "modelbuilder.db").exists()  # everything went through the server
     assert not any((client_home / "packs").iterdir())  # the packed upload is gone once sent
+    by_path = client("train", "--data", str(folder), "--epochs", "1", "--detach")  # a local path: uploaded first
+    assert "is the data asset pets:1" in by_path.stderr
+    assert "unchanged, not sent again" in by_path.stderr
+    assert "queued on compute local" in by_path.stdout
     refused = subprocess.run([sys.executable, "-m", "modelbuilder", "data", "list"], capture_output=True, text=True,
                              env={**env, "MODELBUILDER_TOKEN": "wrong-token-0123456789"}, timeout=120)
     assert refused.returncode == 2

@@ -1,6 +1,6 @@
 """`modelbuilder train` for a client of a remote server (MODELBUILDER_SERVER_URL, no MODELBUILDER_DB_URL):
-the run is submitted through the REST API on a data asset, followed there, and its result bundle fetched
-(`sdk.remote`). Ctrl-C cancels the run, as it does locally."""
+the run is submitted through the REST API on a data asset (a local folder is uploaded as one first), followed
+there, and its result bundle fetched (`sdk.remote`). Ctrl-C cancels the run, as it does locally."""
 
 from __future__ import annotations
 
@@ -9,18 +9,30 @@ from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from modelbuilder.cli.console import console, err_console, fail, fmt_seconds
+from modelbuilder.core.services import Services
 from modelbuilder.errors import InvalidInput
-from modelbuilder.sdk import remote
+from modelbuilder.sdk import data, remote
 from modelbuilder.sdk.client import Client
 
 
-def train_remote(client: Client, settings: dict[str, Any], *, recipe_file: Path | None, workspace: str | None,
-                 experiment: str | None, compute: str, idempotency_key: str | None, detach: bool,
-                 output: Path) -> None:
+def train_remote(services: Services, client: Client, settings: dict[str, Any], *, recipe_file: Path | None,
+                 workspace: str | None, experiment: str | None, compute: str, idempotency_key: str | None,
+                 detach: bool, output: Path) -> None:
     if recipe_file is not None:
         raise InvalidInput("A recipe file cannot be sent to a server yet.", "give its settings as options instead.")
+    folder = remote.local_data(settings)
+    if folder is not None:  # a local folder: uploaded as a data asset first (resumable; unchanged: not sent)
+        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                      TransferSpeedColumn(), console=err_console, transient=True) as bar:
+            task = bar.add_task(f"Uploading {folder}", total=None)
+            uploaded = data.upload(services, folder, remote.asset_name_for(folder), workspace=workspace, client=client,
+                                   on_progress=lambda done, total: bar.update(task, completed=done, total=total))
+        err_console.print(f"Data {folder} is the data asset {uploaded.version.ref} on {client.url}"
+                          f"{'' if uploaded.created else ' (unchanged, not sent again)'}.", highlight=False)
+        settings = {**settings, "data": uploaded.version.ref}
     run = remote.submit(client, settings, workspace=workspace, experiment=experiment, compute=compute,
                         idempotency_key=idempotency_key)
     console.print(f"Run [bold]{run['id']}[/] queued on compute [bold]{run['compute']}[/] ({run['compute_size']}, "

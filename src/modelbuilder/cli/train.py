@@ -103,7 +103,7 @@ def train(
         client = Client.of(s.settings)
         if client is not None:  # a client of a remote server: through its API, on a data asset
             with client:
-                train_remote(client, recipe_settings, recipe_file=recipe, workspace=workspace, experiment=experiment,
+                train_remote(s, client, recipe_settings, recipe_file=recipe, workspace=workspace, experiment=experiment,
                              compute=compute, idempotency_key=idempotency_key, detach=detach, output=output)
             return
         config = submit.recipe_from(recipe_settings, recipe)

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 import zipfile
@@ -23,7 +24,18 @@ from modelbuilder.sdk.client import Client
 from modelbuilder.sdk.submit import DEFAULT_EXPERIMENT, default_experiment, is_data_asset
 
 POLL_S = 1.0
-_UPLOAD_FIRST = "upload it first ('modelbuilder data upload {path} --name NAME') and train on the asset by name."
+
+
+def asset_name_for(path: str | Path) -> str:
+    """The data asset a local folder or manifest is uploaded as when a remote training is given its path."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(path).expanduser().resolve().stem).strip("-_")[:64]
+    return slug if len(slug) >= 2 and slug[0].isalnum() else "data"
+
+
+def local_data(settings: Mapping[str, Any]) -> Path | None:
+    """The local folder or manifest a remote training was given, which must be uploaded first; None for an asset."""
+    data = settings.get("data")
+    return None if data is None or is_data_asset(data) else Path(str(data))
 
 
 def recipe_body(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -36,7 +48,8 @@ def recipe_body(settings: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidInput("No training data given.", "give a data asset: --data NAME or --data NAME:VERSION.")
     if not is_data_asset(data):
         raise InvalidInput(f"{str(data)!r} is not a data asset, and the server cannot read a path on this machine.",
-                           _UPLOAD_FIRST.format(path=data))
+                           f"upload it first ('modelbuilder data upload {data} --name NAME') and train on the "
+                           "asset by name.")
     if body.get("validation_data") is not None:
         raise InvalidInput("Separate validation data cannot be sent to a server yet.",
                            "leave out --validation-data (a share of each label is held out).")

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from modelbuilder.errors import Conflict, InvalidInput, NotFound, PayloadTooLarg
 from modelbuilder.sdk import ingest
 
 CHUNK_SIZE = 8 << 20  # the largest chunk a request carries
+ABANDONED_S = 7 * 24 * 3600  # an upload untouched this long is removed when another one starts
 UPLOADS = ".uploads"
 _ID = re.compile(r"[0-9a-f]{32}")
 _SHA = re.compile(r"[0-9a-f]{64}")
@@ -84,6 +86,7 @@ def start(services: Services, name: str, size: int, sha256: str | None, *, works
             latest = None
         if latest is not None and latest.digest == digest:
             return Upload("", workspace, name, size, sha256, size, existing=latest)
+    _sweep(services.data.root / UPLOADS)
     upload_id = (hashlib.sha256(f"{workspace}\0{name}\0{size}\0{sha256}".encode()).hexdigest()[:32] if sha256
                  else uuid.uuid4().hex)
     folder = _folder(services, upload_id)
@@ -92,6 +95,22 @@ def start(services: Services, name: str, size: int, sha256: str | None, *, works
     if not meta.exists():
         meta.write_text(json.dumps({"workspace": workspace, "name": name, "size": size, "sha256": sha256}))
     return status(services, upload_id)
+
+
+def _sweep(root: Path) -> None:
+    """Remove uploads nobody has added to for ABANDONED_S (their bytes would otherwise stay for ever)."""
+    if not root.is_dir():
+        return
+    now = time.time()
+    for folder in root.iterdir():
+        part = folder / _PART
+        try:
+            touched = (part if part.exists() else folder).stat().st_mtime
+        except OSError:
+            continue
+        if folder.is_dir() and now - touched > ABANDONED_S:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.with_name(folder.name + ".lock").unlink(missing_ok=True)
 
 
 def status(services: Services, upload_id: str) -> Upload:
@@ -146,3 +165,4 @@ def finish(services: Services, upload_id: str) -> tuple[e.DataVersion, bool]:
             return ingest.ingest_zip(services, upload.workspace, upload.name, part, cap_bytes(services))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+            folder.with_name(folder.name + ".lock").unlink(missing_ok=True)
