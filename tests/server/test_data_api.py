@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import stat
 import zipfile
 from pathlib import Path
@@ -42,6 +43,21 @@ def zip_of(members: list[tuple[zipfile.ZipInfo | str, bytes]]) -> bytes:
 
 
 GOOD = [(f"pets/{label}/{i}.png", png(label, i)) for label in ("cat", "dog") for i in range(3)]
+
+
+def declaring(size: int) -> bytes:
+    """A zip whose first member's central directory entry claims `size` bytes unpacked (it holds a few)."""
+    body = bytearray(zip_of([("pets/cat/big.png", b"small")] + GOOD))
+    entry = body.index(b"PK\x01\x02")  # the first central directory entry; its uncompressed size is at +24
+    body[entry + 24:entry + 28] = size.to_bytes(4, "little")
+    return bytes(body)
+
+
+def pack_with_wrong_sha() -> bytes:
+    files = [{"path": f"{label}/0.png", "label": label, "sha256": "0" * 64, "size": 1} for label in ("cat", "dog")]
+    manifest = json.dumps({"format": "modelbuilder.data/1", "files": files}).encode()
+    return zip_of([("manifest.json", manifest), ("images/cat/0.png", png("cat", 0)),
+                   ("images/dog/0.png", png("dog", 0))])
 
 
 def send(client: TestClient, body: bytes, name: str = "pets", chunk: int = 1 << 20) -> httpx.Response:
@@ -94,6 +110,8 @@ HOSTILE = {
     "symlink": ([(zipfile.ZipInfo("pets/cat/link.png"), b"/etc/passwd")] + GOOD, 422, "symbolic link"),
     "bomb": ([("pets/cat/bomb.png", bytes(3 << 20))] + GOOD, 422, "zip bomb"),
     "not-a-zip": (b"PK\x03\x04 this is not a zip", 422, "not a zip archive"),
+    "declared-huge": (declaring(0xFFFF0000), 413, "declare more than 4 MiB unpacked"),
+    "wrong-sha": (pack_with_wrong_sha(), 422, "does not match its SHA-256 in the manifest"),
     "one-label": ([(f"pets/cat/{i}.png", png("cat", i)) for i in range(3)], 422, "one label only"),
 }
 
