@@ -31,7 +31,10 @@ def test_the_cli_uploads_lists_shows_downloads_and_deletes(cli: Cli, home: Path,
     shown = cli("data", "show", "pets:1").ok()
     assert "cat" in shown.stdout
     assert "Skipped files: 2" in shown.stdout
-    assert "Exact copies: 0" in shown.stdout
+    assert "Duplicates within a label:" in shown.stdout
+    first = cli("data", "show", "pets:1", "--json").json()["shown"]["report"]["duplicates"]
+    latest = cli("data", "show", "pets", "--json").json()["shown"]["report"]["duplicates"]
+    assert (first["within_label_exact"], latest["within_label_exact"]) == (0, 1)  # extra.png is a copy
     out = tmp_path / "back"
     cli("data", "download", "pets:2", "-o", str(out)).ok()
     assert (out / "dog" / "extra.png").read_bytes() == (folder / "dog" / "001.png").read_bytes()

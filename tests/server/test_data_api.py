@@ -96,11 +96,16 @@ def test_a_browser_zip_becomes_version_1_and_again_makes_no_new_version(api: Tes
     reasons = {s["path"]: s["reason"] for s in version["report"]["skipped"]}
     assert reasons["cat/notes.png"].startswith("not an image")
     assert "outside any label" in reasons["readme.txt"]
+    summary = " ".join(line["text"] for line in version["report"]["summary"])
+    assert "6 images in 2 labels: cat 3, dog 3." in summary
+    assert "Labelling conflicts: 0 pairs" in summary
+    conflict = send(api, zip_of([*GOOD, ("pets/dog/copy.png", GOOD[0][1])]), name="conflict").json()["version"]
+    assert conflict["report"]["duplicates"]["across_labels"] == 1  # cat/0.png filed under dog too
     again = send(api, body)
     assert again.json()["version"]["version"] == 1
     assert again.json()["created"] is False
     listed = api.get(API, headers=AUTH).json()
-    assert [(a["name"], len(a["versions"])) for a in listed] == [("pets", 1)]
+    assert [(a["name"], len(a["versions"])) for a in listed] == [("conflict", 1), ("pets", 1)]
     assert api.get(API).status_code == 401  # the token is needed
 
 

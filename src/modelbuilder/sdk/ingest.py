@@ -24,14 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from modelbuilder.core import entities as e
 from modelbuilder.core.datasets import DATA_FILE
 from modelbuilder.core.services import Services
 from modelbuilder.errors import DataError, InvalidInput, PayloadTooLarge
-from modelbuilder.results.runtime import InvalidImageError, load_image
+from modelbuilder.results.runtime import InvalidImageError, load_image, square_image
 from modelbuilder.sdk.datapack import FORMAT, IMAGES, MANIFEST, Entry, content_digest, label_counts, manifest_bytes
 from modelbuilder.training.balance import balance_finding
+from modelbuilder.training.data import DataReport, Skipped
+from modelbuilder.training.duplicates import TRAINING, DataImage, Fingerprints, find_duplicates, picture_hashes
 
+HASHED_SIZE = 64  # the square the perceptual hashes are taken from (they shrink it further themselves)
 MAX_RATIO = 200  # a member may declare at most this many bytes per compressed byte (images barely compress)
 MAX_MEMBERS = 1_000_000
 MAX_LABEL = 200
@@ -162,7 +168,7 @@ def ingest_zip(services: Services, workspace: str, name: str, archive_path: Path
             infos = archive.infolist()
             check_members(infos, cap)
             candidates, skipped = _candidates(archive, infos)
-            entries, rows = _unpack(archive, candidates, staged, skipped)
+            entries, rows, hashes = _unpack(archive, candidates, staged, skipped)
         if not entries:
             raise DataError("The upload has no images that can be read.",
                             "upload JPEG, PNG, BMP, GIF, TIFF or WebP files in one folder per label.")
@@ -172,7 +178,7 @@ def ingest_zip(services: Services, workspace: str, name: str, archive_path: Path
                             "add a folder of images for at least one more label.")
         (staged / DATA_FILE).write_text("ImageSource\tLabel\n" + "".join(f"{p}\t{label}\n" for p, label in rows))
         (staged / MANIFEST).write_bytes(manifest_bytes(entries))
-        report = upload_report(entries, skipped)
+        report = upload_report(f"{name} (upload)", entries, skipped, hashes)
         size = sum(x.size for x in entries)
         return services.data.add_version(workspace, name, staged, digest=content_digest(entries),
                                          images=len(entries), size=size, labels=counts, report=report)
@@ -181,8 +187,9 @@ def ingest_zip(services: Services, workspace: str, name: str, archive_path: Path
 
 
 def _unpack(archive: zipfile.ZipFile, candidates: list[Candidate], staged: Path, skipped: list[dict[str, str]]
-            ) -> tuple[list[Entry], list[tuple[str, str]]]:
-    entries, rows, seen = [], [], set()
+            ) -> tuple[list[Entry], list[tuple[str, str]], list[tuple[int, int]]]:
+    """Each image stored under its SHA-256, with its label, and its perceptual hashes (for the report)."""
+    entries, rows, hashes, seen = [], [], [], set()
     for candidate in sorted(candidates, key=lambda c: c.path):
         if candidate.path in seen:
             continue
@@ -202,40 +209,31 @@ def _unpack(archive: zipfile.ZipFile, candidates: list[Candidate], staged: Path,
         if candidate.sha256 is not None and sha != candidate.sha256:
             raise _refuse(f"{candidate.path[:80]!r} does not match its SHA-256 in the manifest (damaged in transit?)")
         try:
-            load_image(data, draft_size=8)
+            picture = load_image(data, draft_size=HASHED_SIZE)
         except InvalidImageError as error:
             skipped.append({"path": candidate.path, "reason": error.reason})
             continue
+        hashes.append(picture_hashes(Image.fromarray(square_image(picture, HASHED_SIZE))))
         rows.append((_store(staged, data, sha, candidate.path), candidate.label))
         entries.append(Entry(candidate.path, candidate.label, sha, len(data)))
-    return entries, rows
+    return entries, rows, hashes
 
 
-def upload_report(entries: list[Entry], skipped: list[dict[str, str]]) -> dict[str, Any]:
-    """The data report of an upload, before any training: labels and counts, the files skipped and why, exact
-    duplicates (within a label, and across labels: a labelling conflict) and the label balance."""
+def upload_report(source: str, entries: list[Entry], skipped: list[dict[str, str]], hashes: list[tuple[int, int]]
+                  ) -> dict[str, Any]:
+    """The data report of an upload, before any training, in the shape of a run's (`training.data.DataReport`):
+    labels and counts, the files skipped and why, exact and near duplicates (within a label, and across labels:
+    a labelling conflict) and the label balance; the split and what training adds come later."""
     counts = label_counts(entries)
-    by_sha: dict[str, set[str]] = {}
-    copies = 0
-    for entry in entries:
-        if entry.sha256 in by_sha:
-            copies += 1
-        by_sha.setdefault(entry.sha256, set()).add(entry.label)
-    conflicts = sorted(sha for sha, labels in by_sha.items() if len(labels) > 1)
-    balance = balance_finding(counts, "none")
-    summary = [{"topic": "images", "level": "ok", "fix": "",
-                "text": f"{len(entries)} images in {len(counts)} labels: "
-                        + ", ".join(f"{label} {n}" for label, n in counts.items()) + "."}]
-    if skipped:
-        summary.append({"topic": "skipped", "level": "warning", "fix": "",
-                        "text": f"Skipped files: {len(skipped)} could not be used (each with its reason in the list)."})
-    summary.append({"topic": "duplicates", "level": "warning" if conflicts else "ok",
-                    "text": f"Exact copies: {copies} files repeat another; {len(conflicts)} filed under two labels.",
-                    "fix": "keep each image under its one right label." if conflicts else ""})
-    small, large = balance["smallest"], balance["largest"]
-    summary.append({"topic": "balance", "level": "warning" if balance["warning"] else "ok", "fix": balance["fix"] or "",
-                    "text": f"Label balance: smallest {small['label']!r} {small['images']}, largest {large['label']!r} "
-                            f"{large['images']} images (ratio {balance['ratio']:.2f})."
-                            + (f" {balance['warning']}" if balance["warning"] else "")})
-    return {"labels": counts, "images": len(entries), "skipped": skipped, "exact_copies": copies,
-            "label_conflicts": len(conflicts), "balance": balance, "summary": summary}
+    images = [DataImage(x.path, x.label, TRAINING) for x in entries]
+    prints = Fingerprints([x.sha256 for x in entries], np.array([h[0] for h in hashes], dtype=np.uint64),
+                          np.array([h[1] for h in hashes], dtype=np.uint64))
+    report = DataReport(source=source, labels=list(counts), train_per_label=counts,
+                        skipped=[Skipped(s["path"], s["reason"]) for s in skipped],
+                        balance=balance_finding(counts, "none"), duplicates=find_duplicates(images, prints))
+    found = report.to_dict()
+    lines = [line for line in found["summary"] if line["topic"] != "leaks"]  # no split yet
+    found["summary"] = [{"topic": "images", "level": "ok", "fix": "", "text": f"{len(entries)} images in "
+                         f"{len(counts)} labels: " + ", ".join(f"{label} {n}" for label, n in counts.items()) + "."},
+                        *lines]
+    return {**found, "images": len(entries)}
