@@ -87,3 +87,28 @@ def test_new_training_uploads_a_zip_starts_the_run_and_downloads_the_model(
                 raise
         finally:
             browser.close()
+
+
+def test_a_folder_chosen_in_the_browser_is_zipped_there_and_uploaded(start_server: Callable[..., LiveServer],
+                                                                      tmp_path: Path) -> None:
+    """The folder input: the page zips the folder itself (stored, CRC-32) and the server reads it as any zip."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    expect = sync_api.expect
+    folder = make_image_folder(tmp_path / "garden", per_label=4, labels=("rose", "tulip", "daisy"))
+    (folder / "rose" / "notes.png").write_text("not an image")
+    server = start_server("--no-agent")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            problems = watch_problems(page)
+            page.goto(server.url + "/new")
+            page.set_input_files("#data-folder", str(folder))
+            page.click("#upload-button")
+            expect(page.locator("#chosen-data")).to_have_text("garden:1", timeout=60_000)
+            for label in ("rose", "tulip", "daisy"):
+                expect(page.locator(f"#data-labels tr[data-label={label}] td").nth(1)).to_have_text("4")
+            expect(page.locator("#data-report")).to_contain_text("skipped rose/notes.png: not an image")
+            assert problems == []
+        finally:
+            browser.close()

@@ -31,6 +31,45 @@
     $("start-training").disabled = false;
   }
 
+  // A folder chosen in the browser is sent as the server reads a zip: one stored (uncompressed) zip of its files,
+  // built here (images are compressed already). CRC-32 as the zip format defines it.
+  const CRC = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k += 1) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  function crc32(bytes) {
+    let c = 0xffffffff;
+    for (let i = 0; i < bytes.length; i += 1) c = CRC[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  }
+  const header = (size) => new DataView(new ArrayBuffer(size));
+  async function zipFolder(files) {
+    const parts = [], central = [];
+    let offset = 0;
+    for (const file of files) {
+      const name = new TextEncoder().encode(file.webkitRelativePath || file.name);
+      const crc = crc32(new Uint8Array(await file.arrayBuffer()));
+      const local = header(30);
+      [[0, 0x04034b50, 4], [4, 20, 2], [6, 0x800, 2], [14, crc, 4], [18, file.size, 4], [22, file.size, 4],
+       [26, name.length, 2]].forEach(([at, value, width]) => (width === 4 ? local.setUint32(at, value, true)
+        : local.setUint16(at, value, true)));
+      const entry = header(46);
+      [[0, 0x02014b50, 4], [4, 20, 2], [6, 20, 2], [8, 0x800, 2], [16, crc, 4], [20, file.size, 4],
+       [24, file.size, 4], [28, name.length, 2], [42, offset, 4]].forEach(([at, value, width]) => (width === 4
+        ? entry.setUint32(at, value, true) : entry.setUint16(at, value, true)));
+      parts.push(local, name, file);
+      central.push(entry, name);
+      offset += 30 + name.length + file.size;
+      if (offset > 0xffffffff) throw new Error("The folder is over 4 GiB; upload it as a zip, or with 'modelbuilder data upload'.");
+    }
+    const size = central.reduce((n, part) => n + part.byteLength, 0);
+    const end = header(22);
+    [[0, 0x06054b50, 4], [8, files.length, 2], [10, files.length, 2], [12, size, 4], [16, offset, 4]]
+      .forEach(([at, value, width]) => (width === 4 ? end.setUint32(at, value, true) : end.setUint16(at, value, true)));
+    return new Blob([...parts, ...central, end], { type: "application/zip" });
+  }
+
   async function sha256(file) {
     if (!(window.crypto && window.crypto.subtle)) return null; // not a secure context: the server checks the size
     const digest = await window.crypto.subtle.digest("SHA-256", await file.arrayBuffer());
@@ -38,14 +77,17 @@
   }
 
   async function upload() {
-    const file = $("data-file").files[0];
+    const folder = [...$("data-folder").files];
     const status = $("upload-status");
-    if (!file) { status.textContent = "Choose a zip first."; return; }
-    const name = $("asset-name").value.trim() || slug(file.name);
+    status.className = "hint";
+    if (!$("data-file").files[0] && !folder.length) { status.textContent = "Choose a zip or a folder first."; return; }
+    const label = $("data-file").files[0] ? $("data-file").files[0].name : folder[0].webkitRelativePath.split("/")[0];
+    const name = $("asset-name").value.trim() || slug(label);
     const bar = $("upload-bar").firstElementChild;
     $("upload-button").disabled = true;
     try {
-      status.textContent = `Uploading ${file.name} as ${name}…`;
+      status.textContent = `Uploading ${label} as ${name}…`;
+      const file = $("data-file").files[0] || await zipFolder(folder);
       const request = { name, size: file.size };
       const digest = await sha256(file);
       if (digest) request.sha256 = digest;
@@ -108,6 +150,8 @@
   }
 
   $("upload-button").addEventListener("click", upload);
+  $("data-file").addEventListener("change", () => { if ($("data-file").files.length) $("data-folder").value = ""; });
+  $("data-folder").addEventListener("change", () => { if ($("data-folder").files.length) $("data-file").value = ""; });
   $("data-asset").addEventListener("change", (event) => pick(event.target.value));
   $("workspace-select").addEventListener("change", (event) => {
     window.location.assign(`/new?workspace=${encodeURIComponent(event.target.value)}`);
