@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from modelbuilder import Workspace
 from modelbuilder.core.services import Services
+from modelbuilder.sdk import data
 from tests.cli.driver import Cli
 from tests.imagery import make_image_folder
 
@@ -51,7 +52,8 @@ def test_every_face_trains_on_an_asset_and_delete_waits_for_its_runs(cli: Cli, c
     cli("data", "upload", str(folder), "--name", "pets").ok()
     monkeypatch.chdir(tmp_path)  # no folder named 'pets' here: the name means the asset
     cli("train", "--data", "pets", *TINY, "--detach").ok()
-    run = Workspace.get().experiment("pets").submit(data="pets:1", architecture="tiny", weights="none", epochs=1)
+    run = Workspace.get(services=services).experiment("pets").submit(data="pets:1", architecture="tiny",
+                                                                     weights="none", epochs=1)
     answer = client.post("/api/v1/runs", json={"experiment": "from-api", "recipe": {"data": "pets:1",
                                                                                      "architecture": "tiny"}})
     assert answer.status_code == 201, answer.text
@@ -84,3 +86,16 @@ def test_an_unknown_asset_is_one_line_from_every_face(cli: Cli, client: TestClie
     assert "GET /api/v1/workspaces/default/data" in answer.json()["hint"]
     bad = client.post("/api/v1/runs", json={"experiment": "cats", "recipe": {"data": "relative/path"}})
     assert bad.status_code == 422
+
+
+def test_a_manifest_uploads_its_images_with_their_labels(services: Services, tmp_path: Path) -> None:
+    folder = make_image_folder(tmp_path / "photos", per_label=3)
+    rows = [f"{p.relative_to(folder).as_posix()}\t{'feline' if p.parent.name == 'cat' else 'canine'}"
+            for p in sorted(folder.rglob("*.*"))]
+    manifest = folder / "labels.tsv"
+    manifest.write_text("ImageSource\tLabel\n" + "\n".join(rows) + "\n")
+    uploaded = data.upload(services, manifest, "animals")
+    assert uploaded.version.labels == {"canine": 3, "feline": 3}
+    back, target = data.download(services, "animals", tmp_path / "back")
+    assert back.version == 1
+    assert (target / "labels.tsv").read_text().count("feline") == 3
