@@ -59,6 +59,11 @@ def test_new_training_uploads_a_zip_starts_the_run_and_downloads_the_model(
                 expect(page.locator("#data-labels tr[data-label=dog] td").nth(1)).to_have_text("6")
                 expect(page.locator("#chosen-data")).to_have_text("pets:1")
                 expect(page.locator("#data-report")).to_contain_text("12 images in 2 labels")
+                page.select_option("#priority-select", "low-priority")  # the workspace has no such compute
+                expect(page.locator("#priority-none")).to_be_visible()
+                expect(page.locator("#start-training")).to_be_disabled()
+                page.select_option("#priority-select", "dedicated")
+                expect(page.locator("#compute-select")).to_have_value("local")
                 page.fill("#project-name", "Tiny")
                 page.click("details summary")
                 page.select_option("#architecture", "tiny")

@@ -35,7 +35,7 @@ def test_new_training_lists_assets_and_computes_and_the_data_page_shows_the_repo
     new = client.get("/new?data=pets:1").text
     assert '<option value="pets:1">' in new
     assert 'data-preset="pets:1"' in new
-    assert '<option value="local">local · auto · dedicated</option>' in new
+    assert '<option value="local" data-priority="dedicated">local · auto · dedicated</option>' in new
     shown = client.get("/workspaces/default/data/pets").text
     assert "Data asset pets:1" in shown
     assert "Skipped files: 2" in shown

@@ -149,6 +149,16 @@
     }
   }
 
+  $("priority-select").addEventListener("change", (event) => {
+    // A run's priority is its compute's: the choice narrows the computes offered to those of that priority.
+    const select = $("compute-select");
+    const options = [...select.options];
+    for (const option of options) option.hidden = Boolean(event.target.value) && option.dataset.priority !== event.target.value;
+    const first = options.find((option) => !option.hidden);
+    if (first) select.value = first.value;
+    $("priority-none").hidden = Boolean(first);
+    $("start-training").disabled = !chosen || !first;
+  });
   $("upload-button").addEventListener("click", upload);
   $("data-file").addEventListener("change", () => { if ($("data-file").files.length) $("data-folder").value = ""; });
   $("data-folder").addEventListener("change", () => { if ($("data-folder").files.length) $("data-file").value = ""; });
