@@ -100,3 +100,18 @@ def test_unknown_names_and_versions_are_not_found(assets: DataAssetService) -> N
     with pytest.raises(NotFound, match="has no version 7"):
         assets.delete("default", "pets", 7)
     assert [(ws, a.name) for ws, a in assets.list_all()] == [("default", "pets")]
+
+
+def test_a_worker_finds_the_run_s_data_under_its_own_artifact_root(assets: DataAssetService, store: Store,
+                                                                    runs: RunService, recipe: dict[str, object],
+                                                                    tmp_path: Path) -> None:
+    add(assets, "a")
+    run = runs.submit("default", "pets", "local", recipe)
+    assert assets.run_data_file(run.id) is None  # a run on a path
+    assets.link_run(run.id, "default", "pets", 1)
+    elsewhere = DataAssetService(store, tmp_path / "mounted-elsewhere")  # another host's mount of the root
+    found = elsewhere.run_data_file(run.id)
+    assert found is not None
+    assert found.is_relative_to(tmp_path / "mounted-elsewhere")
+    here = assets.version("default", "pets", 1)[1]
+    assert found.relative_to(elsewhere.root) == here.relative_to(assets.root) / "data.tsv"

@@ -168,6 +168,13 @@ class DataAssetService:
                                     .where(r.RunDataRow.run_id == run_id)).one_or_none()
             return (found[0], found[1]) if found else None
 
+    def run_data_file(self, run_id: str) -> Path | None:
+        """The data.tsv of the version a run trains on, under this process's artifact root (a worker's root
+        may be mounted elsewhere than the submitter's); None for a run on a path."""
+        with self.store.read() as session:
+            link = session.get(r.RunDataRow, run_id)
+            return self.folder(link.asset_id, link.version) / DATA_FILE if link is not None else None
+
     # --- inside a session ---------------------------------------------------------------------------
     def _locked_asset(self, session: Session, workspace_id: str, name: str) -> r.DataAssetRow:
         now = e.utcnow()
