@@ -99,3 +99,17 @@ def test_a_manifest_uploads_its_images_with_their_labels(services: Services, tmp
     back, target = data.download(services, "animals", tmp_path / "back")
     assert back.version == 1
     assert (target / "labels.tsv").read_text().count("feline") == 3
+
+
+def test_a_local_folder_of_the_asset_s_name_wins_for_the_cli_never_for_the_api(
+        cli: Cli, client: TestClient, services: Services, tmp_path: Path, monkeypatch) -> None:
+    images = make_image_folder(tmp_path / "pets", per_label=3)
+    data.upload(services, images, "pets")
+    monkeypatch.chdir(tmp_path)  # a folder named 'pets' is here
+    cli("train", "--data", "pets", *TINY, "--detach").ok()
+    answer = client.post("/api/v1/runs", json={"experiment": "from-api", "recipe": {"data": "pets"}})
+    assert answer.status_code == 201, answer.text
+    by_cli, by_api = sorted(services.runs.list("default"), key=lambda run: run.experiment_name != "pets")
+    assert by_cli.recipe["data"] == str(images.resolve())  # the path: the CLI user means the folder here
+    assert services.data.run_data(by_cli.id) is None
+    assert services.data.run_data(by_api.id) == ("pets", 1)  # the API's paths are absolute: a name is an asset

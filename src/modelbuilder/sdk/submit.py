@@ -27,19 +27,24 @@ DATA_PATHS = ("data", "validation_data")
 DEFAULT_EXPERIMENT = "default"
 
 
-def recipe_from(settings: Mapping[str, Any], recipe_file: str | Path | None = None) -> TrainConfig:
+def recipe_from(settings: Mapping[str, Any], recipe_file: str | Path | None = None, *,
+                assets_by_name: bool = False) -> TrainConfig:
     """The recipe: `settings` (flags, keyword arguments, a request's body) > a YAML file > defaults.
 
     A setting that is None is not given. `time_budget` takes a duration ('10m', '1h30m') for
     `time_budget_s`. Data paths given as settings are relative to the current folder; those written in
     the file are relative to the file's folder, so a recipe kept next to its data works from anywhere.
-    The project name defaults to one made from the data folder's name.
+    The project name defaults to one made from the data folder's name (or the data asset's).
+    `data` that names a data asset (pets, pets:2) stays a name, resolved at submission, unless a file or
+    folder of that name exists here; with `assets_by_name` (the API, whose paths are absolute) it always
+    stays a name.
     """
     given = {key: value for key, value in settings.items() if value is not None}
     if "time_budget" in given:
         given["time_budget_s"] = names.duration_seconds(given.pop("time_budget"))
     for key in DATA_PATHS:
-        if key == "data" and is_data_asset(given.get(key)):
+        if key == "data" and (names.looks_like_data_ref(given.get(key)) if assets_by_name
+                              else is_data_asset(given.get(key))):
             given[key] = str(given[key])  # a data asset's name, resolved at submission
         elif key in given:
             given[key] = _absolute(given[key], Path.cwd())
@@ -48,8 +53,14 @@ def recipe_from(settings: Mapping[str, Any], recipe_file: str | Path | None = No
         base = Path(recipe_file).expanduser().resolve().parent
         config = config.with_(**{key: _absolute(getattr(config, key), base) for key in DATA_PATHS
                                  if key not in given and isinstance(getattr(config, key), str)})
-    source = names.data_ref(str(config.data))[0] if is_data_asset(config.data) else Path(config.data).stem
+    source = names.data_ref(config.data)[0] if names_asset(config.data) else Path(config.data).stem
     return config.with_(name=config.name or names.project_name_from(source))
+
+
+def names_asset(data: str) -> bool:
+    """Whether a recipe's `data` names a data asset: every path in a recipe is absolute (`recipe_from`), so a
+    relative one in the shape of a reference is a name."""
+    return not Path(data).is_absolute() and names.looks_like_data_ref(data)
 
 
 def is_data_asset(data: Any) -> bool:
@@ -110,7 +121,7 @@ def submit(services: Services, recipe: TrainConfig, *, workspace: str | None = N
     submission again returns the same run; a different one under the same key is refused."""
     name, made = services.workspaces.in_use(workspace)
     asset = None
-    if is_data_asset(recipe.data):  # trains on a data asset: its version's folder in the artifact store
+    if names_asset(recipe.data):  # trains on a data asset: its version's folder in the artifact store
         asset, manifest = data.training_data(services, recipe.data, name)
         recipe = recipe.with_(data=str(manifest))
     check_data(recipe)
