@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # given; at the same priority the kernel would share them evenly with the server on the same host,
     # and each API request would queue behind training. At 10 the server gets the CPU when it needs it,
     # and training still gets every cycle the server leaves idle (docs/RELIABILITY.md, the load drill).
+    # The largest data asset upload (the packed zip, and the images unpacked from it), in MiB.
+    max_upload_mb: int = Field(default=8192, ge=1)
     worker_nice: int = Field(default=10, ge=0, le=19)
 
     @cached_property

@@ -21,7 +21,7 @@ ACTIONS = frozenset({
     "list_computes", "create_compute", "show_compute", "delete_compute", "compute_sizes",
     "list_experiments", "list_runs", "show_run", "cancel_run", "follow_run", "list_artifacts",
     "delete_with_force", "upgrade_store", "choose_home", "give_data", "give_validation_data",
-    "list_models", "show_model",
+    "list_models", "show_model", "list_data", "show_data",
 })
 _PLACE = re.compile(r" ?\(\{(\w+)\}\)")
 

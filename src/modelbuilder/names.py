@@ -226,3 +226,40 @@ def model_ref(value: str) -> tuple[str, int | str | None]:
     if not sep:
         return name, None
     return (name, model_version(which)) if which[:1].isdigit() else (name, model_alias(which))
+
+
+def data_name(value: str) -> str:
+    """The name of a data asset (its versions are 1, 2, ...)."""
+    if not isinstance(value, str) or not MODEL_NAME.fullmatch(value):
+        raise InvalidInput(
+            f"Data asset name {_shown(value)} is not valid.",
+            "use 2 to 64 characters of letters, digits, '_' and '-', starting with a letter or digit "
+            "(for example 'pets').",
+        )
+    return value
+
+
+def data_version(value: int | str) -> int:
+    text = str(value)
+    if isinstance(value, bool) or not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_MODEL_VERSION:
+        raise InvalidInput(f"Data asset version {_shown(value)} is not valid.",
+                           "use a version number 1, 2, ... as 'modelbuilder data show NAME' lists them.")
+    return int(text)
+
+
+def data_ref(value: str) -> tuple[str, int | None]:
+    """'pets' -> ('pets', None): the latest version; 'pets:2' -> ('pets', 2)."""
+    name, sep, which = value.partition(":") if isinstance(value, str) else ("", "", "")
+    if not isinstance(value, str) or (sep and not which):
+        raise InvalidInput(f"Data asset reference {_shown(value)} is not valid.",
+                           "write NAME (the latest version) or NAME:VERSION (pets:2).")
+    data_name(name)
+    return (name, data_version(which)) if sep else (name, None)
+
+
+def looks_like_data_ref(value: object) -> bool:
+    """Whether `value` has the shape of a data asset reference (pets, pets:2) rather than of a path."""
+    if not isinstance(value, str):
+        return False
+    name, sep, which = value.partition(":")
+    return bool(MODEL_NAME.fullmatch(name)) and (not sep or (which.isascii() and which.isdigit()))

@@ -9,7 +9,8 @@ from modelbuilder.errors import ACTIONS, Conflict, step
 def test_every_step_has_the_cli_s_words() -> None:
     assert set(COMMANDS) | set(OPTIONS) == ACTIONS
     assert not set(COMMANDS) & set(OPTIONS)
-    every = {"workspace": "team", "compute": "gpu-1", "run": "run-0123456789ab", "model": "pets"}
+    every = {"workspace": "team", "compute": "gpu-1", "run": "run-0123456789ab", "model": "pets",
+             "data": "pets"}
     for action in ACTIONS:
         worded = command(step(action, **every))
         assert worded, action

@@ -15,7 +15,7 @@ from .conftest import TOKEN
 
 SAMPLE_PARAMS = {"workspace": "default", "experiment": "pets", "compute": "local", "run_id": "run-0123456789ab",
                  "relpath": "bestModel.onnx", "key": "val_loss", "step": "1", "kind": "predictions", "index": "0",
-                 "name": "pets", "which": "1", "alias": "production"}
+                 "name": "pets", "which": "1", "alias": "production", "upload_id": "0" * 32}
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 

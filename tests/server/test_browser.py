@@ -201,7 +201,7 @@ def test_sign_in_with_the_token(start_server: Callable[..., LiveServer]) -> None
             page.click("#login-form button")
             page.wait_for_url(f"{server.url}/workspaces/default")
             assert page.inner_text("h1") == "404"  # signed in: the page itself answers (no such workspace yet)
-            page.goto(f"{server.url}/")
+            page.goto(f"{server.url}/workspaces")
             assert page.inner_text("h1") == "Workspaces"
             page.click("form.logout button")
             page.wait_for_url(f"{server.url}/login")

@@ -8,7 +8,8 @@ from modelbuilder.server.fixes import ON_THE_HOST, REQUESTS, UNWORDED, request
 
 def test_every_step_has_the_api_s_words_or_none_on_purpose() -> None:
     assert set(REQUESTS) | set(ON_THE_HOST) | UNWORDED | {"delete_with_force"} == ACTIONS
-    every = {"workspace": "team", "compute": "gpu-1", "run": "run-0123456789ab", "model": "pets"}
+    every = {"workspace": "team", "compute": "gpu-1", "run": "run-0123456789ab", "model": "pets",
+             "data": "pets"}
     for action in ACTIONS - UNWORDED:
         worded = request(step(action, **every))
         assert worded, action

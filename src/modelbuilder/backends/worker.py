@@ -183,6 +183,13 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
         return _attempt(services, run_id, attempt, owner, restartable)
 
 
+def training_recipe(services: Services, run: e.Run) -> TrainConfig:
+    """The run's recipe, its data asset (if it trains on one) read from this host's artifact store."""
+    recipe = TrainConfig.from_dict(run.recipe)
+    asset_file = services.data.run_data_file(run.id)
+    return recipe.with_(data=str(asset_file)) if asset_file is not None else recipe
+
+
 def _attempt(services: Services, run_id: str, attempt: int, owner: str, restartable: bool) -> int:
     runs, recorder, leases, artifacts = services.runs, services.recorder, services.leases, services.artifacts
     run = runs.get(run_id)
@@ -198,7 +205,7 @@ def _attempt(services: Services, run_id: str, attempt: int, owner: str, restarta
     code = 0
     keep_lease = False
     try:
-        recipe = TrainConfig.from_dict(run.recipe)
+        recipe = training_recipe(services, run)
         resume = artifacts.resolve(run_id, run.resume_from) if run.resume_from else None
         result = run_training(recipe, run_dir, reporter, resume=resume)
         reporter.flush()
@@ -289,7 +296,7 @@ def _follow_rank_zero(services: Services, run_id: str) -> int:
     artifacts = services.artifacts
     resume = artifacts.resolve(run_id, run.resume_from) if run.resume_from else None
     try:
-        run_training(TrainConfig.from_dict(run.recipe), artifacts.run_dir(run_id), NullReporter(), resume=resume)
+        run_training(training_recipe(services, run), artifacts.run_dir(run_id), NullReporter(), resume=resume)
     except Preempted:
         return EXIT_PREEMPTED
     return 0

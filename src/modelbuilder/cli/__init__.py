@@ -18,6 +18,7 @@ from modelbuilder import __version__
 from modelbuilder.cli import (
     agent,
     compute,
+    data,
     db,
     experiment,
     export,
@@ -60,7 +61,8 @@ def _root(
         os.environ["MODELBUILDER_HOME"] = str(home.expanduser().resolve())
 
 
-for commands in (train, predict, workspace, compute, experiment, runs, models, agent, db, server, serve, export):
+for commands in (train, predict, workspace, compute, experiment, runs, models, data, agent, db, server, serve,
+                 export):
     commands.register(app)
 
 

@@ -23,6 +23,8 @@ COMMANDS = {
     "upgrade_store": "modelbuilder db upgrade",
     "list_models": "modelbuilder models list{in_workspace}",
     "show_model": "modelbuilder models show {model}{in_workspace}",
+    "list_data": "modelbuilder data list{in_workspace}",
+    "show_data": "modelbuilder data show {data}{in_workspace}",
 }
 # Steps that are an option rather than a command.
 OPTIONS = {

@@ -19,16 +19,19 @@ import typer
 
 from modelbuilder.cli._common import services
 from modelbuilder.cli.console import ProgressDisplay, console, err_console, fail, print_data_report, print_summary
+from modelbuilder.cli.remote import train_remote
 from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.results.bundle import copy_results
 from modelbuilder.results.files import METRICS_FILE
 from modelbuilder.sdk import insight, results, submit, wait
+from modelbuilder.sdk.client import Client
 from modelbuilder.sdk.submit import Submitted
 from modelbuilder.training.recipe import TrainConfig
 
-DATA_HELP = "A folder with one sub-folder per label, or a .tsv/.csv manifest with ImageSource and Label columns."
+DATA_HELP = ("A folder with one sub-folder per label, a .tsv/.csv manifest with ImageSource and Label columns, or a "
+             "data asset (pets for its latest version, pets:2; see 'modelbuilder data').")
 
 
 def train(
@@ -98,6 +101,12 @@ def train(
         "precision": precision, "processes": processes, "hflip": hflip, "compile": compile,
         "class_weights": class_weights}
     with services() as s:
+        client = Client.of(s.settings)
+        if client is not None:  # a client of a remote server: through its API, on a data asset
+            with client:
+                train_remote(s, client, recipe_settings, recipe_file=recipe, workspace=workspace, experiment=experiment,
+                             compute=compute, idempotency_key=idempotency_key, detach=detach, output=output)
+            return
         config = submit.recipe_from(recipe_settings, recipe)
         submitted = submit.submit(s, config, workspace=workspace, experiment=experiment, compute=compute,
                                   idempotency_key=idempotency_key)

@@ -231,3 +231,37 @@ class RegisteredModel:
     @property
     def latest(self) -> ModelVersion | None:
         return self.versions[0] if self.versions else None
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    """One version of a data asset: its images (kept under the artifact root), their labels and the data report."""
+
+    asset: str
+    version: int
+    digest: str
+    images: int
+    size: int
+    labels: dict[str, int]
+    report: dict[str, Any]
+    created_at: datetime
+
+    @property
+    def ref(self) -> str:
+        return f"{self.asset}:{self.version}"
+
+
+@dataclass(frozen=True)
+class DataAsset:
+    """A name with numbered versions (1, 2, ...) of uploaded training images."""
+
+    id: str
+    workspace_id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    versions: tuple[DataVersion, ...] = ()  # newest first
+
+    @property
+    def latest(self) -> DataVersion | None:
+        return self.versions[0] if self.versions else None

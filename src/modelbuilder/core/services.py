@@ -18,6 +18,7 @@ from types import TracebackType
 from modelbuilder.config import Settings, get_settings
 from modelbuilder.core.artifacts import ArtifactStore
 from modelbuilder.core.compute import ComputeService
+from modelbuilder.core.datasets import DataAssetService
 from modelbuilder.core.leases import LeaseService
 from modelbuilder.core.recording import RunRecorder
 from modelbuilder.core.registry import ModelRegistry
@@ -49,7 +50,7 @@ class Services:
             if self._store is not None and self._owns_store:
                 self._store.close()
                 self._store = None
-                for name in ("workspaces", "computes", "runs", "recorder", "leases", "models"):
+                for name in ("workspaces", "computes", "runs", "recorder", "leases", "models", "data"):
                     self.__dict__.pop(name, None)  # they held the closed store
 
     def __enter__(self) -> Services:
@@ -82,6 +83,10 @@ class Services:
     @cached_property
     def models(self) -> ModelRegistry:
         return ModelRegistry(self.store)
+
+    @cached_property
+    def data(self) -> DataAssetService:
+        return DataAssetService(self.store, self.settings.artifacts)
 
     @cached_property
     def artifacts(self) -> ArtifactStore:

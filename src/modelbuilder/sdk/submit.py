@@ -19,6 +19,7 @@ from modelbuilder.config import run_url, running_server
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.errors import InvalidInput
+from modelbuilder.sdk import data
 from modelbuilder.training import data as data_mod
 from modelbuilder.training.recipe import TrainConfig
 
@@ -26,26 +27,47 @@ DATA_PATHS = ("data", "validation_data")
 DEFAULT_EXPERIMENT = "default"
 
 
-def recipe_from(settings: Mapping[str, Any], recipe_file: str | Path | None = None) -> TrainConfig:
+def recipe_from(settings: Mapping[str, Any], recipe_file: str | Path | None = None, *,
+                assets_by_name: bool = False) -> TrainConfig:
     """The recipe: `settings` (flags, keyword arguments, a request's body) > a YAML file > defaults.
 
     A setting that is None is not given. `time_budget` takes a duration ('10m', '1h30m') for
     `time_budget_s`. Data paths given as settings are relative to the current folder; those written in
     the file are relative to the file's folder, so a recipe kept next to its data works from anywhere.
-    The project name defaults to one made from the data folder's name.
+    The project name defaults to one made from the data folder's name (or the data asset's).
+    `data` that names a data asset (pets, pets:2) stays a name, resolved at submission, unless a file or
+    folder of that name exists here; with `assets_by_name` (the API, whose paths are absolute) it always
+    stays a name.
     """
     given = {key: value for key, value in settings.items() if value is not None}
     if "time_budget" in given:
         given["time_budget_s"] = names.duration_seconds(given.pop("time_budget"))
     for key in DATA_PATHS:
-        if key in given:
+        if key == "data" and (names.looks_like_data_ref(given.get(key)) if assets_by_name
+                              else is_data_asset(given.get(key))):
+            given[key] = str(given[key])  # a data asset's name, resolved at submission
+        elif key in given:
             given[key] = _absolute(given[key], Path.cwd())
     config = TrainConfig.from_sources(recipe_file, **given)
     if recipe_file is not None:
         base = Path(recipe_file).expanduser().resolve().parent
         config = config.with_(**{key: _absolute(getattr(config, key), base) for key in DATA_PATHS
                                  if key not in given and isinstance(getattr(config, key), str)})
-    return config.with_(name=config.name or names.project_name_from(Path(config.data).stem))
+    source = names.data_ref(config.data)[0] if names_asset(config.data) else Path(config.data).stem
+    return config.with_(name=config.name or names.project_name_from(source))
+
+
+def names_asset(data: str) -> bool:
+    """Whether a recipe's `data` names a data asset: every path in a recipe is absolute (`recipe_from`), so a
+    relative one in the shape of a reference is a name."""
+    return not Path(data).is_absolute() and names.looks_like_data_ref(data)
+
+
+def is_data_asset(data: Any) -> bool:
+    """Whether `data` names a data asset (pets, pets:2) rather than a path: it has the shape of a reference
+    and no file or folder of that name exists here (a local path still wins)."""
+    return (isinstance(data, str | Path) and names.looks_like_data_ref(str(data))
+            and not Path(str(data)).expanduser().exists())
 
 
 def setting_error(key: str, value: Any) -> InvalidInput | None:
@@ -97,9 +119,15 @@ def submit(services: Services, recipe: TrainConfig, *, workspace: str | None = N
     """Check the data, then queue a run of `recipe` in `workspace` (see `WorkspaceService.in_use`), in
     `experiment` (default: named after the data) on `compute`. With `idempotency_key`, the same
     submission again returns the same run; a different one under the same key is refused."""
-    check_data(recipe)
     name, made = services.workspaces.in_use(workspace)
-    run = services.runs.submit(name, experiment or default_experiment(recipe.data), compute, recipe.to_dict(),
-                               project_name=recipe.name, idempotency_key=idempotency_key)
+    asset = None
+    if names_asset(recipe.data):  # trains on a data asset: its version's folder in the artifact store
+        asset, manifest = data.training_data(services, recipe.data, name)
+        recipe = recipe.with_(data=str(manifest))
+    check_data(recipe)
+    run = services.runs.submit(name, experiment or default_experiment(asset.asset if asset else recipe.data), compute,
+                               recipe.to_dict(), project_name=recipe.name, idempotency_key=idempotency_key)
+    if asset is not None:
+        services.data.link_run(run.id, name, asset.asset, asset.version)
     server = running_server(services.settings)
     return Submitted(run, name, made, run_url(server, name, run.id) if server else None)

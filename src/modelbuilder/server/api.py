@@ -26,12 +26,13 @@ from fastapi.staticfiles import StaticFiles
 from modelbuilder import __version__
 from modelbuilder.backends import start_agent
 from modelbuilder.config import Settings, get_settings
-from modelbuilder.server import API_PREFIX, handlers, middleware, portal
+from modelbuilder.server import API_PREFIX, handlers, home, middleware, portal
 from modelbuilder.server.auth import TokenGuard
 from modelbuilder.server.deps import ServerState, StateDep
 from modelbuilder.server.routers import (
     artifacts,
     computes,
+    data,
     events,
     experiments,
     explain,
@@ -122,8 +123,9 @@ def create_app(settings: Settings | None = None, start_agents: bool = True, serv
 
     for router in (health, workspaces.router, experiments.router, computes.router, runs.router, events.router,
                    metrics.router, logs.router, artifacts.router, exports.router, predict.router, explain.router,
-                   insight.router, models.router):
+                   insight.router, models.router, data.router):
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(home.router)
     app.include_router(portal.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if settings.token:

@@ -21,6 +21,8 @@ REQUESTS = {
     "list_artifacts": "GET {prefix}/runs/{run}/artifacts",
     "list_models": "GET {prefix}/workspaces/{workspace}/models",
     "show_model": "GET {prefix}/workspaces/{workspace}/models/{model}",
+    "list_data": "GET {prefix}/workspaces/{workspace}/data",
+    "show_data": "GET {prefix}/workspaces/{workspace}/data/{data}",
 }
 # Steps taken on the server's host, by whoever runs it.
 ON_THE_HOST = {

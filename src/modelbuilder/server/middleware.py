@@ -7,7 +7,8 @@
    loopback name (a DNS-rebinding page cannot reach it through its own domain name).
 4. `OriginCheck`: a state-changing request sent by another site's page (its `Origin` is not this server) is 403.
 5. `auth.TokenGuard` (in auth.py).
-6. `BodyLimit`: bodies are read up to a limit (1 MB, 20 MB for image uploads) before the app sees them;
+6. `BodyLimit`: bodies are read up to a limit (1 MB, 20 MB for image uploads, 8 MiB for a chunk of a data
+   upload) before the app sees them;
    a bigger one is 413 whether or not it announced its length.
 """
 
@@ -21,6 +22,7 @@ import re
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from modelbuilder.sdk.uploads import CHUNK_SIZE
 from modelbuilder.server import API_PREFIX
 
 log = logging.getLogger("modelbuilder.server")
@@ -31,6 +33,7 @@ _MULTIPART_SLACK = 64 << 10  # boundaries and part headers around the image
 # the routes that take an image: a run's model and a registered model's version (predict, explain)
 _UPLOAD_PATH = re.compile(
     rf"^{API_PREFIX}/(runs/[^/]+|workspaces/[^/]+/models/[^/]+/versions/[^/]+)/(predict|explain)$")
+_CHUNK_PATH = re.compile(rf"^{API_PREFIX}/workspaces/[^/]+/data/uploads/[0-9a-f]{{32}}$")  # a data upload's chunk
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
             "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
@@ -182,6 +185,8 @@ class BodyLimit:
         self.app, self.json_limit, self.upload_limit = app, json_limit, upload_limit
 
     def limit_for(self, path: str) -> int:
+        if _CHUNK_PATH.match(path):
+            return CHUNK_SIZE
         return self.upload_limit + _MULTIPART_SLACK if _UPLOAD_PATH.match(path) else self.json_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

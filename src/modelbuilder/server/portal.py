@@ -1,6 +1,7 @@
 """The portal: server-rendered pages (Jinja, autoescaped) that small scripts in static/ keep live.
 
-    /                                        workspaces
+    /                                        the home page (home.py, with /new: New training)
+    /workspaces                              workspaces
     /workspaces/{ws}                         computes (state, error), experiments, recent runs
     /workspaces/{ws}/experiments/{name}      runs table (sortable), compare selected runs' curves
     /workspaces/{ws}/models                  registered models: versions, their source runs, metrics, aliases
@@ -113,7 +114,7 @@ def logout() -> Response:
 
 
 # --- pages ---------------------------------------------------------------------------------------------
-@router.get("/")
+@router.get("/workspaces")
 def workspaces_page(request: Request, services: ServicesDep) -> Response:
     return page(request, "workspaces.html", workspaces=services.workspaces.list(), title="Workspaces")
 

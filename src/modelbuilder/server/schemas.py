@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from modelbuilder.core import entities as e
+from modelbuilder.names import looks_like_data_ref
 from modelbuilder.sdk.insight import Prediction
 from modelbuilder.server import API_PREFIX
 
@@ -33,8 +34,9 @@ def _host_path(value: str) -> str:
     """A path on the server host: absolute, printable, no NUL (the OS would refuse it anyway)."""
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise ValueError("must not contain control characters (NUL, newline, ...)")
-    if not value.startswith("/"):
-        raise ValueError("must be an absolute path on the server host, like '/data/pets'")
+    if not value.startswith("/") and not looks_like_data_ref(value):
+        raise ValueError("must be a data asset (pets, pets:2) or an absolute path on the server host, like "
+                         "'/data/pets'")
     return value
 
 
@@ -146,8 +148,9 @@ class SizePublic(BaseModel):
 class RecipeCreate(Strict):
     """The training recipe (`TrainConfig`); anything left out keeps the recipe's default."""
 
-    data: HostPath = Field(description="Training data on the server host: a folder with one sub-folder per "
-                                       "label, or a .tsv/.csv manifest.")
+    data: HostPath = Field(description="A data asset (pets for its latest version, pets:2), or training data on "
+                                       "the server host: a folder with one sub-folder per label, or a .tsv/.csv "
+                                       "manifest.")
     validation_data: HostPath | None = None
     name: str | None = Field(default=None, pattern=PROJECT_PATTERN,
                              description="<Name> of the generated projects (default: from the data folder).")

@@ -61,6 +61,11 @@ def _bits(h: imagehash.ImageHash) -> int:
     return int(np.packbits(h.hash.flatten()).view(">u8")[0])
 
 
+def picture_hashes(picture: Image.Image) -> tuple[int, int]:
+    """The perceptual and difference hashes of one picture, as 64-bit integers."""
+    return _bits(imagehash.phash(picture)), _bits(imagehash.dhash(picture))
+
+
 def fingerprint(files: Sequence[Path], cache: DecodedCache, records: np.ndarray, threads: int = 4) -> Fingerprints:
     """The file digests and both hashes of `files`, whose decoded pixels are `records` of `cache`."""
 
@@ -78,8 +83,7 @@ def fingerprint(files: Sequence[Path], cache: DecodedCache, records: np.ndarray,
     for start in range(0, len(files), 256):
         chosen = records[start : start + 256]
         for k, pixels in enumerate(cache.read(chosen)):
-            picture = Image.fromarray(pixels)
-            phash[start + k], dhash[start + k] = _bits(imagehash.phash(picture)), _bits(imagehash.dhash(picture))
+            phash[start + k], dhash[start + k] = picture_hashes(Image.fromarray(pixels))
     return Fingerprints(digests, phash, dhash)
 
 

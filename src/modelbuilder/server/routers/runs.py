@@ -43,7 +43,7 @@ def submit_run(
     if body.idempotency_key and idempotency_key and body.idempotency_key != idempotency_key:
         raise InvalidInput("The Idempotency-Key header and the body's idempotency_key differ.",
                            "send the key once, in either place.")
-    recipe = submit.recipe_from(body.recipe.model_dump(exclude_none=True))
+    recipe = submit.recipe_from(body.recipe.model_dump(exclude_none=True), assets_by_name=True)
     submitted = submit.submit(services, recipe, workspace=body.workspace, experiment=body.experiment,
                               compute=body.compute, idempotency_key=key)
     return run_public(services, submitted.run)

@@ -1,0 +1,211 @@
+"""Data assets, as every face uses them: upload a folder or manifest (packed, sent in resumable chunks,
+made version 1, 2, ... of a name; unchanged content makes no new version), list, show, download, delete,
+and the folder a training on `pets` or `pets:2` reads.
+
+`modelbuilder data ...`, the SDK (`modelbuilder.sdk.data`) and `/api/v1/workspaces/{workspace}/data` call
+these. With a `client` (`sdk.client.Client`: a server and no store shared with it) they go through the
+REST API; without, through the store in this process. Either way an upload is the same protocol
+(`sdk.uploads`): start, chunks at offsets, finish.
+
+    from modelbuilder.sdk import data
+    uploaded = data.upload(services, "images/pets", "pets")     # uploaded.version.ref == 'pets:1'
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from modelbuilder import names
+from modelbuilder.core import entities as e
+from modelbuilder.core.datasets import DATA_FILE
+from modelbuilder.core.services import Services
+from modelbuilder.errors import InvalidInput
+from modelbuilder.sdk import datapack, ingest, uploads
+from modelbuilder.sdk.client import Client
+
+Progress = Callable[[int, int], None]  # (bytes sent, bytes in all)
+PACKS = "packs"  # under the home folder: packed uploads, kept until they are sent
+DEFAULT_WORKSPACE = "default"
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    version: e.DataVersion
+    created: bool  # False: the content equals the latest version's, which is returned
+    pack: datapack.Pack
+    sent: int  # bytes sent by this call (0 when the server had them all)
+    seconds: float
+
+
+# --- uploads ----------------------------------------------------------------------------------------------
+def upload(services: Services, source: str | Path, name: str, *, workspace: str | None = None,
+           client: Client | None = None, on_progress: Progress | None = None,
+           chunk_size: int = uploads.CHUNK_SIZE) -> Uploaded:
+    """Pack `source` and send it as the next version of `name` (see the module's docstring)."""
+    started = time.monotonic()
+    names.data_name(name)
+    pack = datapack.pack(source, services.settings.resolved_home / PACKS)
+    if client is None:
+        session = uploads.start(services, name, pack.size, pack.sha256, workspace=workspace, digest=pack.digest)
+    else:
+        session = _upload_of(client.json("POST", f"/workspaces/{workspace or DEFAULT_WORKSPACE}/data/uploads",
+                                         json={"name": name, "size": pack.size, "sha256": pack.sha256,
+                                               "digest": pack.digest}, retry=True))
+    if session.existing is not None:
+        pack.file.unlink(missing_ok=True)
+        return Uploaded(session.existing, False, pack, 0, time.monotonic() - started)
+    sent, offset = 0, session.offset
+    with pack.file.open("rb") as handle:
+        while offset < pack.size:
+            if on_progress:
+                on_progress(offset, pack.size)
+            handle.seek(offset)
+            chunk = handle.read(min(chunk_size, uploads.CHUNK_SIZE))
+            offset = _send(services, client, session, offset, chunk)
+            sent += len(chunk)
+    if on_progress:
+        on_progress(pack.size, pack.size)
+    if client is None:
+        version, created = uploads.finish(services, session.id)
+    else:
+        done = client.json("POST", f"/workspaces/{session.workspace}/data/uploads/{session.id}/complete", retry=True)
+        version, created = version_of(done["version"]), bool(done["created"])
+    pack.file.unlink(missing_ok=True)
+    return Uploaded(version, created, pack, sent, time.monotonic() - started)
+
+
+def _send(services: Services, client: Client | None, session: uploads.Upload, offset: int, chunk: bytes) -> int:
+    """Send one chunk; the new offset. A chunk the server already has (a retry after a lost answer) is
+    not sent twice: the server's offset says where to go on."""
+    if client is None:
+        return uploads.append(services, session.id, offset, chunk).offset
+    path = f"/workspaces/{session.workspace}/data/uploads/{session.id}"
+    try:
+        return int(client.json("PUT", path, params={"offset": offset}, content=chunk,
+                               headers={"Content-Type": "application/octet-stream"})["offset"])
+    except Exception:  # noqa: BLE001 - whatever went wrong, the server's offset tells what arrived
+        answered = int(client.json("GET", path, retry=True)["offset"])
+        if answered == offset:
+            raise
+        return answered
+
+
+def _upload_of(body: dict[str, Any]) -> uploads.Upload:
+    existing = body.get("existing")
+    return uploads.Upload(body["id"], body["workspace"], body["name"], body["size"], body["sha256"], body["offset"],
+                          version_of(existing) if existing else None)
+
+
+def version_of(body: dict[str, Any]) -> e.DataVersion:
+    """A version as the API sends it, as the entity the store gives."""
+    return e.DataVersion(body["asset"], body["version"], body["digest"], body["images"], body["size"],
+                         dict(body["labels"]), dict(body["report"]), datetime.fromisoformat(body["created_at"]))
+
+
+def asset_of(body: dict[str, Any]) -> e.DataAsset:
+    return e.DataAsset(body["id"], body.get("workspace", ""), body["name"], datetime.fromisoformat(body["created_at"]),
+                       datetime.fromisoformat(body["updated_at"]), tuple(version_of(v) for v in body["versions"]))
+
+
+# --- reading and deleting ---------------------------------------------------------------------------------
+def assets(services: Services, workspace: str | None = None, client: Client | None = None) -> list[e.DataAsset]:
+    if client is not None:
+        return [asset_of(a) for a in client.json("GET", f"/workspaces/{workspace or DEFAULT_WORKSPACE}/data")]
+    return services.data.list(services.workspaces.in_use(workspace)[0])
+
+
+def show(services: Services, name: str, workspace: str | None = None, client: Client | None = None) -> e.DataAsset:
+    names.data_name(name)
+    if client is not None:
+        return asset_of(client.json("GET", f"/workspaces/{workspace or DEFAULT_WORKSPACE}/data/{name}"))
+    return services.data.get(services.workspaces.in_use(workspace)[0], name)
+
+
+def version(services: Services, reference: str, workspace: str | None = None, client: Client | None = None
+            ) -> e.DataVersion:
+    """The version `reference` means: NAME (the latest) or NAME:VERSION."""
+    name, which = names.data_ref(reference)
+    if client is not None:
+        path = f"/workspaces/{workspace or DEFAULT_WORKSPACE}/data/{name}/versions/{which or 'latest'}"
+        return version_of(client.json("GET", path))
+    return services.data.version(services.workspaces.in_use(workspace)[0], name, which)[0]
+
+
+def delete(services: Services, reference: str, workspace: str | None = None, client: Client | None = None
+           ) -> list[int]:
+    """Delete a version (pets:2) or every version (pets); refused while an active run trains on one."""
+    name, which = names.data_ref(reference)
+    if client is not None:
+        path = f"/workspaces/{workspace or DEFAULT_WORKSPACE}/data/{name}"
+        return list(client.json("DELETE", path + (f"/versions/{which}" if which else ""))["deleted"])
+    return services.data.delete(services.workspaces.in_use(workspace)[0], name, which)
+
+
+def training_data(services: Services, reference: str, workspace: str) -> tuple[e.DataVersion, Path]:
+    """The version `reference` means in `workspace`, and the manifest a training of it reads."""
+    name, which = names.data_ref(reference)
+    found, folder = services.data.version(workspace, name, which)
+    return found, folder / DATA_FILE
+
+
+# --- downloads --------------------------------------------------------------------------------------------
+def pack_version(services: Services, reference: str, workspace: str | None = None) -> tuple[e.DataVersion, Path]:
+    """A version packed again (manifest.json and images at their paths) into a temporary file the caller removes."""
+    name, which = names.data_ref(reference)
+    found, folder = services.data.version(services.workspaces.in_use(workspace)[0], name, which)
+    listed = json.loads((folder / datapack.MANIFEST).read_text())["files"]
+    entries = [datapack.Entry(x["path"], x["label"], x["sha256"], x["size"]) for x in listed]
+    with tempfile.NamedTemporaryFile(prefix="modelbuilder-data-", suffix=".zip", delete=False) as handle:
+        target = Path(handle.name)
+    try:
+        datapack.write_pack(target, entries, {x.path: folder / ingest.stored_name(x.sha256, x.path) for x in entries})
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return found, target
+
+
+def download(services: Services, reference: str, output: str | Path, workspace: str | None = None,
+             client: Client | None = None) -> tuple[e.DataVersion, Path]:
+    """The version's images into `output`, at their paths (one folder per label for a folder upload), with
+    `labels.tsv` (ImageSource, Label) beside them, so `train --data output` or `output/labels.tsv` trains."""
+    name, which = names.data_ref(reference)
+    target = Path(output).expanduser()
+    with tempfile.TemporaryDirectory(prefix="modelbuilder-data-") as tmp:
+        if client is not None:
+            found = version(services, reference, workspace, client)
+            packed = client.download(f"/workspaces/{workspace or DEFAULT_WORKSPACE}/data/{name}/versions/"
+                                     f"{found.version}/download", Path(tmp) / "pack.zip")
+        else:
+            found, packed = pack_version(services, reference, workspace)
+            shutil.move(packed, Path(tmp) / "pack.zip")
+            packed = Path(tmp) / "pack.zip"
+        _unpack(packed, target)
+    return found, target
+
+
+def _unpack(packed: Path, target: Path) -> None:
+    with zipfile.ZipFile(packed) as archive:
+        ingest.check_members(archive.infolist(), 1 << 62)
+        listed = json.loads(archive.read(datapack.MANIFEST))["files"]
+        target.mkdir(parents=True, exist_ok=True)
+        root = target.resolve()
+        rows = []
+        for item in listed:
+            path = (root / item["path"]).resolve()
+            if not path.is_relative_to(root):
+                raise InvalidInput(f"The download names a path out of its folder: {item['path'][:80]!r}.",
+                                   "report this server; nothing was written outside the folder.")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(archive.read(datapack.IMAGES + item["path"]))
+            rows.append(f"{item['path']}\t{item['label']}\n")
+        (root / "labels.tsv").write_text("ImageSource\tLabel\n" + "".join(rows))

@@ -1,0 +1,168 @@
+"""Resumable uploads of a data asset's zip, in chunks, as the server (and a store-local upload) keeps them.
+
+    start(name, size, sha256, digest) -> an upload (its id and the offset already received)
+    append(id, offset, chunk)         -> the new offset (a chunk must start where the last one ended)
+    finish(id)                        -> the version made (sdk.ingest), or the latest when nothing changed
+
+An upload's id is derived from (workspace, name, size, SHA-256): starting the same upload again, after a
+lost connection or in a new process, finds the bytes already received and continues from there. Its
+bytes live in `<artifact root>/data/.uploads/<id>/`, a folder the server names, until `finish` ingests
+them. The size is capped (MODELBUILDER_MAX_UPLOAD_MB) when the upload starts and at every chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from modelbuilder import names
+from modelbuilder.core import entities as e
+from modelbuilder.core.services import Services
+from modelbuilder.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from modelbuilder.sdk import ingest
+
+CHUNK_SIZE = 8 << 20  # the largest chunk a request carries
+ABANDONED_S = 7 * 24 * 3600  # an upload untouched this long is removed when another one starts
+UPLOADS = ".uploads"
+_ID = re.compile(r"[0-9a-f]{32}")
+_SHA = re.compile(r"[0-9a-f]{64}")
+_PART, _META = "data.zip.part", "upload.json"
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: str
+    workspace: str
+    name: str
+    size: int
+    sha256: str | None
+    offset: int
+    existing: e.DataVersion | None = None  # the latest version already has this content: nothing to send
+
+
+def cap_bytes(services: Services) -> int:
+    return services.settings.max_upload_mb << 20
+
+
+def _folder(services: Services, upload_id: str) -> Path:
+    if not isinstance(upload_id, str) or not _ID.fullmatch(upload_id):
+        raise NotFound(f"Upload {str(upload_id)[:40]!r} does not exist.", "start the upload again.")
+    return services.data.root / UPLOADS / upload_id
+
+
+def _over_cap(services: Services, size: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The upload ({size / (1 << 20):.1f} MiB) is over the server's cap of "
+                           f"{services.settings.max_upload_mb} MiB.",
+                           "upload less (split the data into several assets), or raise MODELBUILDER_MAX_UPLOAD_MB "
+                           "on the server.")
+
+
+def start(services: Services, name: str, size: int, sha256: str | None, *, workspace: str | None = None,
+          digest: str | None = None) -> Upload:
+    """Begin (or find again) the upload of a zip of `size` bytes and this SHA-256 as the next version of `name`.
+    Without a SHA-256 (a browser outside a secure context cannot compute one) the upload has a new id: it can
+    be resumed only by that id, and its bytes are checked by their size and contents alone."""
+    names.data_name(name)
+    workspace = services.workspaces.in_use(workspace)[0]
+    if sha256 is not None and (not isinstance(sha256, str) or not _SHA.fullmatch(sha256)):
+        raise InvalidInput("The upload's sha256 is not 64 lowercase hex digits.", "send the zip's SHA-256.")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidInput(f"The upload's size {size!r} is not a positive number of bytes.", "send the zip's size.")
+    if size > cap_bytes(services):
+        raise _over_cap(services, size)
+    if digest is not None:
+        try:
+            latest, _ = services.data.version(workspace, name)
+        except NotFound:
+            latest = None
+        if latest is not None and latest.digest == digest:
+            return Upload("", workspace, name, size, sha256, size, existing=latest)
+    _sweep(services.data.root / UPLOADS)
+    upload_id = (hashlib.sha256(f"{workspace}\0{name}\0{size}\0{sha256}".encode()).hexdigest()[:32] if sha256
+                 else uuid.uuid4().hex)
+    folder = _folder(services, upload_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = folder / _META
+    if not meta.exists():
+        meta.write_text(json.dumps({"workspace": workspace, "name": name, "size": size, "sha256": sha256}))
+    return status(services, upload_id)
+
+
+def _sweep(root: Path) -> None:
+    """Remove uploads nobody has added to for ABANDONED_S (their bytes would otherwise stay for ever)."""
+    if not root.is_dir():
+        return
+    now = time.time()
+    for folder in root.iterdir():
+        part = folder / _PART
+        try:
+            touched = (part if part.exists() else folder).stat().st_mtime
+        except OSError:
+            continue
+        if folder.is_dir() and now - touched > ABANDONED_S:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.with_name(folder.name + ".lock").unlink(missing_ok=True)
+
+
+def status(services: Services, upload_id: str) -> Upload:
+    folder = _folder(services, upload_id)
+    try:
+        meta = json.loads((folder / _META).read_text())
+    except (OSError, ValueError):
+        raise NotFound(f"Upload {upload_id} does not exist (it finished, or was never started).",
+                       "start the upload again.") from None
+    part = folder / _PART
+    offset = part.stat().st_size if part.exists() else 0
+    return Upload(upload_id, meta["workspace"], meta["name"], meta["size"], meta["sha256"], offset)
+
+
+def append(services: Services, upload_id: str, offset: int, chunk: bytes) -> Upload:
+    """Add `chunk` at `offset`, which must be the bytes received so far (409 with the right offset otherwise)."""
+    folder = _folder(services, upload_id)
+    with FileLock(str(folder.with_name(folder.name + ".lock")), timeout=60):
+        upload = status(services, upload_id)
+        if offset != upload.offset:
+            raise Conflict(f"Upload {upload_id} has {upload.offset} bytes, not {offset}.",
+                           f"send the chunk that starts at byte {upload.offset}.")
+        if len(chunk) > CHUNK_SIZE:
+            raise PayloadTooLarge(f"The chunk is larger than {CHUNK_SIZE >> 20} MiB.", "send smaller chunks.")
+        if offset + len(chunk) > upload.size:
+            raise PayloadTooLarge(f"The chunk goes past the upload's declared size ({upload.size} bytes).",
+                                  "send the zip as it was declared, or start a new upload.")
+        with (folder / _PART).open("ab") as handle:
+            handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return status(services, upload_id)
+
+
+def finish(services: Services, upload_id: str) -> tuple[e.DataVersion, bool]:
+    """Check the bytes received against the declared size and SHA-256, then make the version (sdk.ingest)."""
+    folder = _folder(services, upload_id)
+    with FileLock(str(folder.with_name(folder.name + ".lock")), timeout=60):
+        upload = status(services, upload_id)
+        part = folder / _PART
+        if upload.offset != upload.size:
+            raise Conflict(f"Upload {upload_id} has {upload.offset} of its {upload.size} bytes.",
+                           f"send the rest, starting at byte {upload.offset}.")
+        digest = hashlib.sha256()
+        with part.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        try:
+            if upload.sha256 is not None and digest.hexdigest() != upload.sha256:
+                raise InvalidInput("The bytes received do not match the upload's SHA-256 (damaged in transit).",
+                                   "upload again.")
+            return ingest.ingest_zip(services, upload.workspace, upload.name, part, cap_bytes(services))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.with_name(folder.name + ".lock").unlink(missing_ok=True)

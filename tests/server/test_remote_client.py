@@ -1,0 +1,58 @@
+"""From a second machine's point of view: a client process with its own empty MODELBUILDER_HOME talks to a
+`modelbuilder server` on 127.0.0.1 with a token, sharing no folder with it. It uploads a small set as a data
+asset, trains on it through the CLI and downloads the result; its home never gets a store. Given a local
+folder, `train` uploads it as an asset first (here: unchanged, so nothing is sent)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.imagery import make_image_folder
+
+from .conftest import TOKEN, LiveServer, server_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_client_with_its_own_home_uploads_trains_and_downloads(start_server: Callable[..., LiveServer],
+                                                                  tmp_path: Path) -> None:
+    server = start_server("--token", TOKEN)
+    folder = make_image_folder(tmp_path / "client-files" / "pets", per_label=6)
+    client_home = tmp_path / "client-home"
+    env = {**server_env(client_home), "MODELBUILDER_SERVER_URL": server.url, "MODELBUILDER_TOKEN": TOKEN}
+    workdir = tmp_path / "client-work"
+    workdir.mkdir()
+
+    def client(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "modelbuilder", *args], env=env, cwd=workdir,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (done.stdout, done.stderr, server.stop()[-3000:])
+        return done
+
+    uploaded = client("data", "upload", str(folder), "--name", "pets")
+    assert "as pets:1: 12 images, 2 labels" in uploaded.stdout
+    trained = client("train", "--data", "pets", "--architecture", "tiny", "--weights", "none", "--epochs", "1",
+                     "--image-size", "32", "--batch-size", "4", "--output", "out")
+    assert "Done (Completed)" in trained.stdout
+    with zipfile.ZipFile(workdir / "out" / "MLModel.zip") as package:
+        assert {"pipeline.json", "bestModel.onnx", "bestModelMap.json"} <= set(package.namelist())
+    assert (workdir / "out" / "Pets.ConsoleApp").is_dir()
+    assert not (client_home / "modelbuilder.db").exists()  # everything went through the server
+    assert not any((client_home / "packs").iterdir())  # the packed upload is gone once sent
+    by_path = client("train", "--data", str(folder), "--epochs", "1", "--detach")  # a local path: uploaded first
+    assert "is the data asset pets:1" in by_path.stderr
+    assert "unchanged, not sent again" in by_path.stderr
+    assert "queued on compute local" in by_path.stdout
+    refused = subprocess.run([sys.executable, "-m", "modelbuilder", "data", "list"], capture_output=True, text=True,
+                             env={**env, "MODELBUILDER_TOKEN": "wrong-token-0123456789"}, timeout=120)
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1
+    assert "needs its token" in refused.stderr
+    assert os.listdir(server.home / "artifacts" / "data")  # the asset lives under the server's artifact root
