@@ -60,6 +60,7 @@ class Launcher(Protocol):
 
 
 _LAUNCHERS: dict[str, Callable[[], Launcher]] = {}
+SWEEP_LAUNCHER = "sweep"  # launches a sweep's parent, whatever its compute's kind: it drives, trials train
 
 
 def register_launcher(kind: str, factory: Callable[[], Launcher]) -> None:
@@ -183,18 +184,18 @@ class Agent:
         in_pool = {cid for cid, c in computes.items() if pool_key(c) == key}
         capacity = self._capacity(key, computes)
         needs = {cid: need_of(self._size(computes[cid]), capacity) for cid in in_pool}
-        held_here = [run for run in held if run.compute_id in in_pool]
+        held_here = [run for run in held if run.compute_id in in_pool and not run.is_sweep]
         free = capacity
         for run in held_here:
             free = free - needs[run.compute_id]  # type: ignore[index]
         for run in [q for q in queued if q.compute_id in in_pool]:
-            need = needs[run.compute_id]  # type: ignore[index]
+            need = Need() if run.is_sweep else needs[run.compute_id]  # type: ignore[index]
             if need.fits_in(free):
                 claimed = self.leases.claim_next_run([run.compute_id], self.owner, LEASE_S)  # type: ignore[list-item]
                 if claimed is None:
                     continue  # another agent took it first
                 self._launch(claimed, computes[claimed.compute_id])  # type: ignore[index]
-                free = free - needs[claimed.compute_id]  # type: ignore[index]
+                free = free - (Need() if claimed.is_sweep else needs[claimed.compute_id])  # type: ignore[index]
                 continue
             if run.priority == "dedicated":
                 self._make_room(run, need, free, held_here, needs)
@@ -227,7 +228,7 @@ class Agent:
             log.info("%s: %s", run.id, reason)
 
     def _launch(self, run: e.Run, compute: e.Compute) -> None:
-        factory = _LAUNCHERS.get(compute.kind)
+        factory = _LAUNCHERS.get(SWEEP_LAUNCHER if run.is_sweep else compute.kind)
         if factory is None:
             self.leases.fail_or_retry(run.id, run.attempt, f"no launcher for compute kind {compute.kind!r}")
             return
