@@ -40,7 +40,7 @@ def list_runs(
     rows = []
     for run, depth in nested(items):
         accuracy = run.best_metrics.get("accuracy", run.best_metrics.get("val_accuracy"))
-        rows.append([("  " * depth) + run.id, run.experiment_name, run.status, run.compute_name,
+        rows.append([("└ " if depth else "") + run.id, run.experiment_name, run.status, run.compute_name,
                      f"{accuracy:.4f}" if accuracy is not None else "-", fmt_seconds(run.compute_seconds),
                      f"{run.cost:.4f}", run.created_at.strftime("%Y-%m-%d %H:%M")])
     shown = columns_that_fit(RUN_COLUMNS, rows, console.width)
