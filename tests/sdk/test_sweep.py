@@ -78,10 +78,10 @@ def test_a_tiny_sweep_through_the_cli(cli: Cli, data: Path, tmp_path: Path) -> N
     assert {ZIP_FILE, MODEL_FILE, MAP_FILE, "Pets.ConsoleApp", "Pets.Model"} <= results_of(out)
     parent = next(run for run in cli("runs", "list", "--json").json() if run["sweep"] is not None)
     shown = cli("runs", "show", parent["id"]).ok()
-    board = [row for row in shown.rows() if len(row) == 7]
+    board = [row for row in shown.rows() if len(row) == 8]
     assert len(board) == 2
     assert board[0][0] == f"{parent['best_metrics']['best_trial']:.0f} *"  # the best trial first, marked
-    assert all(row[5] == "Completed" and "learning_rate" in row[2] for row in board)
+    assert all(row[6] == "Completed" and "learning_rate" in row[2] and row[4] == "2/2" for row in board)
     listed = cli("runs", "list").ok().rows()
     ids = [row[0] for row in listed]
     assert ids[0] == parent["id"]  # the sweep, then its trials nested under it
@@ -191,3 +191,25 @@ def test_a_trial_killed_mid_sweep_resumes_and_the_sweep_completes(plane: Plane, 
         assert (resumed.status, resumed.attempt) == (e.COMPLETED, 2)
         claim = [h for h in plane.runs.history(first.id) if h.status == e.PREPARING][-1]
         assert claim.details.get("resume_epoch") == 1  # from the checkpoint of its first epoch
+
+
+def test_a_driver_killed_mid_sweep_carries_on_from_the_store(plane: Plane, agent: Any) -> None:
+    """The parent's worker dies (kill -9) while a trial trains: another attempt of the parent reattaches to
+    that trial (the study is beside the parent's files, the trials in the store) and finishes the sweep."""
+    plane.holds.at("training 2 1")
+    with Services() as services:
+        parent = submit_sweep(plane, services, max_trials=2)
+        first = trial(plane, parent.id, 0)
+        plane.wait_held(first.id)
+        agent.workers[parent.id].kill()
+        plane.wait(parent.id, lambda run: run.attempt >= 2, what="the parent's second attempt")
+        plane.holds.release(first.id)
+        second = trial(plane, parent.id, 1)
+        plane.wait_held(second.id)
+        plane.holds.release(second.id)
+        ended = plane.wait_ended(parent.id)
+        assert ended.status == e.COMPLETED, plane.history(parent.id)
+        assert ended.attempt == 2
+        children = plane.runs.children(parent.id)
+        assert [(c.trial or {}).get("number") for c in children] == [0, 1]  # trial 0 was not submitted twice
+        assert all(c.status == e.COMPLETED for c in children)

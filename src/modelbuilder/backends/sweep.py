@@ -47,7 +47,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 class _GridSampler(optuna.samplers.GridSampler):
     """Optuna's grid, asked and told: its `after_trial` stops `Study.optimize` once the grid is done, which
-    raises outside `optimize`; the driver counts the grid's points itself (`SweepDriver._may_start`)."""
+    raises outside `optimize`; the driver counts the grid's points itself (`SweepDriver.may_start`)."""
 
     def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: optuna.trial.TrialState,
                     values: Any) -> None:
@@ -90,6 +90,22 @@ def distributions(space: dict[str, dict[str, Any]]) -> dict[str, optuna.distribu
     return out
 
 
+def trial_budget(left_s: float, trials_left: int, parallel: int) -> float:
+    """A new trial's time budget: what is left of the sweep's, shared by the waves of trials still to start
+    (`parallel` at a time); at least MIN_TRIAL_S, never more than what is left."""
+    waves = max(1, math.ceil(trials_left / parallel))
+    return min(left_s, max(MIN_TRIAL_S, left_s / waves))
+
+
+def saved_seconds(trial: e.Run) -> float:
+    """About how much training early termination spared a trial: its epochs left of the planned ones, at
+    the time its epochs took."""
+    done, planned = trial.progress.get("epoch"), trial.progress.get("epochs")
+    if not done or not planned or trial.started_at is None or trial.ended_at is None:
+        return 0.0
+    return max(0, planned - done) * (trial.ended_at - trial.started_at).total_seconds() / done
+
+
 def result_of(trial: e.Run) -> float | None:
     """A finished trial's validation accuracy (its exported best), or None when it has no result."""
     if trial.status not in (e.COMPLETED, e.CANCELED):
@@ -128,9 +144,8 @@ class SweepDriver:
         self.cancel = False
         self.lost = False  # another attempt holds the parent now (set by the lease's heartbeat)
         self.deadline = None
-        if self.base.time_budget_s is not None:
-            start = parent.started_at or clock()
-            self.deadline = start.timestamp() + self.base.time_budget_s
+        if self.base.time_budget_s is not None:  # the user's time: from the submission, the export included
+            self.deadline = parent.created_at.timestamp() + self.base.time_budget_s
         self.parallel = min(self.settings.max_concurrent_trials, self._slots())
 
     # --- the loop ---------------------------------------------------------------------------------
@@ -158,19 +173,20 @@ class SweepDriver:
                 self.cancel = True
                 for trial in active:
                     self._quietly(runs.request_cancel, trial.id, "its sweep was canceled")
-            elif self._out_of_time():
+            elif self.out_of_time():
                 for trial in active:
                     self._quietly(runs.request_early_termination, trial.id, "the sweep's time budget is spent")
-            elif len(active) < self.parallel and self._may_start(len(trials)):
-                self._start(len(trials))
+            elif len(active) < self.parallel and self.may_start(len(trials)):
+                self.start_trial(len(trials))
                 continue
-            if not active and (self.cancel or not self._may_start(len(trials))):
+            if not active and (self.cancel or not self.may_start(len(trials))):
                 break
             time.sleep(POLL_S)
         self._finish(runs.children(self.parent.id))
 
     # --- trials -----------------------------------------------------------------------------------
-    def _may_start(self, started: int) -> bool:
+    def may_start(self, started: int) -> bool:
+        """Whether another trial may start after `started` ones: trials, the grid and the time allow it."""
         if started >= self.settings.max_trials or self.cancel:
             return False
         if self.settings.sampling == "grid" and started >= math.prod(
@@ -182,18 +198,18 @@ class SweepDriver:
         assert self.deadline is not None
         return self.deadline - self.clock().timestamp() - EXPORT_RESERVE_S
 
-    def _out_of_time(self) -> bool:
+    def out_of_time(self) -> bool:
         return self.deadline is not None and self._left() <= 0
 
-    def _start(self, started: int) -> None:
+    def start_trial(self, started: int) -> None:
+        """Ask Optuna for the next settings and submit them as a trial (the `started`-th)."""
         trial = self.study.ask(self.distributions)
         self._submit(trial.number, trial._trial_id, trial.params, started)
 
     def _submit(self, number: int, trial_id: int, params: dict[str, Any], started: int) -> None:
         budget = None
         if self.deadline is not None:
-            waves = math.ceil((self.settings.max_trials - started) / self.parallel)
-            budget = max(MIN_TRIAL_S, self._left() / max(1, waves))
+            budget = trial_budget(self._left(), self.settings.max_trials - started, self.parallel)
         try:
             recipe = self.base.with_(**search.recipe_settings(params), time_budget_s=budget)
             TrainConfig.from_dict(recipe.to_dict())  # a combination the recipe refuses fails this trial only
@@ -251,8 +267,10 @@ class SweepDriver:
     def _finish(self, trials: list[e.Run]) -> None:
         runs, recorder, artifacts = self.services.runs, self.services.recorder, self.services.artifacts
         best = best_trial(trials)
-        pruned = sum(1 for t in trials if t.termination_reason and t.status == e.COMPLETED)
-        counts = f"{len(trials)} trial(s), {pruned} stopped early"
+        pruned = [t for t in trials if t.termination_reason and t.status == e.COMPLETED]
+        saved = sum(saved_seconds(t) for t in pruned)
+        counts = f"{len(trials)} trial(s), {len(pruned)} stopped early" + (
+            f" (about {saved / 60:.1f} min of their planned training saved)" if pruned else "")
         if best is None:
             status = e.CANCELED if self.cancel else e.FAILED
             why = "no trial finished with a result"

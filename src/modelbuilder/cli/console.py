@@ -149,11 +149,14 @@ class ProgressDisplay:
 
 def print_leaderboard(trials: list[Any]) -> None:
     """A sweep's trials, best first (`sdk.sweep.leaderboard`): settings, accuracy, time, status, why it stopped."""
-    table = Table("trial", "run", "settings", "accuracy", "time", "status", "why it stopped", title="leaderboard")
+    table = Table("trial", "run", "settings", "accuracy", "epochs", "time", "status", "why it stopped",
+                  title="leaderboard")
     for trial in trials:
         settings = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in trial.settings.items())
         mark = " *" if trial.best else ""
         table.add_row(f"{trial.number}{mark}", trial.run_id, settings,
-                      f"{trial.accuracy:.4f}" if trial.accuracy is not None else "-", fmt_seconds(trial.seconds),
+                      f"{trial.accuracy:.4f}" if trial.accuracy is not None else "-",
+                      f"{trial.epochs if trial.epochs is not None else '-'}/{trial.planned_epochs or '-'}",
+                      fmt_seconds(trial.seconds),
                       trial.status, trial.why)
     console.print(table)

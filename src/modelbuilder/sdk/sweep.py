@@ -75,7 +75,8 @@ class Trial:
     why: str  # why it stopped: its status reason
     early_terminated: bool
     best: bool
-    epochs: int | None
+    epochs: int | None  # epochs it trained
+    planned_epochs: int | None  # epochs its schedule planned
     ended_at: str | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -96,12 +97,13 @@ def leaderboard(services: Services, run: e.Run) -> list[Trial]:
     for child in children:
         accuracy = child.best_metrics.get("accuracy") if child.status in (e.COMPLETED, e.CANCELED) else None
         seconds = ((child.ended_at or now) - child.started_at).total_seconds() if child.started_at else None
-        epochs = child.progress.get("epoch")
+        epochs, planned = child.progress.get("epoch"), child.progress.get("epochs")
         rows.append(Trial(number=int((child.trial or {}).get("number", -1)), run_id=child.id,
                           settings=dict((child.trial or {}).get("params", {})), accuracy=accuracy, seconds=seconds,
                           status=child.status, why=child.status_reason,
                           early_terminated=bool(child.termination_reason) and child.status == e.COMPLETED,
                           best=child.id == best_id, epochs=int(epochs) if isinstance(epochs, int | float) else None,
+                          planned_epochs=int(planned) if isinstance(planned, int | float) else None,
                           ended_at=child.ended_at.isoformat() if child.ended_at else None))
     recipes = {c.id: c.recipe for c in children}
     return sorted(rows, key=lambda t: (t.accuracy is None, *search.rank_key(

@@ -40,6 +40,7 @@ class TrialPublic(BaseModel):
     early_terminated: bool
     best: bool
     epochs: int | None
+    planned_epochs: int | None
     ended_at: str | None
 
     @classmethod
