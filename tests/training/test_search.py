@@ -78,6 +78,7 @@ def test_azure_sweep_layout_and_the_auto_space(tmp_path: Path) -> None:
     ("weighted_loss: choice(0, 3)\n", ("weighted_loss 3 is not valid", "0, 1 or 2")),
     ("learning_rate: uniform(-1, 0.01)\n", ("lr must be positive",)),
     ("search_space:\n  - lr: choice(0.1)\n  - lr: choice(0.2)\n", ("2 subspaces",)),
+    ("learning_rate: loguniform(0.0001, 1000)\n", ("natural logs", "out of range")),
     ("lr: choice(0.1)\nlearning_rate: choice(0.2)\n", ("sets 'lr' twice",)),
 ])
 def test_every_bad_space_file_is_refused_in_one_line(tmp_path: Path, text: str, fragments: tuple[str, ...]) -> None:
