@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from modelbuilder.core import entities as e
@@ -13,9 +14,10 @@ from modelbuilder.core.services import Services
 from modelbuilder.sdk import sweep, wait
 from modelbuilder.training.recipe import TrainConfig
 from tests.imagery import make_image_folder
+from tests.plane import Holds
 
 from .conftest import LiveServer
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, watch_problems
+from .test_browser import CHROMIUM, CHROMIUM_ARGS, LONG_MS, watch_problems
 
 pytestmark = [
     pytest.mark.browser,
@@ -54,6 +56,45 @@ def test_the_sweep_page_shows_its_leaderboard(home: Path, tmp_path: Path,
             rows.first.locator("a").click()
             page.wait_for_url(f"**/runs/{board[0].run_id}", timeout=30_000)
             assert f"of sweep {parent.id}" in page.inner_text("p.meta")
+            assert not problems, problems
+        finally:
+            browser.close()
+
+
+def test_the_leaderboard_follows_a_running_sweep(holds: Holds, start_server: Callable[..., LiveServer],
+                                                 tmp_path: Path) -> None:
+    """Trials appear and finish on the open page without a reload (each trial held in its second epoch until
+    the page has shown it, so this holds on a machine of any speed)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    data = make_image_folder(tmp_path / "pets", per_label=8)
+    holds.at("training 2 1")  # before the server starts: its workers inherit the pause points
+    server = start_server()
+    submitted = httpx.post(f"{server.url}/api/v1/runs", json={
+        "experiment": "pets", "recipe": {"data": str(data), "weights": "none", "image_size": 32, "batch_size": 4},
+        "search": {"search": SPACE, "max_trials": 2, "sampling": "grid", "early_termination": "none"}})
+    assert submitted.status_code == 201, submitted.text
+    parent = submitted.json()
+
+    def trial_run(number: int) -> str:
+        trials = httpx.get(f"{server.url}/api/v1/runs/{parent['id']}/trials").json()
+        return next(t["run_id"] for t in trials if t["number"] == number)
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            problems = watch_problems(page)
+            navigations: list[str] = []
+            page.on("framenavigated", lambda frame: navigations.append(frame.url) if frame == page.main_frame
+                    else None)
+            page.goto(server.url + parent["portal_path"])
+            for number in (0, 1):
+                page.wait_for_selector(f"#leaderboard-table tr[data-trial='{number}']", timeout=LONG_MS)
+                holds.release(trial_run(number))
+            page.wait_for_selector("#leaderboard-table tr.best", timeout=LONG_MS)
+            assert page.locator("#leaderboard-table tbody tr").count() == 2
+            assert "Completed" in page.inner_text("#leaderboard-table")
+            assert len(navigations) == 1, navigations  # live, not reloaded
             assert not problems, problems
         finally:
             browser.close()
