@@ -70,7 +70,7 @@ class RunService:
         for value, what in ((max_error_retries, "max_error_retries"), (max_preemptions, "max_preemptions")):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise InvalidInput(f"{what} must be a whole number >= 0, got {value!r}.", f"pass {what} >= 0.")
-        request = {
+        request: dict[str, Any] = {
             "experiment": experiment,
             "compute": compute,
             "recipe": json_dict(recipe, "recipe"),
@@ -78,9 +78,9 @@ class RunService:
             "max_error_retries": max_error_retries,
             "max_preemptions": max_preemptions,
         }
-        for key, value in (("sweep", sweep), ("trial", trial)):
-            if value is not None:  # only when given, so that a plain run's hash stays what it was
-                request[key] = json_dict(value, key)
+        for key, given in (("sweep", sweep), ("trial", trial)):
+            if given is not None:  # only when given, so that a plain run's hash stays what it was
+                request[key] = json_dict(given, key)
         if parent_run_id is not None:
             request["parent_run_id"] = parent_run_id
         digest = request_hash(**request)
