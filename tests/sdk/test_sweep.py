@@ -5,6 +5,7 @@ while a trial trains hold it at a pause point (`tests/plane.py`) and wait on wha
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -78,10 +79,11 @@ def test_a_tiny_sweep_through_the_cli(cli: Cli, data: Path, tmp_path: Path) -> N
     assert {ZIP_FILE, MODEL_FILE, MAP_FILE, "Pets.ConsoleApp", "Pets.Model"} <= results_of(out)
     parent = next(run for run in cli("runs", "list", "--json").json() if run["sweep"] is not None)
     shown = cli("runs", "show", parent["id"]).ok()
-    board = [row for row in shown.rows() if len(row) == 8]
+    board = [row for row in shown.rows() if len(row) == 7]
     assert len(board) == 2
     assert board[0][0] == f"{parent['best_metrics']['best_trial']:.0f} *"  # the best trial first, marked
-    assert all(row[6] == "Completed" and "learning_rate" in row[2] and row[4] == "2/2" for row in board)
+    assert all(row[3:] == ["2/2", row[4], "Completed", "completed"] for row in board)
+    assert re.search(r"trial 0: learning_rate 0\.0[12], model_name tiny, number_of_epochs 2", shown.stdout)
     listed = cli("runs", "list").ok().rows()
     ids = [row[0] for row in listed]
     assert ids[0] == parent["id"]  # the sweep, then its trials nested under it
@@ -159,6 +161,7 @@ def test_early_termination_stops_a_trial_that_is_clearly_behind(plane: Plane, ag
         board = sweep.leaderboard(services, ended)
         assert [t.number for t in board] == [0, 1]
         assert board[1].early_terminated
+        assert (board[0].stopped, board[1].stopped) == ("completed", "early termination")
 
 
 def test_cancel_of_the_parent_cancels_its_trials_and_keeps_the_best(plane: Plane, agent: Any) -> None:

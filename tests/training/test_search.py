@@ -58,8 +58,12 @@ def test_azure_sweep_layout_and_the_auto_space(tmp_path: Path) -> None:
     auto = search.load_space("auto")
     assert set(auto["model_name"]["values"]) >= {"resnet50", "resnet18", "mobilenet_v3_large", "efficientnet_b0"}
     assert min(auto["training_crop_size"]["values"]) == search.MIN_IMAGE_SIZE
-    # The default recipe lies in the auto space, so the sweep's first trial is the default recipe.
-    assert search.starting_point(auto, TrainConfig(data="", image_size=64, batch_size=64)) is not None
+    # The default recipe lies in the auto space, so the sweep's first trial is the default recipe (what it
+    # leaves to the data, image and batch size, is drawn).
+    start = search.starting_point(auto, TrainConfig(data=""))
+    assert start == {"model_name": "resnet50", "learning_rate": 2e-3, "weight_decay": 0.05, "crop_scale_min": 0.5,
+                     "label_smoothing": 0.1}
+    assert search.starting_point(auto, TrainConfig(data="", architecture="tiny")) is None  # not in the space
 
 
 @pytest.mark.parametrize(("text", "fragments"), [

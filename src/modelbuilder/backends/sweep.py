@@ -271,6 +271,7 @@ class SweepDriver:
         saved = sum(saved_seconds(t) for t in pruned)
         counts = f"{len(trials)} trial(s), {len(pruned)} stopped early" + (
             f" (about {saved / 60:.1f} min of their planned training saved)" if pruned else "")
+        recorder.charge_attempt(self.parent.id, self.attempt)  # its time; no price (see core._billing)
         if best is None:
             status = e.CANCELED if self.cancel else e.FAILED
             why = "no trial finished with a result"

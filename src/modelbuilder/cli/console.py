@@ -148,15 +148,15 @@ class ProgressDisplay:
 
 
 def print_leaderboard(trials: list[Any]) -> None:
-    """A sweep's trials, best first (`sdk.sweep.leaderboard`): settings, accuracy, time, status, why it stopped."""
-    table = Table("trial", "run", "settings", "accuracy", "epochs", "time", "status", "why it stopped",
-                  title="leaderboard")
+    """A sweep's trials, best first (`sdk.sweep.leaderboard`): accuracy, epochs, time, status and why it stopped,
+    then each trial's settings."""
+    table = Table("trial", "run", "accuracy", "epochs", "time", "status", "why it stopped", title="leaderboard")
     for trial in trials:
-        settings = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in trial.settings.items())
-        mark = " *" if trial.best else ""
-        table.add_row(f"{trial.number}{mark}", trial.run_id, settings,
+        table.add_row(f"{trial.number}{' *' if trial.best else ''}", trial.run_id,
                       f"{trial.accuracy:.4f}" if trial.accuracy is not None else "-",
                       f"{trial.epochs if trial.epochs is not None else '-'}/{trial.planned_epochs or '-'}",
-                      fmt_seconds(trial.seconds),
-                      trial.status, trial.why)
+                      fmt_seconds(trial.seconds), trial.status, trial.stopped)
     console.print(table)
+    for trial in trials:
+        settings = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in trial.settings.items())
+        console.print(f"  trial {trial.number}: {settings}", highlight=False, soft_wrap=True)

@@ -11,6 +11,7 @@ added: every trial with its settings, accuracy, time, status and why it stopped.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from modelbuilder.sdk.submit import Submitted, check_data, default_experiment
 from modelbuilder.training import search
 from modelbuilder.training.recipe import TrainConfig
 
+_TRAINING_STOPPED = re.compile(r"; ([^;()]+)\)$")
 SWEEP_OPTIONS = ("max_trials", "max_concurrent_trials", "sampling", "early_termination", "evaluation_interval",
                  "delay_evaluation")
 
@@ -73,6 +75,7 @@ class Trial:
     seconds: float | None  # from its start to its end (or now)
     status: str
     why: str  # why it stopped: its status reason
+    stopped: str  # the same in a few words: "early termination", "completed", "time budget", "Failed", ...
     early_terminated: bool
     best: bool
     epochs: int | None  # epochs it trained
@@ -100,7 +103,7 @@ def leaderboard(services: Services, run: e.Run) -> list[Trial]:
         epochs, planned = child.progress.get("epoch"), child.progress.get("epochs")
         rows.append(Trial(number=int((child.trial or {}).get("number", -1)), run_id=child.id,
                           settings=dict((child.trial or {}).get("params", {})), accuracy=accuracy, seconds=seconds,
-                          status=child.status, why=child.status_reason,
+                          status=child.status, why=child.status_reason, stopped=_stopped(child),
                           early_terminated=bool(child.termination_reason) and child.status == e.COMPLETED,
                           best=child.id == best_id, epochs=int(epochs) if isinstance(epochs, int | float) else None,
                           planned_epochs=int(planned) if isinstance(planned, int | float) else None,
@@ -108,6 +111,14 @@ def leaderboard(services: Services, run: e.Run) -> list[Trial]:
     recipes = {c.id: c.recipe for c in children}
     return sorted(rows, key=lambda t: (t.accuracy is None, *search.rank_key(
         t.accuracy, str(recipes[t.run_id].get("architecture")), recipes[t.run_id].get("image_size")), t.number))
+
+
+def _stopped(child: e.Run) -> str:
+    if child.termination_reason and child.status == e.COMPLETED:
+        return "early termination"
+    # The worker ends a trained run with "validation accuracy A (best epoch N; <why training stopped>)".
+    found = _TRAINING_STOPPED.search(child.status_reason) if child.status == e.COMPLETED else None
+    return found.group(1) if found else child.status
 
 
 def best_so_far(trials: list[Trial]) -> list[tuple[str, float]]:

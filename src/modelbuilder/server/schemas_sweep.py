@@ -37,6 +37,8 @@ class TrialPublic(BaseModel):
     status: str
     why: str = Field(description="Why it stopped: its status reason ('early termination (...)' when the sweep "
                                  "stopped it).")
+    stopped: str = Field(description="Why it stopped, in a few words: early termination, completed, early "
+                                     "stopping, time budget, or its status.")
     early_terminated: bool
     best: bool
     epochs: int | None

@@ -223,12 +223,15 @@ def recipe_settings(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def starting_point(space: dict[str, dict[str, Any]], recipe: TrainConfig) -> dict[str, Any] | None:
-    """The base recipe's own values, when every one lies in the space: the first trial, so that a sweep
-    starts from the default recipe (or the user's) and only keeps what beats it."""
+    """The base recipe's own values, when every one that is set lies in the space: the first trial, so that a
+    sweep starts from the default recipe (or the user's) and only keeps what beats it. Settings the recipe
+    leaves to the data (image and batch size) are left out: the sampler draws them."""
     point = {}
     reverse = {v: k for k, v in WEIGHTED_LOSS.items()}
     for name, spec in space.items():
         value = getattr(recipe, setting_of(name))
+        if value is None:
+            continue
         if name == "weighted_loss":
             value = reverse.get(value)
         if spec["type"] == "choice":
