@@ -216,3 +216,26 @@ def test_a_driver_killed_mid_sweep_carries_on_from_the_store(plane: Plane, agent
         children = plane.runs.children(parent.id)
         assert [(c.trial or {}).get("number") for c in children] == [0, 1]  # trial 0 was not submitted twice
         assert all(c.status == e.COMPLETED for c in children)
+
+
+@pytest.fixture
+def two_slots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This host's pool as two CPU slots (before the agent starts: it reads the pool once)."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("two trials side by side need two cores")
+    monkeypatch.setenv("MODELBUILDER_CPU_SLOTS", "2")
+
+
+def test_concurrent_trials_share_the_compute(two_slots: None, plane: Plane, agent: Any) -> None:
+    """With --max-concurrent-trials 2 each trial holds half the compute (one CPU slot here), so both train at
+    once: both are held at their pause point at the same time."""
+    plane.holds.at("training 2 1")
+    with Services() as services:
+        parent = submit_sweep(plane, services, max_trials=2, max_concurrent_trials=2)
+        first, second = trial(plane, parent.id, 0), trial(plane, parent.id, 1)
+        plane.wait_held(first.id)
+        plane.wait_held(second.id)  # while the first is still held: side by side
+        plane.holds.release(first.id, second.id)
+        ended = plane.wait_ended(parent.id)
+        assert ended.status == e.COMPLETED, plane.history(parent.id)
+        assert [c.share for c in plane.runs.children(parent.id)] == [2, 2]

@@ -30,7 +30,7 @@ from modelbuilder.core import entities as e
 from modelbuilder.core.leases import LeaseRenewal
 from modelbuilder.core.scheduler import local_pool, need_of
 from modelbuilder.core.services import Services
-from modelbuilder.core.sizes import default_catalog
+from modelbuilder.core.sizes import AUTO, default_catalog
 from modelbuilder.errors import ModelBuilderError, StaleAttempt
 from modelbuilder.results.files import CHECKPOINT_DIR, LOGS
 from modelbuilder.training import search
@@ -220,7 +220,8 @@ class SweepDriver:
         child = self.services.runs.submit(
             self.workspace, self.parent.experiment_name, self.parent.compute_name, recipe.to_dict(),
             project_name=self.parent.project_name, idempotency_key=f"{self.parent.id}-trial-{number}",
-            parent_run_id=self.parent.id, trial={"number": number, "optuna_id": trial_id, "params": params})
+            parent_run_id=self.parent.id, trial={"number": number, "optuna_id": trial_id, "params": params,
+                                                 "share": self.parallel})
         shown = f", {budget:.0f} s of the budget" if budget is not None else ""
         self._log(f"Trial {number} ({child.id}): {_settings(params)}{shown}.")
 
@@ -302,14 +303,16 @@ class SweepDriver:
 
     # --- helpers ----------------------------------------------------------------------------------
     def _slots(self) -> int:
-        """How many trials the parent's compute can hold at once (a ray compute: one)."""
+        """How many trials may share the parent's compute at once: one per GPU of its size, else one per
+        vCPU (on this host: per CPU slot the size holds of the pool). Each then holds its share."""
         compute = self.services.computes.get(self.workspace, self.parent.compute_name)
-        if compute.kind != "local":
-            return 1
-        pool = local_pool()
-        need = need_of(default_catalog().get(compute.size), pool)
-        fits = [have // want for have, want in ((pool.gpus, need.gpus), (pool.cpus, need.cpus)) if want]
-        return max(1, min(fits)) if fits else 1
+        size = default_catalog().get(compute.size)
+        if compute.kind == "local":
+            need = need_of(size, local_pool())
+            return max(1, need.gpus or need.cpus)
+        if size.name == AUTO:  # the whole cluster: as many as asked for (Ray plans each one's workers)
+            return self.settings.max_concurrent_trials
+        return max(1, size.gpus or size.vcpus)
 
     def lose(self) -> None:
         self.lost = True

@@ -151,6 +151,11 @@ class Run:
         return self.sweep is not None
 
     @property
+    def share(self) -> int:
+        """How many trials of its sweep share this trial's compute at once (1: a run holds all of it)."""
+        return int((self.trial or {}).get("share", 1))
+
+    @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
 

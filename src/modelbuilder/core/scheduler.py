@@ -25,7 +25,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from sqlalchemy import select
@@ -87,6 +87,16 @@ def need_of(size: SizeSpec, slots: Need) -> Need:
     if size.gpus:
         return Need(gpus=size.gpus)
     return Need(cpus=min(size.vcpus, slots.cpus) if slots.cpus else size.vcpus)
+
+
+def run_size(size: SizeSpec, run: e.Run) -> SizeSpec:
+    """What a run holds of its compute's size: all of it, or for a sweep's trial its share (`Run.share`:
+    one of the trials that run at once), as whole GPUs, or vCPUs where the size has no GPU."""
+    share = run.share
+    if share <= 1:
+        return size
+    return replace(size, vcpus=max(1, size.vcpus // share), gpus=size.gpus // share if size.gpus else 0,
+                   memory_gib=size.memory_gib / share, gpu_memory_gib=size.gpu_memory_gib / share)
 
 
 def local_pool() -> Need:
@@ -183,25 +193,31 @@ class Agent:
                        queued: list[e.Run]) -> None:
         in_pool = {cid for cid, c in computes.items() if pool_key(c) == key}
         capacity = self._capacity(key, computes)
-        needs = {cid: need_of(self._size(computes[cid]), capacity) for cid in in_pool}
+
+        def needs(run: e.Run) -> Need:
+            if run.is_sweep:
+                return Need()
+            return need_of(run_size(self._size(computes[run.compute_id]), run), capacity)  # type: ignore[index]
+
         held_here = [run for run in held if run.compute_id in in_pool and not run.is_sweep]
         free = capacity
         for run in held_here:
-            free = free - needs[run.compute_id]  # type: ignore[index]
+            free = free - needs(run)
         for run in [q for q in queued if q.compute_id in in_pool]:
-            need = Need() if run.is_sweep else needs[run.compute_id]  # type: ignore[index]
+            need = needs(run)
             if need.fits_in(free):
                 claimed = self.leases.claim_next_run([run.compute_id], self.owner, LEASE_S)  # type: ignore[list-item]
                 if claimed is None:
                     continue  # another agent took it first
                 self._launch(claimed, computes[claimed.compute_id])  # type: ignore[index]
-                free = free - (Need() if claimed.is_sweep else needs[claimed.compute_id])  # type: ignore[index]
+                free = free - needs(claimed)
                 continue
             if run.priority == "dedicated":
                 self._make_room(run, need, free, held_here, needs)
             return  # strict order: nothing behind a run that waits may start before it
 
-    def _make_room(self, waiting: e.Run, need: Need, free: Need, held: list[e.Run], needs: dict[str, Need]) -> None:
+    def _make_room(self, waiting: e.Run, need: Need, free: Need, held: list[e.Run],
+                   needs: Callable[[e.Run], Need]) -> None:
         """Ask low-priority runs (newest first) to give way to a dedicated run that does not fit."""
         victims = sorted((run for run in held if run.priority == "low-priority"),
                          key=lambda run: run.created_at, reverse=True)
@@ -211,7 +227,7 @@ class Agent:
             if need.fits_in(would_free):
                 break
             chosen.append(run)
-            would_free = would_free + needs[run.compute_id]  # type: ignore[index]
+            would_free = would_free + needs(run)
         if not need.fits_in(would_free):
             return  # even preempting every low-priority run would not make room: just wait
         for run in chosen:
@@ -233,7 +249,7 @@ class Agent:
             self.leases.fail_or_retry(run.id, run.attempt, f"no launcher for compute kind {compute.kind!r}")
             return
         try:
-            self.workers[run.id] = factory().launch(run, self.owner, self._size(compute), compute)
+            self.workers[run.id] = factory().launch(run, self.owner, run_size(self._size(compute), run), compute)
         except Exception as exc:  # noqa: BLE001 - a launch failure is the run's error, not the agent's
             self.leases.fail_or_retry(run.id, run.attempt, f"could not start a worker: {exc}")
 
