@@ -6,7 +6,8 @@ where it has none (one per core, or `MODELBUILDER_CPU_SLOTS`). A run holds what 
 needs for as long as it is Preparing, Running or Finalizing. Every `ray` compute is a pool of its own
 (the cluster), holding one run at a time. A sweep's trials hold their share of their compute
 (`run_size`), so that several run side by side; a sweep's parent holds nothing (its trials do).
-What is held is read from the store, never from an agent's memory, so several agents (a server and a `train` command, or two servers) share one truth.
+What is held is read from the store, never from an agent's memory, so several agents (a server and
+a `train` command, or two servers) share one truth.
 
 Queued runs start strictly in order: dedicated before low-priority, then oldest first. A dedicated run
 that does not fit asks low-priority runs of its pool to give way (newest first): they checkpoint at
