@@ -11,6 +11,7 @@ import pytest
 
 from modelbuilder.backends.sweep import distributions, pruner_for, sampler_for
 from modelbuilder.errors import InvalidInput
+from modelbuilder.sdk.sweep import sweep_settings
 from modelbuilder.training import search
 from modelbuilder.training.recipe import TrainConfig
 
@@ -136,3 +137,43 @@ def test_hyperband_and_none_policies() -> None:
     assert isinstance(pruner_for(search.SweepSettings(space=space, early_termination="none")), optuna.pruners.NopPruner)
     assert isinstance(sampler_for(search.SweepSettings(space=space, sampling="bayesian")), optuna.samplers.TPESampler)
     assert isinstance(sampler_for(search.SweepSettings(space=space, sampling="random")), optuna.samplers.RandomSampler)
+
+
+AZURE_SWEEP = """\
+sampling_algorithm: grid
+early_termination: {type: median_stopping, evaluation_interval: 2, delay_evaluation: 3}
+limits: {max_trials: 4, max_concurrent_trials: 2}
+search_space:
+  - model_name: choice(resnet18, mobilenet_v3_large)
+    learning_rate: choice(0.001, 0.01)
+"""
+
+
+def test_azures_sweep_layout_sets_the_options_the_faces_override(tmp_path: Path) -> None:
+    path = write(tmp_path, AZURE_SWEEP)
+    settings = sweep_settings(path)
+    assert settings is not None
+    assert (settings.sampling, settings.early_termination, settings.evaluation_interval, settings.delay_evaluation,
+            settings.max_trials, settings.max_concurrent_trials) == ("grid", "median", 2, 3, 4, 2)
+    assert set(settings.space) == {"model_name", "learning_rate"}
+    overridden = sweep_settings(path, sampling="random", max_trials=2)
+    assert overridden is not None
+    assert (overridden.sampling, overridden.max_trials, overridden.early_termination) == ("random", 2, "median")
+
+
+@pytest.mark.parametrize(("text", "fragments"), [
+    ("search_space: [{lr: choice(0.1)}]\ngoal: maximize\n", ("unknown key(s) goal beside search_space",)),
+    ("search_space: [{lr: choice(0.1)}]\nearly_termination: {type: bandit, slack_factor: 0.1}\n",
+     ("early_termination", "is not supported", "median_stopping")),
+    ("search_space: [{lr: choice(0.1)}]\nlimits: {max_trials: 2, timeout: 600}\n",
+     ("unknown key(s) timeout in limits", "--time-budget")),
+    ("search_space: [{lr: choice(0.1)}]\nsampling_algorithm: sobol\n", ("Sampling 'sobol' is not valid",)),
+])
+def test_a_bad_azure_sweep_layout_is_refused_in_one_line(tmp_path: Path, text: str,
+                                                         fragments: tuple[str, ...]) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        sweep_settings(write(tmp_path, text))
+    message = str(caught.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)

@@ -43,11 +43,11 @@ def sweep_settings(search_: str | Path | dict[str, Any] | None, **options: Any) 
                                "add search 'auto' (or a space file), or leave the search options out.")
         return None
     if isinstance(search_, dict):  # the space itself (the API's body)
-        space, shown = search.parse_space(search_), "inline"
+        (space, from_file), shown = search.parse_sweep(search_), "inline"
     else:
-        space = search.load_space(search_)
+        space, from_file = search.load_search(search_)
         shown = search.AUTO if str(search_) == search.AUTO else Path(search_).name
-    given = {key: value for key, value in options.items() if value is not None}
+    given = {**from_file, **{key: value for key, value in options.items() if value is not None}}
     return search.SweepSettings(space=space, search=shown, **given)
 
 

@@ -50,6 +50,8 @@ NOT_SEARCHED = frozenset({"data", "validation_data", "name", "time_budget_s", "d
 UNSUPPORTED = {"layers_to_freeze": "modelbuilder trains the whole network (mode full) or a new head only "
                                    "(mode head); search 'mode' instead"}
 KINDS = ("choice", "uniform", "loguniform")
+SWEEP_FILE_KEYS = ("search_space", "sampling_algorithm", "early_termination", "limits")  # Azure's sweep layout
+AZURE_POLICIES = {"median_stopping": "median", "median": "median", "hyperband": "hyperband", "none": "none"}
 MIN_IMAGE_SIZE = 64  # the search's floor: smaller images learn too little to compare models by
 
 # The built-in space around the default recipe (training/recipe.py): architectures of torchvision,
@@ -77,8 +79,13 @@ def setting_of(name: str) -> str:
 
 def load_space(search: str | Path) -> dict[str, dict[str, Any]]:
     """`auto` or a YAML file -> the space in its stored form ({name: {type, ...}}), every entry checked."""
+    return load_search(search)[0]
+
+
+def load_search(search: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """`auto` or a YAML file -> (the space, the sweep options the file sets: see `parse_sweep`)."""
     if str(search) == AUTO:
-        return {name: dict(spec) for name, spec in AUTO_SPACE.items()}
+        return {name: dict(spec) for name, spec in AUTO_SPACE.items()}, {}
     import yaml  # the CLI's other commands never need it at import
 
     path = Path(search).expanduser()
@@ -89,7 +96,43 @@ def load_space(search: str | Path) -> dict[str, dict[str, Any]]:
         loaded = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"{where} is not valid YAML: {str(exc).splitlines()[0]}.", "fix the file.") from None
-    return parse_space(loaded, where)
+    return parse_sweep(loaded, where)
+
+
+def parse_sweep(loaded: Any, where: str = "The search space") -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """A space, or Azure's sweep layout around one: `search_space` with `sampling_algorithm`,
+    `early_termination` ({type: median_stopping | hyperband | none, evaluation_interval, delay_evaluation})
+    and `limits` ({max_trials, max_concurrent_trials}) -> (the space, those as SweepSettings options, which
+    a face's own options override)."""
+    options: dict[str, Any] = {}
+    if isinstance(loaded, dict) and "search_space" in loaded:
+        _only(loaded, SWEEP_FILE_KEYS, where, "beside search_space")
+        if "sampling_algorithm" in loaded:
+            options["sampling"] = loaded["sampling_algorithm"]  # checked by SweepSettings
+        policy = loaded.get("early_termination")
+        if policy is not None:
+            if not isinstance(policy, dict) or str(policy.get("type")) not in AZURE_POLICIES:
+                raise InvalidInput(f"{where}: early_termination {policy!r} is not supported.",
+                                   "write {type: median_stopping | hyperband | none, evaluation_interval: N, "
+                                   "delay_evaluation: N} (bandit and truncation_selection are not built).")
+            _only(policy, ("type", "evaluation_interval", "delay_evaluation"), where, "in early_termination")
+            options["early_termination"] = AZURE_POLICIES[str(policy["type"])]
+            options.update({k: v for k, v in policy.items() if k != "type"})
+        limits = loaded.get("limits")
+        if limits is not None:
+            if not isinstance(limits, dict):
+                raise InvalidInput(f"{where}: limits must be a mapping.",
+                                   "write {max_trials: N, max_concurrent_trials: N}.")
+            _only(limits, ("max_trials", "max_concurrent_trials"), where,
+                  "in limits (the sweep's time is --time-budget)")
+            options.update(limits)
+    return parse_space(loaded, where), options
+
+
+def _only(mapping: dict[str, Any], allowed: tuple[str, ...], where: str, place: str) -> None:
+    unknown = sorted(str(key) for key in set(mapping) - set(allowed))
+    if unknown:
+        raise InvalidInput(f"{where}: unknown key(s) {', '.join(unknown)} {place}.", f"use only: {', '.join(allowed)}.")
 
 
 def parse_space(loaded: Any, where: str = "The search space") -> dict[str, dict[str, Any]]:
