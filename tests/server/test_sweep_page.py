@@ -52,6 +52,8 @@ def test_the_sweep_page_shows_its_leaderboard(home: Path, tmp_path: Path,
             assert "best" in rows.first.inner_text()
             assert "learning_rate" in rows.first.inner_text()
             assert page.locator("#chart-best circle").count() == 2  # one point per finished trial
+            assert page.locator("#chart-settings polyline.trial-line").count() == 2  # one line per trial
+            assert "learning_rate" in page.text_content("#chart-settings")  # the one setting searched, an axis
             page.screenshot(path=str(tmp_path / "sweep.png"), full_page=True)
             rows.first.locator("a").click()
             page.wait_for_url(f"**/runs/{board[0].run_id}", timeout=30_000)

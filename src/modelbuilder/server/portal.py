@@ -32,6 +32,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from modelbuilder import __version__
 from modelbuilder.sdk import insight, registry, sweep
+from modelbuilder.server import sweep_view
 from modelbuilder.server.auth import COOKIE, safe_next, session_value, token_matches
 from modelbuilder.server.deps import ServicesDep, check_run_id, run_in, run_public
 from modelbuilder.server.schemas import EXPERIMENT_PATTERN, WORKSPACE_PATTERN
@@ -154,21 +155,9 @@ def run_page(request: Request, workspace: Workspace, run_id: str, services: Serv
     trials = sweep.leaderboard(services, run) if run.is_sweep else None
     return page(request, "run.html", workspace=workspace, run=public, history=services.runs.history(run.id),
                 title=f"{run.id} - {run.experiment_name}", trials=trials, sweep=run.sweep,
-                curve=_best_curve(run, trials) if trials else None)
-
-
-def _best_curve(run: Any, trials: list[sweep.Trial]) -> dict[str, Any] | None:
-    """The sweep's best accuracy so far at each trial's end, placed in the chart's 400 x 160 box."""
-    points = sweep.best_so_far(trials)
-    if not points or run.started_at is None:
-        return None
-    seconds = [(datetime.fromisoformat(when) - run.started_at).total_seconds() for when, _ in points]
-    span = max(max(seconds), 1.0)
-    placed = [(30 + 360 * s / span, 140 - 130 * best) for s, (_, best) in zip(seconds, points, strict=True)]
-    line = [(30.0, placed[0][1]), *placed]
-    return {"span": span, "points": " ".join(f"{x:.1f},{y:.1f}" for x, y in line),
-            "marks": [(f"{x:.1f}", f"{y:.1f}", f"{best:.4f} at {int(s)} s")
-                      for (x, y), s, (_, best) in zip(placed, seconds, points, strict=True)]}
+                curve=sweep_view.best_curve(run, trials) if trials else None,
+                coordinates=sweep_view.parallel_coordinates(run.sweep["space"], trials) if trials and run.sweep
+                else None)
 
 
 GalleryLabel = Annotated[str | None, Query(min_length=1, max_length=200)]
