@@ -214,7 +214,8 @@ def run_trainer(args: argparse.Namespace, run: e.Run) -> str | None:
     """Run Ray Train for this attempt; the error text when it failed for good, else None."""
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     cluster = ClusterResources.from_ray(args.address, ray.cluster_resources(), nodes)
-    plan = plan_workers(default_catalog().get(args.size), run.recipe.get("processes"), cluster, args.priority)
+    plan = plan_workers(default_catalog().get(args.size), run.recipe.get("processes"), cluster, args.priority,
+                        share=run.share)
     storage = storage_path(run.id)
     print(f"Ray Train on the cluster at {args.address} ({cluster.describe()}): {plan.describe()}, "
           f"{plan.max_failures} worker-group restart(s) allowed; Ray storage {storage}/{run.id}", flush=True)

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
-from modelbuilder.core.scheduler import local_pool, need_of, register_launcher, signal_name
+from modelbuilder.core.scheduler import SWEEP_LAUNCHER, local_pool, need_of, register_launcher, signal_name
 from modelbuilder.core.services import artifact_store
 from modelbuilder.core.sizes import SizeSpec
 from modelbuilder.results.files import worker_log
@@ -223,13 +223,30 @@ class LocalLauncher:
                 group = subprocess.Popen(niced(command, nice), stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, env=env, start_new_session=True)
             return TorchrunWorker(run.id, run.attempt, group, log_path)
-        process = _fork_context().Process(target=_child, name=f"worker {run.id}",
-                                          args=(run.id, run.attempt, owner, env, str(log_path), threads, nice))
-        process.start()
-        # Not a child multiprocessing should wait for at exit: a worker outlives `train` or a server
-        # that stops, and finishes its run on its own.
-        multiprocessing.process._children.discard(process)  # type: ignore[attr-defined]
-        return LocalWorker(run.id, run.attempt, process, log_path)
+        return fork_worker(run, owner, env, threads, log_path, nice)
+
+
+def fork_worker(run: e.Run, owner: str, env: dict[str, str], threads: int, log_path: Path, nice: int) -> LocalWorker:
+    """The run's worker, forked from the fork server (see `_child`)."""
+    process = _fork_context().Process(target=_child, name=f"worker {run.id}",
+                                      args=(run.id, run.attempt, owner, env, str(log_path), threads, nice))
+    process.start()
+    # Not a child multiprocessing should wait for at exit: a worker outlives `train` or a server
+    # that stops, and finishes its run on its own.
+    multiprocessing.process._children.discard(process)  # type: ignore[attr-defined]
+    return LocalWorker(run.id, run.attempt, process, log_path)
+
+
+class SweepLauncher:
+    """A sweep's parent: its driver (`backends/sweep.py`, through the worker) in a forked process of its
+    own, on any compute kind, holding no CPU slot or GPU (its trials hold them)."""
+
+    def launch(self, run: e.Run, owner: str, size: SizeSpec, compute: e.Compute) -> LocalWorker:
+        log_path = artifact_store().run_dir(run.id) / worker_log(run.attempt)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        return fork_worker(run, owner, {**os.environ, "PYTHONUNBUFFERED": "1"}, 0, log_path,
+                           get_settings().worker_nice)
 
 
 register_launcher("local", LocalLauncher)
+register_launcher(SWEEP_LAUNCHER, SweepLauncher)

@@ -199,13 +199,15 @@ class WorkerPlan:
         return f"{self.workers} Ray Train worker(s) with {each} each"
 
 
-def plan_workers(size: SizeSpec, processes: int | None, cluster: ClusterResources, priority: str) -> WorkerPlan:
+def plan_workers(size: SizeSpec, processes: int | None, cluster: ClusterResources, priority: str,
+                 share: int = 1) -> WorkerPlan:
     """One worker per GPU of the size; without GPUs, `processes` CPU workers (default 2), never more than
     the CPUs the size and the cluster have. Each worker gets an equal share of the size's vCPUs that
-    fits on one node. Low-priority computes restart lost workers from the last checkpoint."""
+    fits on one node. Low-priority computes restart lost workers from the last checkpoint. A sweep's
+    trial plans within its `share` of the size (`Run.share`: that many trials run at once)."""
     auto = size.name == AUTO
-    gpus = int(cluster.gpus if auto else size.gpus)
-    cpus = int(cluster.cpus if auto else min(size.vcpus, cluster.cpus))
+    gpus = int(cluster.gpus if auto else size.gpus) // max(1, share)
+    cpus = max(1, int(cluster.cpus if auto else min(size.vcpus, cluster.cpus)) // max(1, share))
     max_failures = LOW_PRIORITY_MAX_FAILURES if priority == "low-priority" else 0
     if gpus > 0:
         per_node = [int(c // g) for c, g in zip(cluster.node_cpus, cluster.node_gpus, strict=True) if g >= 1]

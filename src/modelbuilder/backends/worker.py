@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from modelbuilder.backends._pause import PausePoint
+from modelbuilder.backends.sweep import drive_sweep
 from modelbuilder.core import entities as e
 from modelbuilder.core.leases import LeaseRenewal, LeaseService
 from modelbuilder.core.recording import RunRecorder
@@ -196,6 +197,12 @@ def _attempt(services: Services, run_id: str, attempt: int, owner: str, restarta
     if run.attempt != attempt or run.lease_owner != owner:
         print(f"run {run_id} is not held by attempt {attempt} of {owner}; nothing to do", file=sys.stderr)
         return EXIT_FENCED
+    if run.is_sweep:  # a sweep's parent trains nothing itself: it drives its trials
+        try:
+            return drive_sweep(services, run, owner)
+        except (LeaseLost, StaleAttempt) as lost:
+            print(f"stopping: {lost}", file=sys.stderr)
+            return EXIT_FENCED
     run_dir = artifacts.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers(run_dir)
@@ -215,7 +222,11 @@ def _attempt(services: Services, run_id: str, attempt: int, owner: str, restarta
         best = {k: float(result.metrics[k]) for k in ("accuracy", "macro_accuracy", "macro_f1", "log_loss")}
         recorder.set_best_metrics(run_id, attempt, {**best, "best_epoch": float(result.best_epoch)})
         charge(recorder, run_id, attempt)
-        if result.stopped == "cancel":
+        early = runs.get(run_id).termination_reason if result.stopped == "cancel" else None
+        if early:  # stopped by its sweep: a finished trial, not a canceled run
+            runs.transition(run_id, e.COMPLETED, f"early termination ({early}); validation accuracy "
+                            f"{result.metrics['accuracy']:.4f} (best epoch {result.best_epoch})", attempt)
+        elif result.stopped == "cancel":
             runs.transition(run_id, e.CANCELED, f"canceled by the user; the best model so far (epoch "
                             f"{result.best_epoch}) was exported", attempt)
         else:

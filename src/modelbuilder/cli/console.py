@@ -145,3 +145,18 @@ class ProgressDisplay:
 
     def should_stop(self) -> StopReason | None:
         return None
+
+
+def print_leaderboard(trials: list[Any]) -> None:
+    """A sweep's trials, best first (`sdk.sweep.leaderboard`): accuracy, epochs, time, status and why it stopped,
+    then each trial's settings."""
+    table = Table("trial", "run", "accuracy", "epochs", "time", "status", "why it stopped", title="leaderboard")
+    for trial in trials:
+        table.add_row(f"{trial.number}{' *' if trial.best else ''}", trial.run_id,
+                      f"{trial.accuracy:.4f}" if trial.accuracy is not None else "-",
+                      f"{trial.epochs if trial.epochs is not None else '-'}/{trial.planned_epochs or '-'}",
+                      fmt_seconds(trial.seconds), trial.status, trial.stopped)
+    console.print(table)
+    for trial in trials:
+        settings = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in trial.settings.items())
+        console.print(f"  trial {trial.number}: {settings}", highlight=False, soft_wrap=True)

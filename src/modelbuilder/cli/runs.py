@@ -13,8 +13,8 @@ from rich.cells import cell_len
 from rich.table import Table
 
 from modelbuilder.cli._common import services
-from modelbuilder.cli.console import ProgressDisplay, console, fmt_seconds, print_data_report
-from modelbuilder.sdk import insight, results, wait
+from modelbuilder.cli.console import ProgressDisplay, console, fmt_seconds, print_data_report, print_leaderboard
+from modelbuilder.sdk import insight, results, sweep, wait
 
 runs_app = typer.Typer(help="Runs: list, show, follow logs, cancel, download results.", no_args_is_help=True)
 
@@ -38,9 +38,9 @@ def list_runs(
         typer.echo(json.dumps([_run_json(run) for run in items], indent=2))
         return
     rows = []
-    for run in items:
+    for run, depth in nested(items):
         accuracy = run.best_metrics.get("accuracy", run.best_metrics.get("val_accuracy"))
-        rows.append([run.id, run.experiment_name, run.status, run.compute_name,
+        rows.append([("└ " if depth else "") + run.id, run.experiment_name, run.status, run.compute_name,
                      f"{accuracy:.4f}" if accuracy is not None else "-", fmt_seconds(run.compute_seconds),
                      f"{run.cost:.4f}", run.created_at.strftime("%Y-%m-%d %H:%M")])
     shown = columns_that_fit(RUN_COLUMNS, rows, console.width)
@@ -60,6 +60,22 @@ def list_runs(
 # the run id and the experiment are never cut, they are what the next command needs.
 RUN_COLUMNS = ("run", "experiment", "status", "compute", "accuracy", "duration", "cost $", "created")
 KEEP_ORDER = ("run", "experiment", "status", "accuracy", "compute", "duration", "created", "cost $")
+
+
+def nested(items: list[Any]) -> list[tuple[Any, int]]:
+    """Runs in list order, each sweep's trials (those listed) right under it by trial number: (run, depth)."""
+    listed = {run.id for run in items}
+    children: dict[str, list[Any]] = {}
+    for run in items:
+        if run.parent_run_id in listed:
+            children.setdefault(run.parent_run_id, []).append(run)
+    out = []
+    for run in items:
+        if run.parent_run_id not in listed:
+            out.append((run, 0))
+            trials = sorted(children.get(run.id, []), key=lambda t: (t.trial or {}).get("number", 0))
+            out.extend((trial, 1) for trial in trials)
+    return out
 
 
 def columns_that_fit(names: tuple[str, ...], rows: list[list[str]], width: int) -> list[str]:
@@ -89,8 +105,11 @@ def show(run_id: str, as_json: Annotated[bool, typer.Option("--json", help="Prin
         run = s.runs.get(run_id)
         history = s.runs.history(run_id)
         artifacts = s.recorder.artifacts(run_id)
+        trials = sweep.leaderboard(s, run) if run.is_sweep else None
     if as_json:
         payload = _run_json(run)
+        if trials is not None:
+            payload["trials"] = [trial.to_dict() for trial in trials]
         payload["history"] = [json.loads(json.dumps(asdict(h), default=str)) for h in history]
         payload["artifacts"] = [{"path": a.path, "size": a.size, "sha256": a.sha256} for a in artifacts]
         typer.echo(json.dumps(payload, indent=2))
@@ -107,6 +126,8 @@ def show(run_id: str, as_json: Annotated[bool, typer.Option("--json", help="Prin
     console.print("[bold]status history[/]")
     for change in history:
         console.print(f"  {change.at:%Y-%m-%d %H:%M:%S}  {change.status:<10} {change.reason}", highlight=False)
+    if trials is not None:
+        print_leaderboard(trials)
     if artifacts:
         console.print(f"[bold]artifacts[/] ({len(artifacts)} files; download with 'modelbuilder runs download "
                       f"{run.id} --output DIR')")

@@ -18,14 +18,22 @@ from typing import Annotated, Any
 import typer
 
 from modelbuilder.cli._common import services
-from modelbuilder.cli.console import ProgressDisplay, console, err_console, fail, print_data_report, print_summary
+from modelbuilder.cli.console import (
+    ProgressDisplay,
+    console,
+    err_console,
+    fail,
+    print_data_report,
+    print_leaderboard,
+    print_summary,
+)
 from modelbuilder.cli.remote import train_remote
 from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.results.bundle import copy_results
 from modelbuilder.results.files import METRICS_FILE
-from modelbuilder.sdk import insight, results, submit, wait
+from modelbuilder.sdk import insight, results, submit, sweep, wait
 from modelbuilder.sdk.client import Client
 from modelbuilder.sdk.submit import Submitted
 from modelbuilder.training.recipe import TrainConfig
@@ -56,7 +64,8 @@ def train(
     batch_size: Annotated[int | None, typer.Option(help="Images per step (default: from the data, 16 to 64).",
                                                    show_default=False)] = None,
     architecture: Annotated[str | None, typer.Option(help="resnet50 (default), resnet18, mobilenet_v3_large, "
-                                                     "tiny.", show_default=False)] = None,
+                                                     "efficientnet_b0, regnet_y_800mf, convnext_tiny, tiny.",
+                                                     show_default=False)] = None,
     weights: Annotated[str | None, typer.Option(help="auto (ImageNet weights if available, default), none, or "
                                                 "a state dict file.", show_default=False)] = None,
     mode: Annotated[str | None, typer.Option(help="auto (default), full, or head (train only the new head "
@@ -89,6 +98,27 @@ def train(
     resume: Annotated[Path | None, typer.Option(help="Continue a training from a checkpoint file "
                                                 "(checkpoints/last.pt), here in this process.",
                                                 show_default=False)] = None,
+    search: Annotated[str | None, typer.Option(help="Search for the best model: 'auto' (a built-in space around "
+                                               "the default recipe) or a YAML space file (Azure's names: model_name, "
+                                               "learning_rate, ...; choice(), uniform(), loguniform()). Runs a "
+                                               "sweep: one trial run per setting, the best one's result.",
+                                               show_default=False, rich_help_panel="Search")] = None,
+    max_trials: Annotated[int | None, typer.Option(help="Trials at most (default 10).", show_default=False,
+                                                   rich_help_panel="Search")] = None,
+    max_concurrent_trials: Annotated[int | None, typer.Option(help="Trials at once (default 1; at most what the "
+                                                              "compute holds).", show_default=False,
+                                                              rich_help_panel="Search")] = None,
+    sampling: Annotated[str | None, typer.Option(help="random, grid (choices only) or bayesian (default).",
+                                                 show_default=False, rich_help_panel="Search")] = None,
+    early_termination: Annotated[str | None, typer.Option(help="Stop trials that are behind: median (default), "
+                                                          "hyperband or none.", show_default=False,
+                                                          rich_help_panel="Search")] = None,
+    evaluation_interval: Annotated[int | None, typer.Option(help="Apply early termination every N epochs "
+                                                            "(default 1).", show_default=False,
+                                                            rich_help_panel="Search")] = None,
+    delay_evaluation: Annotated[int | None, typer.Option(help="Apply early termination from epoch N on "
+                                                         "(default 0).", show_default=False,
+                                                         rich_help_panel="Search")] = None,
 ) -> None:
     """Train an image classifier and write bestModel.onnx, bestModelMap.json, MLModel.zip and the two projects."""
     if resume is not None:
@@ -100,6 +130,9 @@ def train(
         "validation_fraction": validation_fraction, "validation_data": validation_data, "seed": seed,
         "precision": precision, "processes": processes, "hflip": hflip, "compile": compile,
         "class_weights": class_weights}
+    options = {"max_trials": max_trials, "max_concurrent_trials": max_concurrent_trials, "sampling": sampling,
+               "early_termination": early_termination, "evaluation_interval": evaluation_interval,
+               "delay_evaluation": delay_evaluation}
     with services() as s:
         client = Client.of(s.settings)
         if client is not None:  # a client of a remote server: through its API, on a data asset
@@ -108,8 +141,13 @@ def train(
                              compute=compute, idempotency_key=idempotency_key, detach=detach, output=output)
             return
         config = submit.recipe_from(recipe_settings, recipe)
-        submitted = submit.submit(s, config, workspace=workspace, experiment=experiment, compute=compute,
-                                  idempotency_key=idempotency_key)
+        settings = sweep.sweep_settings(search, **options)
+        if settings is None:
+            submitted = submit.submit(s, config, workspace=workspace, experiment=experiment, compute=compute,
+                                      idempotency_key=idempotency_key)
+        else:
+            submitted = sweep.submit_sweep(s, config, settings, workspace=workspace, experiment=experiment,
+                                           compute=compute, idempotency_key=idempotency_key)
         _say_submitted(submitted)
         if not detach:
             _finish(s, _follow(s, submitted.run.id), output)
@@ -155,6 +193,8 @@ def _finish(services: Services, run: e.Run, output: Path) -> None:
     if run.status not in (e.COMPLETED, e.CANCELED) or not run.best_metrics:
         fail(f"run {run.id} ended {run.status}: {run.error or run.status_reason}", code=1)
     metrics = json.loads((results.require_results(services, run) / METRICS_FILE).read_text())
+    if run.is_sweep:
+        print_leaderboard(sweep.leaderboard(services, run))
     print_summary(metrics, results.download(services, run, output), metrics.get("stopped", run.status.lower()))
     print_data_report(insight.data_report(services, run))
 

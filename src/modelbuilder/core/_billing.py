@@ -28,8 +28,11 @@ CHARGED_BY = ("worker", "agent", "reaper")
 
 
 def price_per_hour(catalog: SizeCatalog, row: r.RunRow) -> float:
+    if row.sweep is not None:
+        return 0.0  # a sweep's parent holds no capacity: its trials are charged, each for its own time
+    share = int((row.trial or {}).get("share", 1))  # a trial holding its share of the compute pays its share
     try:
-        return catalog.price_per_hour(row.compute_size, row.priority)
+        return catalog.price_per_hour(row.compute_size, row.priority) / max(1, share)
     except InvalidInput:  # a size no longer in the catalog: its time still counts, at no known price
         return 0.0
 

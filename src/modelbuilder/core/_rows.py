@@ -141,6 +141,11 @@ class RunRow(Base):
     preempt_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     preempt_reason: Mapped[str | None] = mapped_column(Text)
     log_seq: Mapped[int] = mapped_column(Integer, default=0)  # last log line number handed out
+    # Sweeps (migration 0004): a trial's parent, a parent's search settings, a trial's number and settings.
+    parent_run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    sweep: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    trial: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    termination_reason: Mapped[str | None] = mapped_column(Text)  # stopped early by its sweep, and why
 
 
 class StatusChangeRow(Base):
@@ -319,6 +324,10 @@ def run(row: RunRow, experiment_name: str) -> e.Run:
         resume_epoch=row.resume_epoch,
         resume_step=row.resume_step,
         preempt_reason=row.preempt_reason,
+        parent_run_id=row.parent_run_id,
+        sweep=dict(row.sweep) if row.sweep is not None else None,
+        trial=dict(row.trial) if row.trial is not None else None,
+        termination_reason=row.termination_reason,
     )
 
 

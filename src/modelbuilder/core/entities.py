@@ -140,6 +140,20 @@ class Run:
     resume_epoch: int | None = None
     resume_step: int | None = None
     preempt_reason: str | None = None
+    # Sweeps: a trial names its parent; a parent holds its search settings, a trial its number and settings.
+    parent_run_id: str | None = None
+    sweep: dict[str, Any] | None = None
+    trial: dict[str, Any] | None = None
+    termination_reason: str | None = None  # the sweep stopped this trial early (it ends Completed)
+
+    @property
+    def is_sweep(self) -> bool:
+        return self.sweep is not None
+
+    @property
+    def share(self) -> int:
+        """How many trials of its sweep share this trial's compute at once (1: a run holds all of it)."""
+        return int((self.trial or {}).get("share", 1))
 
     @property
     def terminal(self) -> bool:

@@ -50,11 +50,16 @@ class RunService:
         idempotency_key: str | None = None,
         max_error_retries: int = 2,
         max_preemptions: int | None = None,
+        *,
+        sweep: Mapping[str, Any] | None = None,
+        parent_run_id: str | None = None,
+        trial: Mapping[str, Any] | None = None,
     ) -> e.Run:
         """Queue a run of `experiment` (registered now if new) on `compute`.
 
         With an `idempotency_key`, submitting the same request again returns the same run, and a
-        different request under the same key is refused.
+        different request under the same key is refused. A sweep's parent carries its `sweep` settings;
+        a trial names its `parent_run_id` and carries its `trial` (number and sampled settings).
         """
         names.experiment_name(experiment)
         names.compute_name(compute)
@@ -65,7 +70,7 @@ class RunService:
         for value, what in ((max_error_retries, "max_error_retries"), (max_preemptions, "max_preemptions")):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise InvalidInput(f"{what} must be a whole number >= 0, got {value!r}.", f"pass {what} >= 0.")
-        request = {
+        request: dict[str, Any] = {
             "experiment": experiment,
             "compute": compute,
             "recipe": json_dict(recipe, "recipe"),
@@ -73,6 +78,11 @@ class RunService:
             "max_error_retries": max_error_retries,
             "max_preemptions": max_preemptions,
         }
+        for key, given in (("sweep", sweep), ("trial", trial)):
+            if given is not None:  # only when given, so that a plain run's hash stays what it was
+                request[key] = json_dict(given, key)
+        if parent_run_id is not None:
+            request["parent_run_id"] = parent_run_id
         digest = request_hash(**request)
         try:
             return self._submit(workspace, request, idempotency_key, digest)
@@ -116,6 +126,9 @@ class RunService:
                 max_preemptions=request["max_preemptions"],
                 idempotency_key=idempotency_key,
                 request_hash=digest,
+                parent_run_id=request.get("parent_run_id"),
+                sweep=request.get("sweep"),
+                trial=request.get("trial"),
             )
             session.add(row)
             session.add(r.StatusChangeRow(run_id=row.id, status=e.QUEUED, reason=reason, at=now, attempt=0, details={}))
@@ -184,6 +197,15 @@ class RunService:
             query = query.order_by(r.RunRow.created_at.desc(), r.RunRow.id.desc()).limit(limit)
             return [r.run(row, name) for row, name in session.execute(query)]
 
+    def children(self, run_id: str) -> builtins.list[e.Run]:
+        """The trials of a sweep, in the order they were started."""
+        with self.store.read() as session:
+            parent = _lookup.run_row(session, run_id)
+            name = session.scalar(select(r.ExperimentRow.name).where(r.ExperimentRow.id == parent.experiment_id))
+            rows = session.scalars(select(r.RunRow).where(r.RunRow.parent_run_id == run_id)
+                                   .order_by(r.RunRow.created_at, r.RunRow.id))
+            return [r.run(row, name or "") for row in rows]
+
     def history(self, run_id: str) -> builtins.list[e.StatusChange]:
         """Every status change of the run, oldest first."""
         with self.store.read() as session:
@@ -240,6 +262,20 @@ class RunService:
                 raise Conflict(f"Run {run_id} already ended ({row.status}).", "there is nothing to cancel.")
             elif row.status in (e.QUEUED, e.PREEMPTED):
                 _lifecycle.apply(session, row, e.CANCELED, reason)
+            else:
+                row.cancel_requested = True
+            return _lookup.run_entity(session, row)
+
+    def request_early_termination(self, run_id: str, reason: str) -> e.Run:
+        """Stop a sweep's trial early: it stops at its next step like a cancel, exports its best model so
+        far, and ends Completed with `reason` (see `backends.worker`). A trial that ended is left as it is."""
+        with self.store.write() as session:
+            row = _lookup.run_row(session, run_id, for_update=True)
+            if row.status in e.TERMINAL:
+                return _lookup.run_entity(session, row)
+            row.termination_reason = reason[: _lifecycle.MAX_REASON]
+            if row.status in (e.QUEUED, e.PREEMPTED):
+                _lifecycle.apply(session, row, e.CANCELED, reason)  # nothing trained: nothing to complete
             else:
                 row.cancel_requested = True
             return _lookup.run_entity(session, row)

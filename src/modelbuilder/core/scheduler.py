@@ -4,8 +4,10 @@ and settle the runs of workers that died.
 Capacity lives in pools. All `local` computes of this host share one pool: its GPUs, or CPU slots
 where it has none (one per core, or `MODELBUILDER_CPU_SLOTS`). A run holds what its compute's size
 needs for as long as it is Preparing, Running or Finalizing. Every `ray` compute is a pool of its own
-(the cluster), holding one run at a time. What is held is read from the store, never from an agent's
-memory, so several agents (a server and a `train` command, or two servers) share one truth.
+(the cluster), holding one run at a time. A sweep's trials hold their share of their compute
+(`run_size`), so that several run side by side; a sweep's parent holds nothing (its trials do).
+What is held is read from the store, never from an agent's memory, so several agents (a server and
+a `train` command, or two servers) share one truth.
 
 Queued runs start strictly in order: dedicated before low-priority, then oldest first. A dedicated run
 that does not fit asks low-priority runs of its pool to give way (newest first): they checkpoint at
@@ -25,7 +27,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from sqlalchemy import select
@@ -60,6 +62,7 @@ class Launcher(Protocol):
 
 
 _LAUNCHERS: dict[str, Callable[[], Launcher]] = {}
+SWEEP_LAUNCHER = "sweep"  # launches a sweep's parent, whatever its compute's kind: it drives, trials train
 
 
 def register_launcher(kind: str, factory: Callable[[], Launcher]) -> None:
@@ -86,6 +89,16 @@ def need_of(size: SizeSpec, slots: Need) -> Need:
     if size.gpus:
         return Need(gpus=size.gpus)
     return Need(cpus=min(size.vcpus, slots.cpus) if slots.cpus else size.vcpus)
+
+
+def run_size(size: SizeSpec, run: e.Run) -> SizeSpec:
+    """What a run holds of its compute's size: all of it, or for a sweep's trial its share (`Run.share`:
+    one of the trials that run at once), as whole GPUs, or vCPUs where the size has no GPU."""
+    share = run.share
+    if share <= 1:
+        return size
+    return replace(size, vcpus=max(1, size.vcpus // share), gpus=size.gpus // share if size.gpus else 0,
+                   memory_gib=size.memory_gib / share, gpu_memory_gib=size.gpu_memory_gib / share)
 
 
 def local_pool() -> Need:
@@ -182,25 +195,31 @@ class Agent:
                        queued: list[e.Run]) -> None:
         in_pool = {cid for cid, c in computes.items() if pool_key(c) == key}
         capacity = self._capacity(key, computes)
-        needs = {cid: need_of(self._size(computes[cid]), capacity) for cid in in_pool}
-        held_here = [run for run in held if run.compute_id in in_pool]
+
+        def needs(run: e.Run) -> Need:
+            if run.is_sweep:
+                return Need()
+            return need_of(run_size(self._size(computes[run.compute_id]), run), capacity)  # type: ignore[index]
+
+        held_here = [run for run in held if run.compute_id in in_pool and not run.is_sweep]
         free = capacity
         for run in held_here:
-            free = free - needs[run.compute_id]  # type: ignore[index]
+            free = free - needs(run)
         for run in [q for q in queued if q.compute_id in in_pool]:
-            need = needs[run.compute_id]  # type: ignore[index]
+            need = needs(run)
             if need.fits_in(free):
                 claimed = self.leases.claim_next_run([run.compute_id], self.owner, LEASE_S)  # type: ignore[list-item]
                 if claimed is None:
                     continue  # another agent took it first
                 self._launch(claimed, computes[claimed.compute_id])  # type: ignore[index]
-                free = free - needs[claimed.compute_id]  # type: ignore[index]
+                free = free - needs(claimed)
                 continue
             if run.priority == "dedicated":
                 self._make_room(run, need, free, held_here, needs)
             return  # strict order: nothing behind a run that waits may start before it
 
-    def _make_room(self, waiting: e.Run, need: Need, free: Need, held: list[e.Run], needs: dict[str, Need]) -> None:
+    def _make_room(self, waiting: e.Run, need: Need, free: Need, held: list[e.Run],
+                   needs: Callable[[e.Run], Need]) -> None:
         """Ask low-priority runs (newest first) to give way to a dedicated run that does not fit."""
         victims = sorted((run for run in held if run.priority == "low-priority"),
                          key=lambda run: run.created_at, reverse=True)
@@ -210,7 +229,7 @@ class Agent:
             if need.fits_in(would_free):
                 break
             chosen.append(run)
-            would_free = would_free + needs[run.compute_id]  # type: ignore[index]
+            would_free = would_free + needs(run)
         if not need.fits_in(would_free):
             return  # even preempting every low-priority run would not make room: just wait
         for run in chosen:
@@ -227,12 +246,12 @@ class Agent:
             log.info("%s: %s", run.id, reason)
 
     def _launch(self, run: e.Run, compute: e.Compute) -> None:
-        factory = _LAUNCHERS.get(compute.kind)
+        factory = _LAUNCHERS.get(SWEEP_LAUNCHER if run.is_sweep else compute.kind)
         if factory is None:
             self.leases.fail_or_retry(run.id, run.attempt, f"no launcher for compute kind {compute.kind!r}")
             return
         try:
-            self.workers[run.id] = factory().launch(run, self.owner, self._size(compute), compute)
+            self.workers[run.id] = factory().launch(run, self.owner, run_size(self._size(compute), run), compute)
         except Exception as exc:  # noqa: BLE001 - a launch failure is the run's error, not the agent's
             self.leases.fail_or_retry(run.id, run.attempt, f"could not start a worker: {exc}")
 

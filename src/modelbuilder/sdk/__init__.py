@@ -8,6 +8,7 @@ the REST API alike, so the same input gets the same answer and the same error fr
     explain.py  heatmaps of where a run's network finds a label in an image (Captum; needs its checkpoint)
     models.py   which model a name means (a run id, an MLModel.zip); Model, to predict and score with it
     scoring.py  batch scoring of a folder or manifest into CSV / JSON Lines, decoding beside the model
+    sweep.py    sweeps: a parent run whose trials try settings from a search space; the leaderboard
     objects.py  Workspace, Computes, Experiment and Run: the SDK's objects over all of the above
 
 Every function takes the one `core.services.Services` of its caller. Faces (`cli/`, `server/`) read

@@ -30,7 +30,7 @@ from modelbuilder.config import run_url, running_server
 from modelbuilder.core import entities as e
 from modelbuilder.core.follow import RunEvent
 from modelbuilder.core.services import Services
-from modelbuilder.sdk import explain, export, insight, results, submit, wait
+from modelbuilder.sdk import explain, export, insight, results, submit, sweep, wait
 from modelbuilder.training.predictions import Prediction
 
 if TYPE_CHECKING:
@@ -121,13 +121,27 @@ class Experiment:
         self.ws, self.name = workspace, name
 
     def submit(self, data: str | Path, compute: str = "local", *, recipe_file: str | Path | None = None,
-               idempotency_key: str | None = None, **recipe: Any) -> Run:
+               idempotency_key: str | None = None, search: str | Path | dict[str, Any] | None = None,
+               max_trials: int | None = None, max_concurrent_trials: int | None = None, sampling: str | None = None,
+               early_termination: str | None = None, evaluation_interval: int | None = None,
+               delay_evaluation: int | None = None, **recipe: Any) -> Run:
         """Queue a training of `data` on `compute`. `recipe` takes any recipe setting (epochs=10, and
         time_budget='10m'); `recipe_file` a YAML file of them, which these override. The data is
-        checked first: a mistake in it is an error now, not a failed run later."""
+        checked first: a mistake in it is an error now, not a failed run later.
+
+        With `search` ('auto', a YAML space file, or the space as a dict) it queues a sweep instead: a
+        parent run whose trials try settings from the space (`sdk.sweep`); the other keywords before
+        `recipe` say how many trials, how they are sampled and stopped early."""
         config = submit.recipe_from({**recipe, "data": data}, recipe_file)
-        submitted = submit.submit(self.ws.services, config, workspace=self.ws.name, experiment=self.name,
-                                  compute=compute, idempotency_key=idempotency_key)
+        settings = sweep.sweep_settings(search, max_trials=max_trials, max_concurrent_trials=max_concurrent_trials,
+                                        sampling=sampling, early_termination=early_termination,
+                                        evaluation_interval=evaluation_interval, delay_evaluation=delay_evaluation)
+        if settings is not None:
+            submitted = sweep.submit_sweep(self.ws.services, config, settings, workspace=self.ws.name,
+                                           experiment=self.name, compute=compute, idempotency_key=idempotency_key)
+        else:
+            submitted = submit.submit(self.ws.services, config, workspace=self.ws.name, experiment=self.name,
+                                      compute=compute, idempotency_key=idempotency_key)
         return Run(submitted.run, self.ws)
 
     def runs(self) -> list[Run]:
@@ -179,6 +193,10 @@ class Run:
 
     def logs(self) -> list[str]:
         return [line.message for line in self.services.recorder.logs(self.id, limit=100_000)]
+
+    def trials(self) -> list[sweep.Trial]:
+        """A sweep's leaderboard: its trials, best first (settings, accuracy, time, status, why it stopped)."""
+        return sweep.leaderboard(self.services, self.refresh().entity)
 
     def cancel(self) -> Run:
         self.entity = self.services.runs.request_cancel(self.id)

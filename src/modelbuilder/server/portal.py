@@ -32,7 +32,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from modelbuilder import __version__
-from modelbuilder.sdk import insight, registry
+from modelbuilder.sdk import insight, registry, sweep
+from modelbuilder.server import sweep_view
 from modelbuilder.server.auth import COOKIE, safe_next, session_value, token_matches
 from modelbuilder.server.deps import ServicesDep, check_run_id, run_in, run_public
 from modelbuilder.server.schemas import EXPERIMENT_PATTERN, WORKSPACE_PATTERN
@@ -152,8 +153,12 @@ def experiment_page(request: Request, workspace: Workspace, experiment: Experime
 def run_page(request: Request, workspace: Workspace, run_id: str, services: ServicesDep) -> Response:
     run = run_in(services, workspace, check_run_id(run_id))
     public = run_public(services, run, {run.workspace_id: workspace})
+    trials = sweep.leaderboard(services, run) if run.is_sweep else None
     return page(request, "run.html", workspace=workspace, run=public, history=services.runs.history(run.id),
-                title=f"{run.id} - {run.experiment_name}")
+                title=f"{run.id} - {run.experiment_name}", trials=trials, sweep=run.sweep,
+                curve=sweep_view.best_curve(run, trials) if trials else None,
+                coordinates=sweep_view.parallel_coordinates(run.sweep["space"], trials) if trials and run.sweep
+                else None)
 
 
 GalleryLabel = Annotated[str | None, Query(min_length=1, max_length=200)]

@@ -20,6 +20,7 @@ from modelbuilder.core import entities as e
 from modelbuilder.names import looks_like_data_ref
 from modelbuilder.sdk.insight import Prediction
 from modelbuilder.server import API_PREFIX
+from modelbuilder.server.schemas_sweep import SearchCreate
 
 WORKSPACE_PATTERN = r"^[A-Za-z0-9-]{3,33}$"
 EXPERIMENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{2,35}$"
@@ -154,7 +155,8 @@ class RecipeCreate(Strict):
     validation_data: HostPath | None = None
     name: str | None = Field(default=None, pattern=PROJECT_PATTERN,
                              description="<Name> of the generated projects (default: from the data folder).")
-    architecture: Literal["resnet50", "resnet18", "mobilenet_v3_large", "tiny"] | None = None
+    architecture: Literal["resnet50", "resnet18", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_800mf",
+                          "convnext_tiny", "tiny"] | None = None
     weights: Literal["auto", "none"] | None = Field(
         default=None, description="auto (ImageNet weights when available) or none (random initialisation).")
     mode: Literal["auto", "full", "head"] | None = None
@@ -192,6 +194,7 @@ class RunCreate(Strict):
     experiment: str = Field(pattern=EXPERIMENT_PATTERN, description="The first run under a new name registers it.")
     compute: str = Field(default="local", pattern=COMPUTE_PATTERN)
     recipe: RecipeCreate
+    search: SearchCreate | None = Field(default=None, description="Start a sweep: trials, the best one's result.")
     idempotency_key: str | None = Field(default=None, pattern=IDEMPOTENCY_PATTERN,
                                         description="Submitting the same request again with this key returns the "
                                                     "same run (also accepted as the Idempotency-Key header).")
@@ -254,6 +257,9 @@ class RunPublic(BaseModel):
     cost: float
     has_results: bool = Field(description="Whether MLModel.zip and the projects can be downloaded.")
     portal_path: str = Field(description="The run's page in the portal, relative to the server's address.")
+    parent_run_id: str | None = Field(default=None, description="The sweep this run is a trial of.")
+    trial: dict[str, Any] | None = Field(default=None, description="A trial's number and settings.")
+    sweep: dict[str, Any] | None = Field(default=None, description="A sweep's space and search settings.")
 
     @classmethod
     def of(cls, run: e.Run, workspace: str, has_results: bool) -> RunPublic:
@@ -269,6 +275,7 @@ class RunPublic(BaseModel):
             cancel_requested=run.cancel_requested, created_at=run.created_at, started_at=run.started_at,
             ended_at=run.ended_at, duration_s=duration, compute_seconds=run.compute_seconds, cost=run.cost,
             has_results=has_results, portal_path=f"/workspaces/{workspace}/runs/{run.id}",
+            parent_run_id=run.parent_run_id, trial=run.trial, sweep=run.sweep,
         )
 
 

@@ -36,7 +36,8 @@ from modelbuilder.training.model import Classifier, build_model
 METHODS = ("gradcam", "integrated_gradients")
 # The last convolutional stage of each architecture (recipe.ARCHITECTURES), whose output Grad-CAM weighs.
 CAM_LAYERS = {"resnet50": "body.layer4", "resnet18": "body.layer4", "mobilenet_v3_large": "body.features.16",
-              "tiny": "body.features.5"}
+              "efficientnet_b0": "body.features.8", "regnet_y_800mf": "body.trunk_output",
+              "convnext_tiny": "body.features.7", "tiny": "body.features.5"}
 IG_STEPS = 32  # Captum's Gauss-Legendre rule: 32 points are plenty for a smooth path (its default is 50)
 IG_BATCH = 8  # images per forward pass along the path: bounds memory at 224 px
 ALPHA = (0.15, 0.55)  # the heatmap's opacity on the image, from no evidence to the most

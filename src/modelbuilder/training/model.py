@@ -26,6 +26,9 @@ _TORCHVISION = {
     "resnet50": ("resnet50", "ResNet50_Weights.IMAGENET1K_V2"),
     "resnet18": ("resnet18", "ResNet18_Weights.IMAGENET1K_V1"),
     "mobilenet_v3_large": ("mobilenet_v3_large", "MobileNet_V3_Large_Weights.IMAGENET1K_V2"),
+    "efficientnet_b0": ("efficientnet_b0", "EfficientNet_B0_Weights.IMAGENET1K_V1"),
+    "regnet_y_800mf": ("regnet_y_800mf", "RegNet_Y_800MF_Weights.IMAGENET1K_V2"),
+    "convnext_tiny": ("convnext_tiny", "ConvNeXt_Tiny_Weights.IMAGENET1K_V1"),
 }
 
 

@@ -15,7 +15,8 @@ from typing import Any
 from modelbuilder import names
 from modelbuilder.errors import InvalidInput, step
 
-ARCHITECTURES = ("resnet50", "resnet18", "mobilenet_v3_large", "tiny")
+ARCHITECTURES = ("resnet50", "resnet18", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_800mf", "convnext_tiny",
+                 "tiny")
 PRECISIONS = ("auto", "bf16", "fp32")
 MODES = ("auto", "full", "head")
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")  # the loss weighted by label: Azure's weighted loss 0, 1, 2

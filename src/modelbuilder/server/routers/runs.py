@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, status
 
 from modelbuilder.errors import InvalidInput
-from modelbuilder.sdk import submit
+from modelbuilder.sdk import submit, sweep
 from modelbuilder.server.deps import RunDep, ServicesDep, run_public
 from modelbuilder.server.schemas import (
     COMPUTE_PATTERN,
@@ -23,6 +23,7 @@ from modelbuilder.server.schemas import (
     RunPublic,
     StatusChangePublic,
 )
+from modelbuilder.server.schemas_sweep import TrialPublic
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 RunStatus = Literal["Queued", "Preparing", "Running", "Finalizing", "Completed", "Failed", "Canceled", "Preempted"]
@@ -44,8 +45,13 @@ def submit_run(
         raise InvalidInput("The Idempotency-Key header and the body's idempotency_key differ.",
                            "send the key once, in either place.")
     recipe = submit.recipe_from(body.recipe.model_dump(exclude_none=True), assets_by_name=True)
-    submitted = submit.submit(services, recipe, workspace=body.workspace, experiment=body.experiment,
-                              compute=body.compute, idempotency_key=key)
+    if body.search is None:
+        submitted = submit.submit(services, recipe, workspace=body.workspace, experiment=body.experiment,
+                                  compute=body.compute, idempotency_key=key)
+    else:
+        settings = sweep.sweep_settings(body.search.search, **body.search.options())
+        submitted = sweep.submit_sweep(services, recipe, settings, workspace=body.workspace,  # type: ignore[arg-type]
+                                       experiment=body.experiment, compute=body.compute, idempotency_key=key)
     return run_public(services, submitted.run)
 
 
@@ -76,6 +82,12 @@ def cancel_run(run: RunDep, services: ServicesDep) -> RunPublic:
     409 when the run already ended (Completed or Failed).
     """
     return run_public(services, services.runs.request_cancel(run.id))
+
+
+@router.get("/{run_id}/trials")
+def run_trials(run: RunDep, services: ServicesDep) -> list[TrialPublic]:
+    """A sweep's leaderboard: its trials, best first, with settings, accuracy, time, status and why each stopped."""
+    return [TrialPublic.of(trial) for trial in sweep.leaderboard(services, run)]
 
 
 @router.get("/{run_id}/history")

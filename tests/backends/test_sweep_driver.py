@@ -1,0 +1,54 @@
+"""The sweep driver's time: each trial gets its share of what is left of the sweep's budget (a clock handed
+to the driver, so nothing here depends on the machine's speed), and no trial starts that could not finish."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from modelbuilder.backends.sweep import EXPORT_RESERVE_S, MIN_TRIAL_S, SweepDriver, saved_seconds, trial_budget
+from modelbuilder.core import entities as e
+from modelbuilder.core.services import Services
+from modelbuilder.sdk import sweep
+from tests.plane import Plane
+
+SPACE = {"learning_rate": "uniform(0.001, 0.01)", "model_name": "tiny"}
+
+
+def test_a_trial_gets_its_share_of_what_is_left() -> None:
+    assert trial_budget(600, trials_left=3, parallel=1) == 200
+    assert trial_budget(600, trials_left=4, parallel=2) == 300  # two waves of two
+    assert trial_budget(100, trials_left=10, parallel=1) == MIN_TRIAL_S  # never too short to train an epoch
+    assert trial_budget(40, trials_left=1, parallel=1) == 40  # never more than is left
+
+
+def test_the_driver_plans_each_trial_within_the_sweeps_budget(plane: Plane) -> None:
+    settings = sweep.sweep_settings(SPACE, max_trials=3, sampling="random")
+    assert settings is not None
+    parent = plane.runs.submit("default", "exp", "local", plane.recipe(time_budget_s=600, epochs=None),
+                               project_name="Tiny", sweep=settings.to_dict())
+    claimed = plane.leases.claim_next_run([parent.compute_id], "test-agent", 60)  # type: ignore[list-item]
+    assert claimed is not None
+    now = [parent.created_at + timedelta(seconds=100)]
+    with Services() as services:
+        driver = SweepDriver(services, claimed, "test-agent", clock=lambda: now[0])
+        assert driver.may_start(0)
+        driver.start_trial(0)
+        first = plane.runs.children(parent.id)[0]
+        assert first.recipe["time_budget_s"] == (600 - 100 - EXPORT_RESERVE_S) / 3
+        assert first.recipe["epochs"] is None  # planned by the trial itself within its budget (training/budget.py)
+        assert first.trial["number"] == 0  # type: ignore[index]
+        assert first.parent_run_id == parent.id
+        now[0] = parent.created_at + timedelta(seconds=600 - EXPORT_RESERVE_S - MIN_TRIAL_S + 1)
+        assert not driver.may_start(1)  # too little left for another trial
+        assert not driver.out_of_time()
+        now[0] = parent.created_at + timedelta(seconds=600)
+        assert driver.out_of_time()  # the driver then stops the trials still running
+
+
+def test_minutes_saved_by_early_termination(plane: Plane) -> None:
+    run = plane.runs.get(plane.submit().id)
+    start = e.utcnow()
+    stopped = replace(run, progress={"epoch": 2, "epochs": 10}, started_at=start,
+                      ended_at=start + timedelta(seconds=60))
+    assert saved_seconds(stopped) == 8 * 30  # 8 epochs it did not train, at 30 s each
