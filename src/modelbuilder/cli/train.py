@@ -28,7 +28,8 @@ from modelbuilder.sdk import insight, results, submit, wait
 from modelbuilder.sdk.submit import Submitted
 from modelbuilder.training.recipe import TrainConfig
 
-DATA_HELP = "A folder with one sub-folder per label, or a .tsv/.csv manifest with ImageSource and Label columns."
+DATA_HELP = ("A folder with one sub-folder per label, a .tsv/.csv manifest with ImageSource and Label columns, or "
+             'a .jsonl manifest of {"image_url": ..., "label": ...} lines (paths relative to the manifest).')
 
 
 def train(
@@ -60,8 +61,8 @@ def train(
                                              "on frozen pretrained features).", show_default=False)] = None,
     validation_fraction: Annotated[float | None, typer.Option(help="Share of each label held out for "
                                                               "validation (default 0.2).", show_default=False)] = None,
-    validation_data: Annotated[Path | None, typer.Option(help="Separate validation data (same layout as "
-                                                         "--data).", show_default=False)] = None,
+    validation_data: Annotated[Path | None, typer.Option(help="Separate validation data (a folder or a "
+                                                         "manifest, as --data).", show_default=False)] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the split, order and augmentation (default 0).",
                                              show_default=False)] = None,
     hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip", help="Random horizontal flips while "

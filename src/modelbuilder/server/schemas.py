@@ -147,7 +147,7 @@ class RecipeCreate(Strict):
     """The training recipe (`TrainConfig`); anything left out keeps the recipe's default."""
 
     data: HostPath = Field(description="Training data on the server host: a folder with one sub-folder per "
-                                       "label, or a .tsv/.csv manifest.")
+                                       "label, or a .tsv/.csv/.jsonl manifest.")
     validation_data: HostPath | None = None
     name: str | None = Field(default=None, pattern=PROJECT_PATTERN,
                              description="<Name> of the generated projects (default: from the data folder).")

@@ -67,7 +67,9 @@ def _decode(source: str, size: int, cache_root: Path, reporter: Reporter, thread
         lambda done, total: reporter.progress(Progress("preparing", 0, 0, done, total)))
     base = _base(source)
     for i, reason in sorted(cache.reasons.items()):
-        skipped.append(data_mod.Skipped(_relative(samples[i].path, base), reason))
+        line = samples[i].line
+        where = f"line {line} of {Path(source).name}: " if line else ""
+        skipped.append(data_mod.Skipped(_relative(samples[i].path, base), where + reason, line))
     return samples, skipped, cache
 
 
@@ -87,6 +89,11 @@ def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter, *, c
     report = data_mod.DataReport(source=str(recipe.data), labels=labels, skipped=skipped, image_size=image_size)
     v_samples, v_source = samples, recipe.data
     if recipe.validation_data:
+        marked = next((samples[i] for i in usable if samples[i].split == data_mod.VALIDATION), None)
+        if marked is not None:
+            raise DataError(f"Line {marked.line} of {recipe.data!r} marks an image for validation, and "
+                            f"--validation-data {recipe.validation_data!r} is given too.",
+                            "use one of the two: the manifest's split, or the separate validation data.")
         v_source = recipe.validation_data
         v_samples, v_skipped, v_cache = _decode(recipe.validation_data, resize, cache_root, reporter,
                                                 recipe.loader_threads)
@@ -103,6 +110,9 @@ def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter, *, c
         val = Split(v_cache, np.array(v_usable), v_targets)
         report.skipped += v_skipped
         report.validation_source = str(recipe.validation_data)
+    elif any(samples[i].split == data_mod.VALIDATION for i in usable):
+        train, val = _named_split(cache, usable, targets, samples, recipe.data)
+        report.validation_source = f"the manifest's split ({len(val)} images marked validation)"
     else:
         train_idx, val_idx = data_mod.stratified_split(targets.tolist(), recipe.validation_fraction, recipe.seed)
         if not val_idx:
@@ -127,6 +137,17 @@ def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter, *, c
                                         reporter)
     sample = v_samples[int(val.records[0])].path
     return PreparedData(train, val, labels, image_size, report, sample, images[TRAINING], images[VALIDATION])
+
+
+def _named_split(cache: Any, usable: list[int], targets: np.ndarray, samples: list[data_mod.Sample], source: str,
+                 ) -> tuple[Split, Split]:
+    """Training and validation as the manifest's lines say (`split`); lines without one are training images."""
+    side = np.array([samples[i].split == data_mod.VALIDATION for i in usable])
+    records = np.array(usable)
+    if side.all():
+        raise DataError(f"Every image of {source!r} is marked for validation; none is left to train on.",
+                        "mark some lines 'train' (or leave their split out).")
+    return Split(cache, records[~side], targets[~side]), Split(cache, records[side], targets[side])
 
 
 def _duplicates(train: Split, val: Split, samples: list[data_mod.Sample], v_samples: list[data_mod.Sample],

@@ -139,7 +139,7 @@ class TrainConfig:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "data" not in values:
             raise InvalidInput("No training data given.", "give a folder with one sub-folder per label, or a "
-                               ".tsv/.csv manifest ({give}).", {"give": step("give_data")})
+                               ".tsv/.csv/.jsonl manifest ({give}).", {"give": step("give_data")})
         return cls.from_dict(values)
 
     def save(self, path: Path) -> None:
