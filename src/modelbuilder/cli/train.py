@@ -83,6 +83,13 @@ def train(
                                                         "run instead of a new one.", show_default=False)] = None,
     detach: Annotated[bool, typer.Option("--detach", help="Only submit; follow later with 'runs logs "
                                          "--follow'.")] = False,
+    from_run: Annotated[str | None, typer.Option("--from-run", help="Start from this run's best model: with the "
+                                                 "same labels it continues at a lower learning rate; with new "
+                                                 "labels its backbone is kept and the head rebuilt.",
+                                                 show_default=False)] = None,
+    from_model: Annotated[Path | None, typer.Option("--from-model", help="Start from a model, as --from-run: a "
+                                                    "run's MLModel.zip, or a checkpoint (checkpoints/best.pt).",
+                                                    show_default=False)] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue a training from a checkpoint file "
                                                 "(checkpoints/last.pt), here in this process.",
                                                 show_default=False)] = None,
@@ -96,7 +103,7 @@ def train(
         "batch_size": batch_size, "architecture": architecture, "weights": weights, "mode": mode,
         "validation_fraction": validation_fraction, "validation_data": validation_data, "seed": seed,
         "precision": precision, "processes": processes, "hflip": hflip, "compile": compile,
-        "class_weights": class_weights}
+        "class_weights": class_weights, "from_run": from_run, "from_model": from_model}
     with services() as s:
         config = submit.recipe_from(recipe_settings, recipe)
         submitted = submit.submit(s, config, workspace=workspace, experiment=experiment, compute=compute,

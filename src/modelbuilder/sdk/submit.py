@@ -18,11 +18,13 @@ from modelbuilder import names
 from modelbuilder.config import run_url, running_server
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
-from modelbuilder.errors import InvalidInput
+from modelbuilder.errors import InvalidInput, NotFound, WeightsError
+from modelbuilder.results.files import BEST_CHECKPOINT, CHECKPOINT_DIR, RESULT_MARKER
+from modelbuilder.sdk.results import require_results
 from modelbuilder.training import data as data_mod
 from modelbuilder.training.recipe import TrainConfig
 
-DATA_PATHS = ("data", "validation_data")
+DATA_PATHS = ("data", "validation_data", "from_model")  # paths a recipe names, made absolute
 DEFAULT_EXPERIMENT = "default"
 
 
@@ -78,6 +80,39 @@ def check_data(recipe: TrainConfig) -> list[str]:
     return labels
 
 
+def starting_point(services: Services, recipe: TrainConfig) -> TrainConfig:
+    """The recipe with the weights it starts from resolved to a checkpoint file (`from_model`), and the run they
+    come from (`from_run`) where there is one. A run id is looked up in the store and its best checkpoint taken
+    from the artifact store; a run's MLModel.zip or folder (or a checkpoint in it) means that run's best
+    checkpoint; any other file is taken as a checkpoint, read by the engine."""
+    if recipe.from_run and recipe.from_model:
+        raise InvalidInput("Both a run and a model to start from are given.",
+                           "give one of them: --from-run RUN_ID, or --from-model MLModel.zip or a checkpoint.")
+    if recipe.from_run:
+        run = services.runs.get(recipe.from_run)
+        best = require_results(services, run) / BEST_CHECKPOINT
+        if not best.is_file():
+            raise NotFound(f"Run {run.id} has no {BEST_CHECKPOINT} to start from.",
+                           "start from a run that trained on this host, or pass its checkpoint with --from-model.")
+        return recipe.with_(from_model=str(best))
+    if not recipe.from_model:
+        return recipe
+    path = Path(recipe.from_model)
+    if not path.exists():
+        raise WeightsError(f"The model to start from, {str(path)!r}, does not exist.",
+                           "pass a run's MLModel.zip or checkpoints/best.pt, or --from-run with its id.")
+    folder = path if path.is_dir() else path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+    if path.is_dir() or path.suffix.lower() == ".zip":
+        if not (folder / RESULT_MARKER).is_file() or not (folder / BEST_CHECKPOINT).is_file():
+            raise WeightsError(f"{str(path)!r} is not a finished run's model: its folder has no {BEST_CHECKPOINT} "
+                               "(an MLModel.zip holds the ONNX model, which cannot be trained on).",
+                               "pass the MLModel.zip in a run's folder, the run's checkpoints/best.pt, or "
+                               "--from-run with its id.")
+        path = folder / BEST_CHECKPOINT
+    stored = e.RUN_ID.fullmatch(folder.name) and services.artifacts.run_dir(folder.name) == folder
+    return recipe.with_(from_model=str(path), from_run=folder.name if stored else None)
+
+
 def default_experiment(data: str) -> str:
     """An experiment name from the data folder ('my pets' -> 'my-pets'), valid by construction."""
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(data).stem).strip("-_")[:36]
@@ -98,6 +133,7 @@ def submit(services: Services, recipe: TrainConfig, *, workspace: str | None = N
     `experiment` (default: named after the data) on `compute`. With `idempotency_key`, the same
     submission again returns the same run; a different one under the same key is refused."""
     check_data(recipe)
+    recipe = starting_point(services, recipe)
     name, made = services.workspaces.in_use(workspace)
     run = services.runs.submit(name, experiment or default_experiment(recipe.data), compute, recipe.to_dict(),
                                project_name=recipe.name, idempotency_key=idempotency_key)

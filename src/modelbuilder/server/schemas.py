@@ -181,6 +181,11 @@ class RecipeCreate(Strict):
     processes: int | None = Field(default=None, ge=1, le=64, description="Data-parallel processes (default: one "
                                                                          "per GPU of the compute).")
     loader_threads: int | None = Field(default=None, ge=1, le=256)
+    from_run: str | None = Field(default=None, pattern=r"^run-[0-9a-f]{12}$",
+                                 description="Start from this finished run's best model: with the same labels it "
+                                             "continues (learning rates x continue_lr_scale); with others its "
+                                             "backbone is kept and the head rebuilt.")
+    continue_lr_scale: Finite | None = Field(default=None, gt=0, le=10)
 
 
 class RunCreate(Strict):

@@ -59,6 +59,7 @@ from modelbuilder.training.prepare import PreparedData, prepare_data
 from modelbuilder.training.presets import ClassificationPresetEval, ClassificationPresetTrain, MixBatch
 from modelbuilder.training.recipe import DEFAULT_EPOCHS, TrainConfig
 from modelbuilder.training.reporter import Progress, Reporter
+from modelbuilder.training.start import CONTINUE, StartingPoint, apply_start, load_start
 from modelbuilder.training.suspects import head_inputs, review
 
 
@@ -92,8 +93,11 @@ def choose_precision(precision: str, device: torch.device) -> torch.dtype | None
     return torch.bfloat16 if native else None
 
 
-def _optimizer(model: torch.nn.Module, recipe: TrainConfig, pretrained: bool, device: torch.device) -> Any:
-    """AdamW; no weight decay on biases and norms; a smaller rate for a pretrained backbone."""
+def _optimizer(model: torch.nn.Module, recipe: TrainConfig, weights: WeightsInfo, device: torch.device) -> Any:
+    """AdamW; no weight decay on biases and norms; a smaller rate for a pretrained backbone, and for every
+    layer (`continue_lr_scale`) when an earlier model with the same labels is continued."""
+    pretrained = weights.pretrained and weights.source != CONTINUE
+    scale = recipe.continue_lr_scale if weights.source == CONTINUE else 1.0
     head = head_prefix(model)  # type: ignore[arg-type]
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
@@ -101,10 +105,10 @@ def _optimizer(model: torch.nn.Module, recipe: TrainConfig, pretrained: bool, de
             groups.setdefault((name.startswith(head), p.ndim > 1), []).append(p)
     param_groups = [
         {"params": ps, "weight_decay": recipe.weight_decay if decay else 0.0,
-         "lr": recipe.lr * (1.0 if is_head or not pretrained else recipe.backbone_lr_scale)}
+         "lr": scale * recipe.lr * (1.0 if is_head or not pretrained else recipe.backbone_lr_scale)}
         for (is_head, decay), ps in sorted(groups.items())
     ]
-    return torch.optim.AdamW(param_groups, lr=recipe.lr, fused=device.type == "cuda")
+    return torch.optim.AdamW(param_groups, lr=scale * recipe.lr, fused=device.type == "cuda")
 
 
 def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter: Reporter, *,
@@ -123,6 +127,10 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
     checkpoint = load_checkpoint(Path(resume)) if resume else None
     if checkpoint is not None:
         recipe = TrainConfig.from_dict(checkpoint["recipe"])
+
+    start = load_start(recipe.from_model) if recipe.from_model else None
+    if start is not None:  # the starting model's architecture, and its image size unless one is given
+        recipe = recipe.with_(architecture=start.architecture, image_size=recipe.image_size or start.image_size)
 
     settings = get_settings()
     torch.manual_seed(recipe.seed)
@@ -144,7 +152,7 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
     stop_at = None  # until plan_time measures the export, reserve its fixed part
     if recipe.time_budget_s is not None:
         stop_at = started + recipe.time_budget_s - worked_s - budget_mod.EXPORT_FIXED_S
-    loop, weights = build_loop(recipe, data, reporter, d, offline or settings.offline, Budget(clock, stop_at))
+    loop, weights = build_loop(recipe, data, reporter, d, offline or settings.offline, Budget(clock, stop_at), start)
     where = "from the start"
     if checkpoint is not None:
         where = f"resumed at epoch {checkpoint['state']['epoch'] + 1}, step {checkpoint['state']['step']}"
@@ -172,7 +180,8 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
         result = fit(loop, data.train, data.val, state, run_dir, recipe.to_dict(), data.labels,
                      recipe.bn_recalibration_images, recipe.early_stopping_patience)
     else:
-        result = _head_only_result(loop, run_dir, head_history, stopped or "completed")
+        result = _head_only_result(loop, run_dir, head_history, stopped or "completed",
+                                   {"labels": data.labels, "recipe": recipe.to_dict()})
     if not d.main:
         return TrainResult(run_dir, name, data.labels, {}, result.stopped, 0)
     reporter.status("Finalizing", f"training stopped ({result.stopped}); evaluating the best epoch and exporting")
@@ -192,7 +201,7 @@ def training_phases(mode: str, weights: WeightsInfo) -> tuple[str, ...]:
                                "make ImageNet weights available (see the warning above), pass --weights PATH, "
                                "or use --mode full.")
         return ("head",)
-    if mode == "auto" and weights.pretrained:
+    if mode == "auto" and weights.pretrained and weights.source != CONTINUE:  # a continued model has its head
         return ("head", "full")
     return ("full",)
 
@@ -231,15 +240,16 @@ def head_phase(loop: Loop, data: PreparedData, recipe: TrainConfig, weights: Wei
     return history, stopped, features if d.main else []
 
 
-def _head_only_result(loop: Loop, run_dir: Path, history: list[dict[str, float]], stopped: str) -> FitResult:
+def _head_only_result(loop: Loop, run_dir: Path, history: list[dict[str, float]], stopped: str,
+                      about: dict[str, Any]) -> FitResult:
     """The head phase's result as the full phase would give it: its best epoch's weights (the model as it
-    stands when the phase stopped before its first epoch)."""
+    stands when the phase stopped before its first epoch), with `about` (labels and recipe) beside them."""
     best_path = run_dir / BEST_CHECKPOINT
     if not history:
-        atomic_save({"model": loop.model.state_dict(), "epoch": 0, "metrics": {}}, best_path)
+        atomic_save({"model": loop.model.state_dict(), "epoch": 0, "metrics": {}, **about}, best_path)
         return FitResult(TrainState(), stopped, best_path)
     best = max(range(len(history)), key=lambda i: (history[i]["val_accuracy"], -history[i]["val_loss"]))
-    atomic_save({"model": loop.model.state_dict(), "epoch": best + 1, "metrics": history[best]}, best_path)
+    atomic_save({"model": loop.model.state_dict(), "epoch": best + 1, "metrics": history[best], **about}, best_path)
     state = TrainState(epoch=len(history), best_accuracy=history[best]["val_accuracy"],
                        best_loss=history[best]["val_loss"], best_epoch=best + 1, history=history)
     return FitResult(state, stopped, best_path)
@@ -281,16 +291,24 @@ def schedule(optimizer: torch.optim.Optimizer, recipe: TrainConfig, train_images
 
 
 def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: Dist,
-               offline: bool, budget: Budget) -> tuple[Loop, WeightsInfo]:
+               offline: bool, budget: Budget, start: StartingPoint | None = None) -> tuple[Loop, WeightsInfo]:
     """Device, precision, model (wrapped for data-parallel), optimizer and a provisional schedule for `recipe`
-    (`plan_time` settles the epochs)."""
+    (`plan_time` settles the epochs). The model starts from `start` (else from `recipe.from_model`, if set)."""
     device = choose_device(recipe.device)
     if device.type == "cuda" and d.enabled:
         device = torch.device("cuda", d.local_rank)
     amp = choose_precision(recipe.precision, device)
     channels_last = recipe.channels_last if recipe.channels_last is not None else recipe.architecture != "tiny"
-    model, weights = build_model(recipe.architecture, len(data.labels), recipe.weights, offline=offline,
+    if start is None and recipe.from_model:
+        start = load_start(recipe.from_model)
+    model, weights = build_model(start.architecture if start else recipe.architecture, len(data.labels),
+                                 "none" if start else recipe.weights, offline=offline,
                                  zero_init_residual=recipe.zero_init_residual)
+    if start is not None:
+        weights = apply_start(model, start, data.labels)
+        if d.main:
+            reporter.log(f"Starting from an earlier model: {weights.detail}"
+                         + (f"; learning rates x {recipe.continue_lr_scale}." if weights.source == CONTINUE else "."))
     if weights.warning and d.main:
         reporter.log(weights.warning, "warning")
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -303,7 +321,7 @@ def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: D
             trained = torch.compile(trained if trained is not None else model)  # evaluation stays eager
         elif d.main:
             reporter.log(f"--compile applies on CUDA only; training eagerly on {device.type}.", "warning")
-    optimizer = _optimizer(model, recipe, weights.pretrained, device)
+    optimizer = _optimizer(model, recipe, weights, device)
     epochs = recipe.epochs or DEFAULT_EPOCHS
     augment = ClassificationPresetTrain(data.image_size, recipe.crop_scale_min, recipe.hflip)
     mix = MixBatch(len(data.labels), recipe.mixup_alpha, recipe.cutmix_alpha)

@@ -359,7 +359,8 @@ def _end_epoch(loop: Loop, train: Split, val: Split, state: TrainState, stop: st
     if improved:
         state.best_accuracy, state.best_loss, state.best_epoch = val_acc, val_loss, state.epoch + 1
         state.epochs_without_improvement = 0
-        atomic_save({"model": loop.evaluated.state_dict(), "epoch": state.epoch + 1, "metrics": record}, best_path)
+        atomic_save({"model": loop.evaluated.state_dict(), "epoch": state.epoch + 1, "metrics": record,
+                     "labels": labels, "recipe": recipe}, best_path)  # labels, recipe: to start a later run from
     else:
         state.epochs_without_improvement += 1
     state.history.append(record)

@@ -59,6 +59,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     processes: int | None = None  # data-parallel processes; None: one per GPU of the compute, else 1
     loader_threads: int | None = None
+    from_model: str | None = None  # start from this model's weights (a checkpoint: see training/start.py)
+    from_run: str | None = None  # the run whose best checkpoint from_model is (recorded; the portal links it)
+    continue_lr_scale: float = 0.1  # starting from a model with the same labels: learning rates times this
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -76,7 +79,7 @@ class TrainConfig:
                                "use none, sqrt (a milder weighting) or balanced (each label weighs as much in total).")
         if self.name is not None:
             names.project_name(self.name)
-        if self.mode == "head" and self.weights == "none":
+        if self.mode == "head" and self.weights == "none" and not self.from_model:
             raise InvalidInput("Mode 'head' trains only a new head on pretrained features, but weights is 'none'.",
                                "use weights 'auto' or a weights file, or mode 'full'.")
         if self.epochs is not None:
@@ -92,6 +95,9 @@ class TrainConfig:
             names.positive_int(self.processes, "processes", maximum=64)
         if self.time_budget_s is not None:  # '10m' in a recipe file means what --time-budget 10m means
             object.__setattr__(self, "time_budget_s", names.duration_seconds(self.time_budget_s))
+        if not 0 < self.continue_lr_scale <= 10:
+            raise InvalidInput(f"continue_lr_scale must be in (0, 10], got {self.continue_lr_scale}.",
+                               "use 0.1 (the default: a tenth of the learning rate when continuing a model).")
         if not self.lr > 0:
             raise InvalidInput(f"lr must be positive, got {self.lr}.", "use a learning rate such as 1e-3.")
 
