@@ -57,9 +57,18 @@ def test_a_checkpoint_elsewhere_is_taken_as_it_is(services: Services, trained: T
     assert (recipe.from_model, recipe.from_run) == (str(copy), None)
 
 
-def test_a_zip_outside_a_run_folder_is_refused(services: Services, trained: TrainedRun, tmp_path: Path) -> None:
+def test_a_copy_of_a_runs_mlmodel_zip_means_that_run(services: Services, parent: str, trained: TrainedRun,
+                                                    tmp_path: Path) -> None:
+    copy = tmp_path / "downloaded" / ZIP_FILE  # as `modelbuilder runs download` or the portal hands it out
+    copy.parent.mkdir()
+    shutil.copyfile(services.artifacts.run_dir(parent) / ZIP_FILE, copy)
+    recipe = submit.starting_point(services, submit.recipe_from({"data": trained.data, "from_model": copy}))
+    assert (recipe.from_model, recipe.from_run) == (str(services.artifacts.run_dir(parent) / BEST_CHECKPOINT), parent)
+
+
+def test_a_zip_no_run_made_is_refused(services: Services, trained: TrainedRun, tmp_path: Path) -> None:
     lone = tmp_path / ZIP_FILE
-    shutil.copyfile(trained.folder / ZIP_FILE, lone)
+    shutil.copyfile(trained.folder / ZIP_FILE, lone)  # no run of this store recorded these bytes
     with pytest.raises(WeightsError, match="not a finished run's model") as info:
         submit.starting_point(services, submit.recipe_from({"data": trained.data, "from_model": lone}))
     assert "--from-run" in info.value.hint

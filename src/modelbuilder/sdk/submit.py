@@ -8,6 +8,7 @@ bad manifest, no images, one label only, a set none of whose images can be read.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from modelbuilder.config import run_url, running_server
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.errors import InvalidInput, NotFound, WeightsError
-from modelbuilder.results.files import BEST_CHECKPOINT, CHECKPOINT_DIR, RESULT_MARKER
+from modelbuilder.results.files import BEST_CHECKPOINT, CHECKPOINT_DIR, RESULT_MARKER, ZIP_FILE
 from modelbuilder.sdk.results import require_results
 from modelbuilder.training import data as data_mod
 from modelbuilder.training.recipe import TrainConfig
@@ -102,15 +103,28 @@ def starting_point(services: Services, recipe: TrainConfig) -> TrainConfig:
         raise WeightsError(f"The model to start from, {str(path)!r}, does not exist.",
                            "pass a run's MLModel.zip or checkpoints/best.pt, or --from-run with its id.")
     folder = path if path.is_dir() else path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+    if path.is_file() and path.suffix.lower() == ".zip" and not (folder / BEST_CHECKPOINT).is_file():
+        runs = services.recorder.runs_with_artifact(ZIP_FILE, _sha256(path))  # a copy of a run's result
+        if runs:
+            return starting_point(services, recipe.with_(from_model=None, from_run=runs[0]))
     if path.is_dir() or path.suffix.lower() == ".zip":
         if not (folder / RESULT_MARKER).is_file() or not (folder / BEST_CHECKPOINT).is_file():
             raise WeightsError(f"{str(path)!r} is not a finished run's model: its folder has no {BEST_CHECKPOINT} "
-                               "(an MLModel.zip holds the ONNX model, which cannot be trained on).",
+                               "and no run of this store made it (an MLModel.zip holds the ONNX model, which "
+                               "cannot be trained on).",
                                "pass the MLModel.zip in a run's folder, the run's checkpoints/best.pt, or "
                                "--from-run with its id.")
         path = folder / BEST_CHECKPOINT
     stored = e.RUN_ID.fullmatch(folder.name) and services.artifacts.run_dir(folder.name) == folder
     return recipe.with_(from_model=str(path), from_run=folder.name if stored else None)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def default_experiment(data: str) -> str:
