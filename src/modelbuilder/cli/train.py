@@ -59,6 +59,10 @@ def train(
                                                 "a state dict file.", show_default=False)] = None,
     mode: Annotated[str | None, typer.Option(help="auto (default), full, or head (train only the new head "
                                              "on frozen pretrained features).", show_default=False)] = None,
+    task: Annotated[str | None, typer.Option(help="multiclass (one label per image), multilabel (several: a sigmoid "
+                                             "per label, thresholds chosen on validation), or auto (default: "
+                                             "multilabel where the manifest lists labels).",
+                                             show_default=False)] = None,
     validation_fraction: Annotated[float | None, typer.Option(help="Share of each label held out for "
                                                               "validation (default 0.2).", show_default=False)] = None,
     validation_data: Annotated[Path | None, typer.Option(help="Separate validation data (a folder or a "
@@ -103,7 +107,7 @@ def train(
         "batch_size": batch_size, "architecture": architecture, "weights": weights, "mode": mode,
         "validation_fraction": validation_fraction, "validation_data": validation_data, "seed": seed,
         "precision": precision, "processes": processes, "hflip": hflip, "compile": compile,
-        "class_weights": class_weights, "from_run": from_run, "from_model": from_model}
+        "class_weights": class_weights, "from_run": from_run, "from_model": from_model, "task": task}
     with services() as s:
         config = submit.recipe_from(recipe_settings, recipe)
         submitted = submit.submit(s, config, workspace=workspace, experiment=experiment, compute=compute,

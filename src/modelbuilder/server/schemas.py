@@ -149,6 +149,9 @@ class RecipeCreate(Strict):
     data: HostPath = Field(description="Training data on the server host: a folder with one sub-folder per "
                                        "label, or a .tsv/.csv/.jsonl manifest.")
     validation_data: HostPath | None = None
+    task: Literal["auto", "multiclass", "multilabel"] | None = Field(
+        default=None, description="multiclass, multilabel, or auto (default: multilabel where the manifest lists "
+                                  "several labels per image).")
     name: str | None = Field(default=None, pattern=PROJECT_PATTERN,
                              description="<Name> of the generated projects (default: from the data folder).")
     architecture: Literal["resnet50", "resnet18", "mobilenet_v3_large", "tiny"] | None = None

@@ -22,6 +22,7 @@ from PIL import Image
 from modelbuilder.errors import DataError
 from modelbuilder.results.runtime import IMAGE_FORMATS, InvalidImageError, load_image
 from modelbuilder.training.manifest import MANIFEST_SUFFIXES, read_manifest
+from modelbuilder.training.recipe import AUTO, MULTICLASS, MULTILABEL
 from modelbuilder.training.samples import TRAIN as TRAIN  # re-exported: callers know data.Sample and the rest
 from modelbuilder.training.samples import VALIDATION as VALIDATION
 from modelbuilder.training.samples import Sample as Sample
@@ -173,13 +174,22 @@ def _walk_label(root: Path, folder: Path, label: str) -> tuple[list[Sample], lis
     return samples, skipped
 
 
-def check_labels(samples: list[Sample], source: str) -> list[str]:
-    several = next((s for s in samples if s.labels), None)
-    if several is not None:
+def task_of(samples: list[Sample], task: str) -> str:
+    """The task a recipe's `task` means for these samples: `auto` is multi-label where the data is written in
+    multi-label form (a Labels column, JSONL labels as lists), else multi-class."""
+    if task != AUTO:
+        return task
+    return MULTILABEL if any(s.labels for s in samples) else MULTICLASS
+
+
+def check_labels(samples: list[Sample], source: str, task: str = MULTICLASS) -> list[str]:
+    several = next((s for s in samples if len(s.labels) > 1), None)
+    if several is not None and task == MULTICLASS:
         raise DataError(f"Line {several.line} of {source!r} gives an image several labels "
                         f"({', '.join(several.labels)}); this training is multi-class, one label per image.",
-                        "give each image one label.")
-    labels = sorted({s.label for s in samples})
+                        "give each image one label, or train with --task multilabel.")
+    labels = sorted({label for s in samples for label in s.all_labels}) if task == MULTILABEL else sorted(
+        {s.label for s in samples})
     if not samples:
         raise DataError(f"No images found in {source!r}.",
                         "add JPEG, PNG, BMP, GIF, TIFF or WebP files under one sub-folder per label.")
@@ -198,7 +208,8 @@ def check_readable(samples: list[Sample], source: str) -> list[str]:
     """
     by_label: dict[str, list[Path]] = {}
     for sample in samples:
-        by_label.setdefault(sample.label, []).append(sample.path)
+        for label in sample.all_labels:
+            by_label.setdefault(label, []).append(sample.path)
     readable, reason = [], ""
     for label, paths in sorted(by_label.items()):
         for path in paths:
@@ -254,6 +265,15 @@ def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[lis
         val += idx[:n_val]
         train += idx[n_val:]
     return sorted(train), sorted(val)
+
+
+def random_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices for training and validation, `fraction` held out by a seeded shuffle (multi-label data, whose
+    images have no one label to stratify by); at least one image each side where there are two."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_val = min(n - 1, max(1, round(n * fraction))) if n >= 2 else 0
+    return sorted(order[n_val:]), sorted(order[:n_val])
 
 
 def per_label(labels: list[str], indices: list[int], targets: list[int]) -> dict[str, int]:

@@ -34,10 +34,16 @@ from modelbuilder.results.files import (
 from modelbuilder.results.pipeline import write_label_map, write_model_package
 from modelbuilder.results.runtime import Preprocess
 from modelbuilder.training import budget as budget_mod
+from modelbuilder.training import objective
 from modelbuilder.training.balance import class_weights
 from modelbuilder.training.checkpoint import CHECKPOINT_DIR, TrainState, atomic_save, load_checkpoint
 from modelbuilder.training.distributed import Dist, from_environment
-from modelbuilder.training.evaluate import classification_metrics, plot_confusion_matrix, plot_training_curves
+from modelbuilder.training.evaluate import (
+    classification_metrics,
+    multilabel_metrics,
+    plot_confusion_matrix,
+    plot_training_curves,
+)
 from modelbuilder.training.export import INPUT_NAME, OUTPUT_NAME, export_onnx, verify_onnx
 from modelbuilder.training.head import extract_features, train_head
 from modelbuilder.training.loop import (
@@ -57,10 +63,13 @@ from modelbuilder.training.loop import (
 from modelbuilder.training.model import IMAGENET_MEAN, IMAGENET_STD, WeightsInfo, build_model, head_prefix
 from modelbuilder.training.prepare import PreparedData, prepare_data
 from modelbuilder.training.presets import ClassificationPresetEval, ClassificationPresetTrain, MixBatch
-from modelbuilder.training.recipe import DEFAULT_EPOCHS, TrainConfig
+from modelbuilder.training.recipe import DEFAULT_EPOCHS, MULTILABEL, TrainConfig
 from modelbuilder.training.reporter import Progress, Reporter
 from modelbuilder.training.start import CONTINUE, StartingPoint, apply_start, load_start
 from modelbuilder.training.suspects import head_inputs, review
+
+MULTICLASS_SUMMARY = ("accuracy", "macro_accuracy", "macro_f1")  # the metrics in pipeline.json, by task
+MULTILABEL_SUMMARY = ("accuracy", "micro_f1", "macro_f1", "mean_average_precision")
 
 
 @dataclass(frozen=True)
@@ -139,7 +148,7 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
     reporter.status("Preparing", "reading, checking and decoding the data")
     data = prepare_data(recipe, cache_root or settings.decoded_cache, reporter)
     name = recipe.name or names.project_name_from(Path(recipe.data).expanduser().resolve().stem)
-    recipe = recipe.with_(image_size=data.image_size, name=name,
+    recipe = recipe.with_(image_size=data.image_size, name=name, task=data.task,
                           batch_size=recipe.batch_size or TrainConfig.auto_batch_size(len(data.train)))
     if checkpoint is not None and checkpoint["labels"] != data.labels:
         raise DataError("The data's labels differ from the checkpoint's.", "resume with the same data.")
@@ -328,7 +337,7 @@ def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: D
     weights_by_label = loss_weights(recipe, data, device)
     loop = Loop(
         model=model, optimizer=optimizer, scheduler=schedule(optimizer, recipe, len(data.train), epochs),
-        criterion=torch.nn.CrossEntropyLoss(weight=weights_by_label, label_smoothing=recipe.label_smoothing),
+        criterion=objective.criterion(data.task, weights_by_label, recipe.label_smoothing),
         device=device, amp_dtype=amp,
         channels_last=channels_last, train_preset=augment, eval_preset=ClassificationPresetEval(data.image_size),
         batch_size=recipe.batch_size, seed=recipe.seed, epochs=epochs, reporter=reporter, budget=budget, dist=d,
@@ -338,7 +347,9 @@ def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: D
 
 
 def loss_weights(recipe: TrainConfig, data: PreparedData, device: torch.device | None = None) -> torch.Tensor | None:
-    """The loss weight of each label for the recipe's `class_weights` (None: unweighted)."""
+    """The loss weight of each label for the recipe's `class_weights` (None: unweighted; always, multi-label)."""
+    if data.task == MULTILABEL:
+        return None
     weights = class_weights(recipe.class_weights, np.bincount(data.train.targets, minlength=len(data.labels)))
     return None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
 
@@ -369,7 +380,8 @@ def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path,
     reporter.progress(Progress("exporting", result.state.epoch, loop.epochs, 0, 0))
     with head_inputs(loop) as val_features:
         _, _, probs = evaluate(loop, data.val)
-    metrics = classification_metrics(probs, data.val.targets, data.labels)
+    multilabel = data.task == MULTILABEL
+    metrics = (multilabel_metrics if multilabel else classification_metrics)(probs, data.val.targets, data.labels)
     history = result.state.history
     review(loop, data, probs, torch.cat(val_features).numpy(), history, run_dir, recipe.seed, reporter, frozen)
     metrics.update({"best_epoch": result.state.best_epoch, "epochs_run": len(history), "stopped": result.stopped,
@@ -377,7 +389,8 @@ def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path,
                     "train_images": len(data.train), "training_seconds": round(result.state.elapsed_s, 2),
                     "images_per_s": float(np.mean([h["images_per_s"] for h in history])) if history else 0.0,
                     "history": history})
-    plot_confusion_matrix(np.array(metrics["confusion_matrix"]), data.labels, run_dir / "confusion_matrix.png")
+    if not multilabel:
+        plot_confusion_matrix(np.array(metrics["confusion_matrix"]), data.labels, run_dir / "confusion_matrix.png")
     plot_training_curves(history, run_dir / "training_curves.png")
 
     onnx_path = export_onnx(loop.model, data.image_size, run_dir / MODEL_FILE)
@@ -388,10 +401,16 @@ def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path,
     write_label_map(run_dir / MAP_FILE, data.labels)
     spec = Preprocess(resize=Preprocess.resize_for(data.image_size), crop=data.image_size, mean=IMAGENET_MEAN,
                       std=IMAGENET_STD)
-    summary = {k: metrics[k] for k in ("accuracy", "macro_accuracy", "macro_f1", "log_loss", "best_epoch",
-                                       "num_images", "architecture", "image_size")}
-    zip_path = write_model_package(run_dir / ZIP_FILE, onnx_path, data.labels, spec, summary, INPUT_NAME, OUTPUT_NAME)
+    summary = {k: metrics[k] for k in (*(MULTILABEL_SUMMARY if multilabel else MULTICLASS_SUMMARY), "log_loss",
+                                       "best_epoch", "num_images", "architecture", "image_size")}
+    zip_path = write_model_package(run_dir / ZIP_FILE, onnx_path, data.labels, spec, summary, INPUT_NAME, OUTPUT_NAME,
+                                   thresholds=[metrics["thresholds"][label] for label in data.labels]
+                                   if multilabel else None)
     projects = generate_projects(recipe.name or "MLModel", run_dir, zip_path, data.sample_image, overwrite=True)
+    if multilabel:
+        reporter.log(f"Validation subset accuracy {metrics['accuracy']:.4f}, micro F1 {metrics['micro_f1']:.4f}, "
+                     f"macro F1 {metrics['macro_f1']:.4f}, mAP {metrics['mean_average_precision']:.4f} at "
+                     f"per-label thresholds {metrics['thresholds']} (best epoch {result.state.best_epoch}).")
     reporter.log(f"Validation accuracy {metrics['accuracy']:.4f} (best epoch {result.state.best_epoch}); "
                  f"results in {run_dir}.")
     outputs = {"onnx": onnx_path, "map": run_dir / MAP_FILE, "zip": zip_path, "console_app": projects.console_app,

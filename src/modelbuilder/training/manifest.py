@@ -104,13 +104,13 @@ def read_manifest(manifest: Path) -> tuple[list[Sample], list[Skipped]]:
     lines = _Lines(manifest)
     rows = _jsonl_rows(lines) if manifest.suffix.lower() == ".jsonl" else _table_rows(lines)
     samples, skipped = [], []
-    for line, raw_path, labels, split in rows:
+    for line, raw_path, labels, split, listed in rows:
         path = lines.path_of(line, raw_path)
         if not path.is_file():
             rel = str(path.relative_to(lines.base))
             skipped.append(Skipped(rel, f"line {line} of {manifest.name}: file not found", line))
             continue
-        samples.append(Sample.of(path, labels, split, line))
+        samples.append(Sample.of(path, labels, split, line, listed))
     samples.sort(key=lambda s: walk_key(s.path.relative_to(lines.base)))
     if not samples and skipped:
         first = skipped[0]
@@ -128,7 +128,10 @@ def _read_text(lines: _Lines, what: str) -> str:
             from None
 
 
-def _table_rows(lines: _Lines) -> list[tuple[int, str, tuple[str, ...], str | None]]:
+_Row = tuple[int, str, tuple[str, ...], str | None, bool]  # line, path, labels, split, in multi-label form
+
+
+def _table_rows(lines: _Lines) -> list[_Row]:
     manifest = lines.manifest
     delimiter = "\t" if manifest.suffix.lower() == ".tsv" else ","
     rows = list(csv.reader(_read_text(lines, "with ImageSource and Label columns").splitlines(),
@@ -152,11 +155,11 @@ def _table_rows(lines: _Lines) -> list[tuple[int, str, tuple[str, ...], str | No
             raise lines.error(line, "has no image path", "give every line an ImageSource, or drop it.")
         labels = lines.labels_of(line, cells[label_col], listed=label_key == "labels")
         split = lines.split_of(line, cells[split_col]) if split_col is not None else None
-        found.append((line, cells[src_col].strip(), labels, split))
+        found.append((line, cells[src_col].strip(), labels, split, label_key == "labels"))
     return found
 
 
-def _jsonl_rows(lines: _Lines) -> list[tuple[int, str, tuple[str, ...], str | None]]:
+def _jsonl_rows(lines: _Lines) -> list[_Row]:
     found = []
     for line, text in enumerate(_read_text(lines, 'with one {"image_url": ..., "label": ...} per line')
                                 .splitlines(), start=1):
@@ -175,5 +178,5 @@ def _jsonl_rows(lines: _Lines) -> list[tuple[int, str, tuple[str, ...], str | No
         if "label" not in item:
             raise lines.error(line, "has no label", 'give every line its label: "label": "cat".')
         found.append((line, url.strip(), lines.labels_of(line, item["label"], listed=False),
-                      lines.split_of(line, item.get("split"))))
+                      lines.split_of(line, item.get("split")), isinstance(item["label"], list)))
     return found

@@ -19,6 +19,8 @@ ARCHITECTURES = ("resnet50", "resnet18", "mobilenet_v3_large", "tiny")
 PRECISIONS = ("auto", "bf16", "fp32")
 MODES = ("auto", "full", "head")
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")  # the loss weighted by label: Azure's weighted loss 0, 1, 2
+AUTO, MULTICLASS, MULTILABEL = "auto", "multiclass", "multilabel"
+TASKS = (AUTO, MULTICLASS, MULTILABEL)  # auto: multi-label where the data is written so (training/data.task_of)
 DEFAULT_EPOCHS = 15  # when neither --epochs nor --time-budget says otherwise
 
 
@@ -26,6 +28,7 @@ DEFAULT_EPOCHS = 15  # when neither --epochs nor --time-budget says otherwise
 class TrainConfig:
     data: str
     validation_data: str | None = None
+    task: str = AUTO  # multiclass (softmax, one label per image) | multilabel (sigmoid, several) | auto
     name: str | None = None  # <Name> of the generated projects; derived from the data folder if unset
     architecture: str = "resnet50"
     weights: str = "auto"  # auto | none | PATH to a state dict
@@ -77,6 +80,12 @@ class TrainConfig:
         if self.class_weights not in CLASS_WEIGHTS:
             raise InvalidInput(f"class_weights {self.class_weights!r} is not valid.",
                                "use none, sqrt (a milder weighting) or balanced (each label weighs as much in total).")
+        if self.task not in TASKS:
+            raise InvalidInput(f"Task {self.task!r} is not valid.",
+                               "use multiclass, multilabel or auto (from the data).")
+        if self.task == MULTILABEL and (self.class_weights != "none" or self.mixup_alpha or self.cutmix_alpha):
+            raise InvalidInput("Multi-label training takes no class_weights, MixUp or CutMix.",
+                               "leave class_weights at none and mixup_alpha/cutmix_alpha at 0 for --task multilabel.")
         if self.name is not None:
             names.project_name(self.name)
         if self.mode == "head" and self.weights == "none" and not self.from_model:

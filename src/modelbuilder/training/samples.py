@@ -12,8 +12,8 @@ TRAIN, VALIDATION = "train", "validation"  # the sides a manifest line may name
 @dataclass(frozen=True)
 class Sample:
     """One image and its label. A manifest may also say which side of the split it belongs on (`split`), and
-    gives the line it came from (`line`); `labels` holds every label of an image that has several (multi-label
-    manifests), `label` then being them joined by ';'."""
+    gives the line it came from (`line`). `labels` holds the labels of a line written in multi-label form (a
+    list in JSONL, a Labels column), `label` then being them joined by ';'."""
 
     path: Path
     label: str
@@ -22,8 +22,9 @@ class Sample:
     labels: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, path: Path, labels: tuple[str, ...], split: str | None = None, line: int | None = None) -> Sample:
-        return cls(path, ";".join(labels), split, line, labels if len(labels) > 1 else ())
+    def of(cls, path: Path, labels: tuple[str, ...], split: str | None = None, line: int | None = None,
+           listed: bool = False) -> Sample:
+        return cls(path, ";".join(labels), split, line, labels if listed or len(labels) > 1 else ())
 
     @property
     def all_labels(self) -> tuple[str, ...]:
