@@ -30,7 +30,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 FORMAT = "modelbuilder.pipeline/1"
 PIPELINE_FILE, MODEL_FILE, MAP_FILE = "pipeline.json", "bestModel.onnx", "bestModelMap.json"
 IMAGE_FORMATS = "JPEG, PNG, BMP, GIF, TIFF or WebP"
-MULTILABEL_TASK, SIGMOID = "image-classification-multilabel", "sigmoid"  # pipeline.json of a multi-label model
+MULTILABEL_TASK, SIGMOID = "image-classification-multilabel", "sigmoid"  # a multi-label pipeline.json
 
 
 @dataclass(frozen=True)
@@ -356,8 +356,9 @@ def read_model_package(path: str | os.PathLike[str]) -> ModelPackage:
     if activation not in ("softmax", SIGMOID) or (activation == SIGMOID and not (
             isinstance(thresholds, list) and len(thresholds) == len(labels)
             and all(isinstance(t, int | float) for t in thresholds))):
-        raise InvalidModelPackageError(f"{PIPELINE_FILE} in {str(path)!r} has an output activation {activation!r} "
-                                       "without one threshold per label, or one this runtime does not know.", hint)
+        raise InvalidModelPackageError(
+            f"{PIPELINE_FILE} in {str(path)!r} has an output activation {activation!r} without one threshold "
+            "per label, or one this runtime does not know.", hint)
     return ModelPackage(pipeline, labels, members[MODEL_FILE], Preprocess.from_dict(pipeline["preprocess"]))
 
 
@@ -469,7 +470,8 @@ class PredictionEngine:
         return [float(t) for t in self._package.pipeline["output"]["thresholds"]] if self.multilabel else None
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities (N, labels) for an NHWC uint8 batch of preprocessed images (multi-label: each label's)."""
+        """Probabilities (N, labels) for an NHWC uint8 batch of preprocessed images (multi-label: each
+        label's own)."""
         if batch.ndim != 4 or batch.shape[3] != 3 or batch.dtype != np.uint8:
             raise ValueError(f"Expected an NHWC uint8 batch of RGB images, got {batch.dtype} {batch.shape}.")
         (logits,) = self._session.run([self.output_name], {self.input_name: to_model_input(batch)})
@@ -481,7 +483,8 @@ class PredictionEngine:
         if self.multilabel:
             cuts = self._package.pipeline["output"]["thresholds"]
             chosen = [label for label, p, t in zip(labels, probs.tolist(), cuts, strict=True) if p >= t]
-        return ModelOutput(prediction=labels[int(np.argmax(probs))], score=probs.tolist(), predicted_labels=chosen)
+        return ModelOutput(prediction=labels[int(np.argmax(probs))], score=probs.tolist(),
+                           predicted_labels=chosen)
 
     def _prepare(self, item: Any) -> np.ndarray:
         return preprocess(item.image_source if isinstance(item, ModelInput) else item, self.preprocess)

@@ -3,7 +3,7 @@
 Every error here comes before any training. The data report (`data.DataReport`, saved as
 data_report.json) gets the files skipped and why, the images per label and split, the label balance and
 the exact and near duplicates (within a label, across labels, across the split); training adds the
-likely wrong labels and the overfitting check to it later (`engine.finalize`).
+likely wrong labels and the overfitting check to it later (`finalize.finalize`).
 """
 
 from __future__ import annotations
