@@ -66,6 +66,8 @@ def test_multilabel_targets_and_split(tmp_path):
     assert (len(prepared.train), len(prepared.val)) == (8, 2)
     report = prepared.report.to_dict()
     assert report["train_per_label"]["bright"] + report["validation_per_label"]["bright"] == 6
+    assert (report["train_images"], report["validation_images"]) == (8, 2)  # images, each counted once
+    assert report["validation_source"] == "random split 0.2 (seed 0)"
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,8 @@ class DataReport:
     train_per_label: dict[str, int] = field(default_factory=dict)
     validation_per_label: dict[str, int] = field(default_factory=dict)
     validation_source: str = ""  # "split 0.2 (seed 0)" or the path of --validation-data
+    train_images: int | None = None  # images on each side (None: the sum per label; multi-label images count once)
+    validation_images: int | None = None
     skipped: list[Skipped] = field(default_factory=list)
     image_size: int | None = None
     balance: dict[str, Any] | None = None  # balance.balance_finding, at preparation
@@ -87,8 +89,9 @@ class DataReport:
         return {
             "source": self.source,
             "labels": self.labels,
-            "train_images": sum(self.train_per_label.values()),
-            "validation_images": sum(self.validation_per_label.values()),
+            "train_images": sum(self.train_per_label.values()) if self.train_images is None else self.train_images,
+            "validation_images": sum(self.validation_per_label.values()) if self.validation_images is None else
+            self.validation_images,
             "train_per_label": self.train_per_label,
             "validation_per_label": self.validation_per_label,
             "validation_source": self.validation_source,

@@ -124,7 +124,9 @@ def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter, *, c
         records = np.array(usable)
         train = Split(cache, records[train_idx], targets[train_idx])
         val = Split(cache, records[val_idx], targets[val_idx])
-        report.validation_source = f"stratified split {recipe.validation_fraction} (seed {recipe.seed})"
+        report.validation_source = (f"{'stratified' if task == data_mod.MULTICLASS else 'random'} split "
+                                    f"{recipe.validation_fraction} (seed {recipe.seed})")
+    report.train_images, report.validation_images = len(train), len(val)
     report.train_per_label = dict(zip(labels, images_per_label(train.targets, len(labels)), strict=True))
     report.validation_per_label = dict(zip(labels, images_per_label(val.targets, len(labels)), strict=True))
     report.balance = balance_finding(report.train_per_label, recipe.class_weights)
