@@ -177,3 +177,16 @@ def test_a_folder_a_csv_and_a_jsonl_of_the_same_images_train_alike(image_folder,
     for train, val, loss in runs[1:]:
         assert (train, val) == (folder_train, folder_val)
         assert loss == pytest.approx(folder_loss, abs=1e-6)
+
+
+def test_a_labels_column_gives_several_labels_separated_by_semicolons_or_quoted_commas(image_folder):
+    root = image_folder(per_label=2)
+    (root / "tags.csv").write_text('ImageSource,Labels\ncat/000.jpg,"cat,bright"\ncat/001.png,cat\n'
+                                   "dog/000.jpg,dog; bright\ndog/001.png,dog\n")
+    samples, _ = data.discover(root / "tags.csv")
+    assert [s.labels for s in samples] == [("cat", "bright"), ("cat",), ("dog", "bright"), ("dog",)]
+    assert data.task_of(samples, "auto") == "multilabel"
+    assert data.check_labels(samples, "tags.csv", "multilabel") == ["bright", "cat", "dog"]
+    (root / "bad.csv").write_text("ImageSource,Labels\ncat/000.jpg,cat;;\n")
+    with pytest.raises(DataError, match="^Line 2 of .* has an empty label"):
+        data.discover(root / "bad.csv")

@@ -26,9 +26,10 @@ def test_thresholds_maximise_each_labels_f1_and_the_metrics_follow_them():
     targets = np.array([[1, 0], [1, 1], [0, 1], [0, 0], [1, 0]], dtype=np.float32)
     probs = np.array([[0.9, 0.2], [0.35, 0.6], [0.3, 0.7], [0.1, 0.65], [0.4, 0.1]])
     cuts = best_thresholds(probs, targets > 0.5)
-    assert cuts.tolist() == pytest.approx([0.35, 0.6])  # label 0: all three positives above 0.3; label 1: F1 0.8
+    # a: every positive (0.35 and up) above every negative (0.3 and below); b: 0.6 and up (F1 0.8), next below 0.2
+    assert cuts.tolist() == pytest.approx([0.325, 0.4])  # halfway to the next score down
     m = multilabel_metrics(probs, targets, ["a", "b"])
-    assert m["thresholds"] == {"a": pytest.approx(0.35), "b": pytest.approx(0.6)}
+    assert m["thresholds"] == {"a": pytest.approx(0.325), "b": pytest.approx(0.4)}
     a, b = m["per_label"]
     assert (a["precision"], a["recall"], a["f1"]) == (1.0, 1.0, 1.0)
     assert (b["precision"], b["recall"]) == (pytest.approx(2 / 3), 1.0)

@@ -57,15 +57,18 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray, labels: list[
 
 def best_thresholds(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Each label's threshold on its score that maximises its F1 on these images (0.5 for a label none of them
-    carries, where F1 cannot be judged)."""
+    carries, where F1 cannot be judged). The threshold sits halfway between the lowest score it accepts and
+    the next score below, not on an image's own score, so rounding elsewhere (onnxruntime's float64 sigmoid)
+    cannot flip that image."""
     chosen = np.full(probs.shape[1], 0.5)
     for k in range(probs.shape[1]):
         if targets[:, k].sum() == 0:
             continue
-        precision, recall, cuts = precision_recall_curve(targets[:, k], probs[:, k])
+        precision, recall, cuts = precision_recall_curve(targets[:, k], probs[:, k])  # cuts: every score, rising
         f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
                        where=(precision + recall) > 0)[:-1]  # the last point has no threshold
-        chosen[k] = float(cuts[int(np.argmax(f1))])
+        best = int(np.argmax(f1))
+        chosen[k] = float((cuts[best] + (cuts[best - 1] if best > 0 else 0.0)) / 2)
     return chosen
 
 
