@@ -3,6 +3,7 @@ and carried in pipeline.json, the metrics that fit, and predictions that list ev
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -10,9 +11,12 @@ import sys
 import numpy as np
 import pytest
 
+from modelbuilder.core.services import Services
 from modelbuilder.errors import DataError, InvalidInput
 from modelbuilder.results.files import MAP_FILE, METRICS_FILE, RECIPE_FILE, ZIP_FILE, project_folders
 from modelbuilder.results.runtime import PredictionEngine, read_model_package
+from modelbuilder.sdk import scoring
+from modelbuilder.sdk.export import export_int8
 from modelbuilder.training import data
 from modelbuilder.training.engine import run_training
 from modelbuilder.training.evaluate import best_thresholds, multilabel_metrics
@@ -143,3 +147,25 @@ def test_a_folder_stays_multiclass(image_folder, tmp_path):
     prepared = prepare_data(TrainConfig(data=str(folder), image_size=32), tmp_path / "cache", MemoryReporter())
     assert prepared.task == "multiclass"
     assert prepared.train.targets.ndim == 1
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_batch_scoring_lists_the_labels_found(multilabel_run, tmp_path, suffix):
+    manifest, result = multilabel_run
+    engine = PredictionEngine.load(result.run_dir / ZIP_FILE)
+    images = scoring.images_in(manifest.parent / "cat")
+    out = tmp_path / f"scores{suffix}"
+    scoring.score_to_file(engine, images, out)
+    expected = [engine.predict(image.path).predicted_labels for image in images]
+    if suffix == ".csv":
+        with out.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [row["predicted_labels"] for row in rows] == [";".join(found) for found in expected]
+    else:
+        assert [json.loads(line)["predicted_labels"] for line in out.read_text().splitlines()] == expected
+
+
+def test_the_int8_export_refuses_a_multilabel_model(multilabel_run, home):
+    _, result = multilabel_run
+    with Services() as services, pytest.raises(InvalidInput, match="this one is multi-label"):
+        export_int8(services, str(result.run_dir / ZIP_FILE), validation_data=str(result.run_dir))
