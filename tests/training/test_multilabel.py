@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from modelbuilder.core.services import Services
-from modelbuilder.errors import DataError, InvalidInput
+from modelbuilder.errors import DataError, InvalidInput, NotFound
 from modelbuilder.results.files import MAP_FILE, METRICS_FILE, RECIPE_FILE, ZIP_FILE, project_folders
 from modelbuilder.results.runtime import PredictionEngine, read_model_package
-from modelbuilder.sdk import scoring
+from modelbuilder.sdk import insight, scoring
 from modelbuilder.sdk.export import export_int8
 from modelbuilder.training import data
 from modelbuilder.training.engine import run_training
@@ -23,6 +23,7 @@ from modelbuilder.training.evaluate import best_thresholds, multilabel_metrics
 from modelbuilder.training.prepare import prepare_data
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
+from tests.completed import TrainedRun, make_completed_run
 from tests.imagery import make_image_folder, make_multilabel_set
 
 
@@ -169,3 +170,12 @@ def test_the_int8_export_refuses_a_multilabel_model(multilabel_run, home):
     _, result = multilabel_run
     with Services() as services, pytest.raises(InvalidInput, match="this one is multi-label"):
         export_int8(services, str(result.run_dir / ZIP_FILE), validation_data=str(result.run_dir))
+
+
+def test_the_images_behind_the_numbers_say_why_a_multilabel_run_has_none(multilabel_run, home):
+    manifest, result = multilabel_run
+    trained = TrainedRun(manifest, result.run_dir, json.loads((result.run_dir / METRICS_FILE).read_text()))
+    with Services() as services:
+        run = services.runs.get(make_completed_run(services, trained))
+        with pytest.raises(NotFound, match="is multi-label"):
+            insight.errors(services, run)
