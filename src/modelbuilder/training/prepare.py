@@ -129,7 +129,7 @@ def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter, *, c
     report.train_images, report.validation_images = len(train), len(val)
     report.train_per_label = dict(zip(labels, images_per_label(train.targets, len(labels)), strict=True))
     report.validation_per_label = dict(zip(labels, images_per_label(val.targets, len(labels)), strict=True))
-    report.balance = balance_finding(report.train_per_label, recipe.class_weights)
+    report.balance = balance_finding(report.train_per_label, recipe.class_weights, task == data_mod.MULTILABEL)
     images = {}
     for side, split, side_samples, source in ((TRAINING, train, samples, recipe.data),
                                               (VALIDATION, val, v_samples, v_source)):
