@@ -10,6 +10,8 @@ import sys
 
 import numpy as np
 import pytest
+import torch
+import torchvision
 
 from modelbuilder.core.services import Services
 from modelbuilder.errors import DataError, InvalidInput, NotFound
@@ -179,3 +181,17 @@ def test_the_images_behind_the_numbers_say_why_a_multilabel_run_has_none(multila
         run = services.runs.get(make_completed_run(services, trained))
         with pytest.raises(NotFound, match="is multi-label"):
             insight.errors(services, run)
+
+
+def test_the_head_phase_trains_a_multilabel_head_on_frozen_features(tmp_path):
+    manifest = make_multilabel_set(tmp_path / "tags", per_label=6)
+    weights = tmp_path / "backbone.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), weights)  # "pretrained" weights from a file
+    recipe = TrainConfig(data=str(manifest), architecture="resnet18", weights=str(weights), image_size=32,
+                         epochs=1, batch_size=4, head_epochs=3, precision="fp32", name="Tags")
+    result = run_training(recipe, tmp_path / "run", MemoryReporter(), cache_root=tmp_path / "cache", offline=True)
+    history = result.metrics["head_history"]
+    assert len(history) == 3
+    assert all(0.0 <= h["val_accuracy"] <= 1.0 and np.isfinite(h["val_loss"]) for h in history)
+    assert result.metrics["task"] == "multilabel"
