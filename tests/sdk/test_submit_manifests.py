@@ -47,3 +47,5 @@ def test_a_multilabel_manifest_is_queued_and_a_multiclass_one_refuses_several_la
     cli("train", "--data", str(manifest), "--task", "multilabel", "--detach").ok()
     line = cli("train", "--data", str(manifest), "--task", "multiclass", "--detach").user_error("several labels")
     assert "--task multilabel" in line
+    cli("train", "--data", str(manifest), "--class-weights", "balanced", "--detach").user_error(
+        "Multi-label training takes no class_weights")  # auto meant multilabel: refused before it is queued

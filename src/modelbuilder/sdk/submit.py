@@ -72,7 +72,9 @@ def _absolute(path: Any, base: Path) -> str:
 def check_data(recipe: TrainConfig) -> list[str]:
     """The training data's labels, once every mistake that needs no training is ruled out (see above)."""
     samples, _ = data_mod.discover(recipe.data)
-    data_mod.check_labels(samples, recipe.data, data_mod.task_of(samples, recipe.task))
+    task = data_mod.task_of(samples, recipe.task)
+    recipe.with_(task=task)  # what the recipe refuses for the data's task (multi-label: no class weights)
+    data_mod.check_labels(samples, recipe.data, task)
     labels = data_mod.check_readable(samples, recipe.data)
     if recipe.validation_data:
         found, _ = data_mod.discover(recipe.validation_data)
