@@ -35,7 +35,7 @@ def test_jsonl_paths_are_relative_to_it_and_file_uris_are_read(image_folder):
     root = image_folder(per_label=3)
     rows = [{"image_url": rel, "label": label} for rel, label in _files(root)]
     rows[0]["image_url"] = (root / rows[0]["image_url"]).as_uri()  # file:///.../cat/000.jpg
-    rows[1]["label"] = [rows[1]["label"]]  # a list of one label is that label
+    rows[1]["label"] = [rows[1]["label"]]  # a list of one label: that label (multi-class), or a set of one
     samples, skipped = data.discover(_jsonl(root / "m.jsonl", rows))
     assert not skipped
     assert [(str(s.path.relative_to(root)), s.label) for s in samples] == _files(root)
