@@ -41,6 +41,7 @@ def test_a_run_id_means_its_best_checkpoint_from_every_face(services: Services, 
     assert response.status_code == 201, response.text
     for run_id in (by_sdk.id, by_cli, response.json()["id"]):
         assert _started_from(services, run_id) == (best, parent)
+    assert f"started from {parent}" in cli("runs", "show", by_cli).ok().stdout
 
 
 def test_a_runs_mlmodel_zip_means_that_run(services: Services, parent: str, trained: TrainedRun) -> None:
