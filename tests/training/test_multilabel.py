@@ -22,6 +22,7 @@ from modelbuilder.sdk.export import export_int8
 from modelbuilder.training import data
 from modelbuilder.training.engine import run_training
 from modelbuilder.training.evaluate import best_thresholds, multilabel_metrics
+from modelbuilder.training.explain import Explainer
 from modelbuilder.training.prepare import prepare_data
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
@@ -195,3 +196,11 @@ def test_the_head_phase_trains_a_multilabel_head_on_frozen_features(tmp_path):
     assert len(history) == 3
     assert all(0.0 <= h["val_accuracy"] <= 1.0 and np.isfinite(h["val_loss"]) for h in history)
     assert result.metrics["task"] == "multilabel"
+
+
+def test_explanations_of_a_multilabel_model_carry_its_own_scores(multilabel_run):
+    manifest, result = multilabel_run
+    image = sorted(manifest.parent.glob("cat/*.*"))[0]
+    explained = Explainer.load(result.run_dir).explain(image)
+    predicted = PredictionEngine.load(result.run_dir / ZIP_FILE).predict(image)
+    assert explained.score == pytest.approx(predicted.score, abs=1e-5)  # sigmoids, as the runtime gives them
