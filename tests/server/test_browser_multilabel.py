@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from modelbuilder.results.files import METRICS_FILE
+from modelbuilder.results.runtime import PredictionEngine
 from modelbuilder.training.engine import run_training
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import NullReporter
@@ -63,6 +64,16 @@ def test_a_multilabel_runs_page_shows_thresholds_and_map(services: Any, tagged: 
             threshold = tagged.metrics["thresholds"]["bright"]  # type: ignore[index]
             assert bright[:2] == ["bright", f"{threshold:.4f}"]
             assert not page.locator("#confusion-matrix").is_visible()
+            engine = PredictionEngine.load(tagged.folder / "MLModel.zip")
+            image = next(p for p in sorted(tagged.data.parent.glob("*/*.*"))
+                         if len(engine.predict(p).predicted_labels or []) >= 2)
+            found = engine.predict(image).predicted_labels
+            page.set_input_files("#predict-file", str(image))
+            page.click("#predict-button")
+            page.wait_for_selector("#predict-result:not([hidden])", timeout=30_000)
+            assert page.inner_text("#predict-label") == ", ".join(found)
+            marked = page.locator("#predict-scores tbody tr.predicted td:first-child").all_inner_texts()
+            assert sorted(marked) == sorted(found)
             page.screenshot(path=str(tmp_path / "multilabel.png"), full_page=True)
             page.goto(f"{server.url}/workspaces/default/runs/{child}")
             page.locator("#parent-run").click()

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from modelbuilder.core import entities as e
+from modelbuilder.results.runtime import ModelOutput
 from modelbuilder.sdk.insight import Prediction
 from modelbuilder.server import API_PREFIX
 
@@ -356,6 +357,14 @@ class PredictionPublic(BaseModel):
     score: list[float] = Field(description="The probability of every label, in labels order.")
     labels: list[str]
     scores: dict[str, float]
+    predicted_labels: list[str] | None = Field(
+        default=None, description="A multi-label model's labels whose score reaches their threshold (absent for "
+                                  "a multi-class model).")
+
+    @classmethod
+    def of(cls, output: ModelOutput, labels: list[str]) -> PredictionPublic:
+        return cls(prediction=output.prediction, score=output.score, labels=labels,
+                   scores=dict(zip(labels, output.score, strict=True)), predicted_labels=output.predicted_labels)
 
 
 class ExplanationPublic(PredictionPublic):

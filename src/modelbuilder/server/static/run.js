@@ -312,13 +312,15 @@ document.addEventListener("DOMContentLoaded", () => {
     $("predict-error").hidden = true;
     try {
       const result = await MB.api(`${api}/predict`, { method: "POST", body: form });
-      $("predict-label").textContent = result.prediction;
+      const found = result.predicted_labels;  // a multi-label model's labels over their thresholds
+      $("predict-label").textContent = found ? (found.join(", ") || "(no label over its threshold)") : result.prediction;
+      const predicted = (label) => (found ? found.includes(label) : label === result.prediction);
       $("predict-scores").tBodies[0].replaceChildren(...result.labels.map((label, i) => {
         const bar = MB.el("div", { class: "score-bar" });
         bar.style.width = `${Math.round(result.score[i] * 100)}%`;
         const why = MB.el("button", { type: "button", class: "explain-label", "data-label": label, text: "explain" });
         why.addEventListener("click", () => explainImage(file, label));
-        return MB.el("tr", { class: label === result.prediction ? "predicted" : "" },
+        return MB.el("tr", { class: predicted(label) ? "predicted" : "" },
           MB.el("td", { text: label }), MB.el("td", { text: MB.fmt(result.score[i]) }), MB.el("td", {}, bar),
           MB.el("td", {}, why));
       }));
