@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from fastapi.testclient import TestClient
 
 from modelbuilder.core.services import Services
 from modelbuilder.errors import DataError, InvalidInput, NotFound
@@ -19,6 +20,7 @@ from modelbuilder.results.files import MAP_FILE, METRICS_FILE, RECIPE_FILE, ZIP_
 from modelbuilder.results.runtime import PredictionEngine, read_model_package
 from modelbuilder.sdk import insight, scoring
 from modelbuilder.sdk.export import export_int8
+from modelbuilder.server.model_server import create_model_app
 from modelbuilder.training import data
 from modelbuilder.training.engine import run_training
 from modelbuilder.training.evaluate import best_thresholds, multilabel_metrics
@@ -204,3 +206,12 @@ def test_explanations_of_a_multilabel_model_carry_its_own_scores(multilabel_run)
     explained = Explainer.load(result.run_dir).explain(image)
     predicted = PredictionEngine.load(result.run_dir / ZIP_FILE).predict(image)
     assert explained.score == pytest.approx(predicted.score, abs=1e-5)  # sigmoids, as the runtime gives them
+
+
+def test_the_model_server_answers_the_labels_found(multilabel_run):
+    manifest, result = multilabel_run
+    engine = PredictionEngine.load(result.run_dir / ZIP_FILE)
+    with TestClient(create_model_app(engine, "tags", "1", max_batch=8, max_wait_s=0.0)) as client:
+        for image in sorted(manifest.parent.glob("dog/*.*"))[:4]:
+            body = client.post("/predict", files={"image": (image.name, image.read_bytes())}).json()
+            assert body["predicted_labels"] == engine.predict(image).predicted_labels

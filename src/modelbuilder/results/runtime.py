@@ -477,14 +477,18 @@ class PredictionEngine:
         (logits,) = self._session.run([self.output_name], {self.input_name: to_model_input(batch)})
         return sigmoid(logits) if self.multilabel else softmax(logits)
 
+    def labels_found(self, probs: np.ndarray) -> list[str] | None:
+        """A multi-label model's labels whose score (of one image's `probs`) reaches their threshold, in map
+        order; None for a multi-class model."""
+        if not self.multilabel:
+            return None
+        cuts = self._package.pipeline["output"]["thresholds"]
+        scored = zip(self._package.labels, probs.tolist(), cuts, strict=True)
+        return [label for label, p, t in scored if p >= t]
+
     def _output(self, probs: np.ndarray) -> ModelOutput:
-        labels = self._package.labels
-        chosen = None
-        if self.multilabel:
-            cuts = self._package.pipeline["output"]["thresholds"]
-            chosen = [label for label, p, t in zip(labels, probs.tolist(), cuts, strict=True) if p >= t]
-        return ModelOutput(prediction=labels[int(np.argmax(probs))], score=probs.tolist(),
-                           predicted_labels=chosen)
+        return ModelOutput(prediction=self._package.labels[int(np.argmax(probs))], score=probs.tolist(),
+                           predicted_labels=self.labels_found(probs))
 
     def _prepare(self, item: Any) -> np.ndarray:
         return preprocess(item.image_source if isinstance(item, ModelInput) else item, self.preprocess)

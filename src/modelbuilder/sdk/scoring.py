@@ -178,9 +178,8 @@ def _scored(engine: PredictionEngine, images: Iterable[Image], batch_size: int, 
                     yield Scored(image, None, None, d)
                 else:
                     p = next(probs)
-                    found = ([label for label, s, t in zip(engine.labels, p, engine.thresholds or [], strict=True)
-                              if s >= t] if engine.multilabel else None)
-                    yield Scored(image, engine.labels[int(np.argmax(p))], p.tolist(), predicted_labels=found)
+                    yield Scored(image, engine.labels[int(np.argmax(p))], p.tolist(),
+                                 predicted_labels=engine.labels_found(p))
 
 
 def check_output(output: str | os.PathLike[str]) -> Path:
