@@ -7,6 +7,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +29,7 @@ from modelbuilder.training.explain import Explainer
 from modelbuilder.training.prepare import prepare_data
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
+from tests.cli.driver import in_process
 from tests.completed import TrainedRun, make_completed_run
 from tests.imagery import make_image_folder, make_multilabel_set
 
@@ -215,3 +217,16 @@ def test_the_model_server_answers_the_labels_found(multilabel_run):
         for image in sorted(manifest.parent.glob("dog/*.*"))[:4]:
             body = client.post("/predict", files={"image": (image.name, image.read_bytes())}).json()
             assert body["predicted_labels"] == engine.predict(image).predicted_labels
+
+
+def test_predict_on_the_command_line_lists_the_labels_found(multilabel_run, home, capsys, monkeypatch):
+    manifest, result = multilabel_run
+    engine = PredictionEngine.load(result.run_dir / ZIP_FILE)
+    folder = manifest.parent / "cat"
+    cli = in_process(capsys, monkeypatch)
+    entries = cli("predict", str(result.run_dir / ZIP_FILE), str(folder), "--format", "json").json()
+    assert [e["predicted_labels"] for e in entries] == [engine.predict(Path(e["image"])).predicted_labels
+                                                        for e in entries]
+    table = list(csv.DictReader(cli("predict", str(result.run_dir / ZIP_FILE), str(folder), "--format",
+                                    "csv").ok().stdout.splitlines()))
+    assert [row["predicted_labels"] for row in table] == [";".join(e["predicted_labels"]) for e in entries]

@@ -78,10 +78,13 @@ def predict(
     elif output_format is OutputFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["image", "prediction", *engine.labels, "error"])
+        found = ["predicted_labels"] if engine.multilabel else []  # as batch scoring writes them
+        writer.writerow(["image", "prediction", *found, *engine.labels, "error"])
         for r in rows:
             scores = [f"{p:.6f}" for p in r.score] if r.score is not None else [""] * len(engine.labels)
-            writer.writerow([str(r.image.path), r.prediction or "", *scores, r.problem.reason if r.problem else ""])
+            labels = [";".join(r.predicted_labels or [])] if found else []
+            writer.writerow([str(r.image.path), r.prediction or "", *labels, *scores,
+                             r.problem.reason if r.problem else ""])
         typer.echo(buffer.getvalue(), nl=False)
     else:
         table = Table("image", "prediction", "score", f"top {top}")
