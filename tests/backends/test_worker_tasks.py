@@ -25,3 +25,12 @@ def test_a_multilabel_run_and_one_continued_from_it_complete(plane, agent, tmp_p
     assert done.status == "Completed", done.error
     messages = [line.message for line in plane.recorder.logs(again.id)]
     assert any("continued from" in m and "same 3 labels" in m for m in messages), messages
+
+
+def test_a_multilabel_run_trains_data_parallel(plane, agent, tmp_path):
+    manifest = make_multilabel_set(tmp_path / "tags", per_label=8)
+    run = plane.submit(data=str(manifest), epochs=2, batch_size=8, precision="fp32", processes=2)
+    done = plane.wait_ended(run.id, timeout=400)
+    assert done.status == "Completed", done.error
+    assert "mean_average_precision" in done.best_metrics
+    assert any("x 2 processes" in line.message for line in plane.recorder.logs(run.id))
