@@ -7,6 +7,7 @@ file named .jpg, CMYK, 16-bit, RGBA, EXIF-rotated).
 
 from __future__ import annotations
 
+import json
 import os
 import zlib
 from pathlib import Path
@@ -65,3 +66,24 @@ def add_odd_files(root: Path, label: str) -> dict[str, str]:
             "rgba.png": "used", "rotated.jpg": "used"}
 
 
+
+
+def make_multilabel_set(root: Path, per_label: int = 8, labels: tuple[str, ...] = ("cat", "dog"),
+                        size: int = 32) -> Path:
+    """A label-folder set plus `labels.jsonl` beside it, each image with its folder's label and, for every other
+    image, a second tag that is a pure function of its pixels ("bright": it was lightened a lot). Returns the
+    manifest."""
+    make_image_folder(root, per_label=per_label, labels=labels, size=size)
+    lines = []
+    for label in labels:
+        for path in sorted((root / label).iterdir()):
+            tags = [label]
+            if int(path.stem) % 2 == 0:
+                with Image.open(path) as img:
+                    bright = np.clip(np.asarray(img.convert("RGB"), dtype=np.int64) + 110, 0, 255)
+                Image.fromarray(bright.astype(np.uint8)).save(path, quality=95)
+                tags.append("bright")
+            lines.append(json.dumps({"image_url": f"{label}/{path.name}", "label": tags}))
+    manifest = root / "labels.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest

@@ -150,6 +150,10 @@ def test_progress_best_metrics_resume_point_and_artifacts(
     assert got.best_metrics == {"accuracy": 0.93}
     assert (got.resume_from, got.resume_epoch, got.resume_step) == ("checkpoints/epoch-2.pt", 2, 40)
     assert [(a.path, a.size) for a in recorder.artifacts(run.id)] == [("MLModel.zip", 30), ("bestModel.onnx", 12)]
+    # which run a copy of a file came from: by its path and SHA-256 (a replaced file's old bytes name no run)
+    assert recorder.runs_with_artifact("MLModel.zip", "c" * 64) == [run.id]
+    assert recorder.runs_with_artifact("bestModel.onnx", "a" * 64) == []
+    assert recorder.runs_with_artifact("bestModel.onnx", "c" * 64) == []
 
 
 @pytest.fixture

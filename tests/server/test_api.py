@@ -309,6 +309,7 @@ def test_predict(client: TestClient, completed_run: str, state: ServerState) -> 
         assert body["prediction"] == body["labels"][body["score"].index(max(body["score"]))]
         assert sum(body["score"]) == pytest.approx(1.0)
         assert body["scores"] == dict(zip(body["labels"], body["score"], strict=True))
+        assert set(body) == {"prediction", "score", "labels", "scores"}  # multi-class: no predicted_labels
     assert len(state.engines._engines) == 1  # one engine per run, loaded once
 
 

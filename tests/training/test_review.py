@@ -143,6 +143,8 @@ def test_label_balance_warns_under_a_fifth_and_names_the_fix() -> None:
     weighted = balance_finding({"a": 50, "b": 9, "c": 30}, "balanced")
     assert weighted["fix"] is None  # the fix is already applied
     assert weighted["weights"]["b"] > weighted["weights"]["c"] > weighted["weights"]["a"]
+    tagged = balance_finding({"a": 50, "b": 9, "c": 30}, "none", multilabel=True)
+    assert tagged["fix"] == "add images of 'b'."  # multi-label training takes no class weights
 
 
 def test_class_weights_balanced_and_sqrt() -> None:

@@ -39,6 +39,8 @@ from modelbuilder.training.reporter import NullReporter, Progress, StopReason
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: the run went back to the queue
 EXIT_FENCED = 76  # the lease was taken over; nothing more was written
 FLUSH_S = 1.0
+# The run's best metrics kept in the store (those its task has: multi-label runs have no macro accuracy).
+BEST_METRICS = ("accuracy", "macro_accuracy", "macro_f1", "micro_f1", "mean_average_precision", "log_loss")
 
 
 class LeaseLost(Exception):
@@ -219,7 +221,7 @@ def _attempt(services: Services, run_id: str, attempt: int, owner: str, restarta
         # logs/ holds this process's own output, still growing: it is a diagnostic, not a result.
         recorder.record_artifacts(run_id, [a for a in artifacts.list(run_id) if not a.path.startswith(f"{LOGS}/")],
                                   attempt)
-        best = {k: float(result.metrics[k]) for k in ("accuracy", "macro_accuracy", "macro_f1", "log_loss")}
+        best = {k: float(result.metrics[k]) for k in BEST_METRICS if k in result.metrics}  # those of its task
         recorder.set_best_metrics(run_id, attempt, {**best, "best_epoch": float(result.best_epoch)})
         charge(recorder, run_id, attempt)
         early = runs.get(run_id).termination_reason if result.stopped == "cancel" else None

@@ -39,11 +39,20 @@ def fmt_seconds(seconds: float | None) -> str:
 
 def print_summary(metrics: dict[str, Any], placed: dict[str, Path], stopped: str) -> None:
     """What a finished training reached, and where its results were put."""
+    multilabel = metrics.get("task") == "multilabel"
+    reached = (f"subset accuracy [bold]{metrics['accuracy']:.4f}[/], micro F1 {metrics['micro_f1']:.4f}, macro F1 "
+               f"{metrics['macro_f1']:.4f}, mAP {metrics['mean_average_precision']:.4f}" if multilabel else
+               f"validation accuracy [bold]{metrics['accuracy']:.4f}[/], macro F1 {metrics['macro_f1']:.4f}")
     console.print(
-        f"\n[bold green]Done[/] ({stopped.replace('_', ' ')}): validation accuracy [bold]{metrics['accuracy']:.4f}[/], "
-        f"macro F1 {metrics['macro_f1']:.4f}, best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
-        f"{metrics['images_per_s']:.0f} img/s, training time {fmt_seconds(metrics['training_seconds'])}.",
-        highlight=False)
+        f"\n[bold green]Done[/] ({stopped.replace('_', ' ')}): {reached}, best epoch {metrics['best_epoch']} of "
+        f"{metrics['epochs_run']}, {metrics['images_per_s']:.0f} img/s, training time "
+        f"{fmt_seconds(metrics['training_seconds'])}.", highlight=False)
+    if multilabel:
+        labels = Table("label", "threshold", "precision", "recall", "F1", "AP", "images", header_style="bold")
+        for row in metrics["per_label"]:
+            labels.add_row(row["label"], f"{row['threshold']:.3f}", f"{row['precision']:.3f}", f"{row['recall']:.3f}",
+                           f"{row['f1']:.3f}", f"{row['average_precision']:.3f}", str(row["support"]))
+        console.print(labels)
     table = Table("output", "where", show_header=True, header_style="bold")
     for key, path in placed.items():
         table.add_row(key, str(path))

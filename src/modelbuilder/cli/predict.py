@@ -78,10 +78,13 @@ def predict(
     elif output_format is OutputFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["image", "prediction", *engine.labels, "error"])
+        found = ["predicted_labels"] if engine.multilabel else []  # as batch scoring writes them
+        writer.writerow(["image", "prediction", *found, *engine.labels, "error"])
         for r in rows:
             scores = [f"{p:.6f}" for p in r.score] if r.score is not None else [""] * len(engine.labels)
-            writer.writerow([str(r.image.path), r.prediction or "", *scores, r.problem.reason if r.problem else ""])
+            labels = [";".join(r.predicted_labels or [])] if found else []
+            writer.writerow([str(r.image.path), r.prediction or "", *labels, *scores,
+                             r.problem.reason if r.problem else ""])
         typer.echo(buffer.getvalue(), nl=False)
     else:
         table = Table("image", "prediction", "score", f"top {top}")
@@ -90,7 +93,8 @@ def predict(
                 table.add_row(str(r.image.path), "[red]skipped[/]", "", r.problem.reason if r.problem else "")
                 continue
             ranked = sorted(zip(engine.labels, r.score, strict=True), key=lambda kv: -kv[1])
-            table.add_row(str(r.image.path), f"[bold]{r.prediction}[/]", f"{ranked[0][1]:.4f}",
+            shown = ", ".join(r.predicted_labels) or "(none)" if r.predicted_labels is not None else r.prediction
+            table.add_row(str(r.image.path), f"[bold]{shown}[/]", f"{ranked[0][1]:.4f}",
                           ", ".join(f"{label} {p:.3f}" for label, p in ranked[:top]))
         console.print(table)
     _say(explained)
@@ -117,7 +121,8 @@ def _say(note: str | None) -> None:
 def _entry(engine: PredictionEngine, row: scoring.Scored) -> dict:
     if row.score is None:
         return {"image": str(row.image.path), "prediction": None, "error": row.problem.reason if row.problem else ""}
-    return {"image": str(row.image.path), "prediction": row.prediction,
+    found = {"predicted_labels": row.predicted_labels} if row.predicted_labels is not None else {}
+    return {"image": str(row.image.path), "prediction": row.prediction, **found,
             "score": dict(zip(engine.labels, row.score, strict=True))}
 
 

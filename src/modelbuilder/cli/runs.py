@@ -119,6 +119,8 @@ def show(run_id: str, as_json: Annotated[bool, typer.Option("--json", help="Prin
                   f" attempt {run.attempt}, preemptions {run.preemptions}, error retries {run.error_retries}/"
                   f"{run.max_error_retries}", highlight=False)
     console.print(f"compute time {fmt_seconds(run.compute_seconds)}, estimated cost ${run.cost:.4f}", highlight=False)
+    if run.recipe.get("from_run") or run.recipe.get("from_model"):
+        console.print(f"started from {run.recipe.get('from_run') or run.recipe['from_model']}", highlight=False)
     if run.best_metrics:
         console.print("metrics: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(run.best_metrics.items())))
     if run.error:

@@ -38,7 +38,8 @@ from modelbuilder.sdk.client import Client
 from modelbuilder.sdk.submit import Submitted
 from modelbuilder.training.recipe import TrainConfig
 
-DATA_HELP = ("A folder with one sub-folder per label, a .tsv/.csv manifest with ImageSource and Label columns, or a "
+DATA_HELP = ("A folder with one sub-folder per label, a .tsv/.csv manifest with ImageSource and Label columns, "
+             'a .jsonl manifest of {"image_url": ..., "label": ...} lines (paths relative to the manifest), or a '
              "data asset (pets for its latest version, pets:2; see 'modelbuilder data').")
 
 
@@ -70,10 +71,14 @@ def train(
                                                 "a state dict file.", show_default=False)] = None,
     mode: Annotated[str | None, typer.Option(help="auto (default), full, or head (train only the new head "
                                              "on frozen pretrained features).", show_default=False)] = None,
+    task: Annotated[str | None, typer.Option(help="multiclass (one label per image), multilabel (several: a sigmoid "
+                                             "per label, thresholds chosen on validation), or auto (default: "
+                                             "multilabel where the manifest lists labels).",
+                                             show_default=False)] = None,
     validation_fraction: Annotated[float | None, typer.Option(help="Share of each label held out for "
                                                               "validation (default 0.2).", show_default=False)] = None,
-    validation_data: Annotated[Path | None, typer.Option(help="Separate validation data (same layout as "
-                                                         "--data).", show_default=False)] = None,
+    validation_data: Annotated[Path | None, typer.Option(help="Separate validation data (a folder or a "
+                                                         "manifest, as --data).", show_default=False)] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the split, order and augmentation (default 0).",
                                              show_default=False)] = None,
     hflip: Annotated[bool | None, typer.Option("--hflip/--no-hflip", help="Random horizontal flips while "
@@ -95,6 +100,13 @@ def train(
                                                         "run instead of a new one.", show_default=False)] = None,
     detach: Annotated[bool, typer.Option("--detach", help="Only submit; follow later with 'runs logs "
                                          "--follow'.")] = False,
+    from_run: Annotated[str | None, typer.Option("--from-run", help="Start from this run's best model: with the "
+                                                 "same labels it continues at a lower learning rate; with new "
+                                                 "labels its backbone is kept and the head rebuilt.",
+                                                 show_default=False)] = None,
+    from_model: Annotated[Path | None, typer.Option("--from-model", help="Start from a model, as --from-run: a "
+                                                    "run's MLModel.zip, or a checkpoint (checkpoints/best.pt).",
+                                                    show_default=False)] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue a training from a checkpoint file "
                                                 "(checkpoints/last.pt), here in this process.",
                                                 show_default=False)] = None,
@@ -129,7 +141,7 @@ def train(
         "batch_size": batch_size, "architecture": architecture, "weights": weights, "mode": mode,
         "validation_fraction": validation_fraction, "validation_data": validation_data, "seed": seed,
         "precision": precision, "processes": processes, "hflip": hflip, "compile": compile,
-        "class_weights": class_weights}
+        "class_weights": class_weights, "from_run": from_run, "from_model": from_model, "task": task}
     options = {"max_trials": max_trials, "max_concurrent_trials": max_concurrent_trials, "sampling": sampling,
                "early_termination": early_termination, "evaluation_interval": evaluation_interval,
                "delay_evaluation": delay_evaluation}

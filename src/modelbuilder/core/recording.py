@@ -214,6 +214,14 @@ class RunRecorder:
             )
             return [r.artifact(row) for row in rows]
 
+    def runs_with_artifact(self, path: str, sha256: str) -> builtins.list[str]:
+        """The runs whose file `path` has these contents (its SHA-256), newest record first: which run a copy
+        of a result (a downloaded MLModel.zip) came from."""
+        with self.store.read() as session:
+            return list(session.scalars(
+                select(r.ArtifactRow.run_id).where(r.ArtifactRow.path == path, r.ArtifactRow.sha256 == sha256)
+                .order_by(r.ArtifactRow.created_at.desc())))
+
     def charge_attempt(self, run_id: str, attempt: int, until: datetime | None = None) -> e.Run:
         """The worker's end: charge `attempt` for its time from its claim to `until` (now), at the
         compute's price, unless the agent or the reaper already did (see `_billing`)."""

@@ -22,7 +22,9 @@ from modelbuilder.results.runtime import (
     FORMAT,
     MAP_FILE,
     MODEL_FILE,
+    MULTILABEL_TASK,
     PIPELINE_FILE,
+    SIGMOID,
     InvalidImageError,
     InvalidModelPackageError,
     ModelInput,
@@ -81,14 +83,21 @@ def _atomic_write(path: Path, write: Any) -> Path:
 
 
 def build_pipeline(labels: Sequence[str], preprocess: Preprocess, metrics: dict[str, Any],
-                   input_name: str, output_name: str) -> dict[str, Any]:
-    """The pipeline.json document."""
+                   input_name: str, output_name: str, thresholds: Sequence[float] | None = None) -> dict[str, Any]:
+    """The pipeline.json document. With `thresholds` (one per label) the model is multi-label: its logits go
+    through a sigmoid each, and every label whose score reaches its threshold is predicted."""
+    output: dict[str, Any] = {"name": output_name, "kind": "logits"}
+    if thresholds is not None:
+        if len(thresholds) != len(labels) or not all(0.0 <= float(t) <= 1.0 for t in thresholds):
+            raise InvalidInput(f"Thresholds {list(thresholds)!r} are not one number in [0, 1] per label.",
+                               "give a threshold for every label, in the labels' order.")
+        output.update(activation=SIGMOID, thresholds=[float(t) for t in thresholds])
     return {
         "format": FORMAT,
-        "task": "image-classification",
+        "task": MULTILABEL_TASK if thresholds is not None else "image-classification",
         "input": {"name": input_name, "layout": "NCHW", "dtype": "float32", "range": [0, 1]},
         "preprocess": preprocess.to_dict(),
-        "output": {"name": output_name, "kind": "logits"},
+        "output": output,
         "labels": _checked_labels(labels),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "metrics": json.loads(json.dumps(metrics or {}, default=_json_value)),
@@ -129,12 +138,13 @@ def write_label_map(path: str | os.PathLike[str], labels: Sequence[str]) -> Path
 
 def write_model_package(zip_path: str | os.PathLike[str], onnx_path: str | os.PathLike[str],
                         labels: Sequence[str], preprocess: Preprocess, metrics: dict[str, Any],
-                        input_name: str, output_name: str) -> Path:
-    """Write MLModel.zip atomically and check that it reads back; returns its path."""
+                        input_name: str, output_name: str, thresholds: Sequence[float] | None = None) -> Path:
+    """Write MLModel.zip atomically and check that it reads back; returns its path. `thresholds`: a
+    multi-label model's, one per label (see `build_pipeline`)."""
     zip_path, onnx_path = Path(zip_path), Path(onnx_path)
     if not onnx_path.is_file():
         raise InvalidInput(f"ONNX model {str(onnx_path)!r} does not exist.", "export the model first.")
-    pipeline = build_pipeline(labels, preprocess, metrics, input_name, output_name)
+    pipeline = build_pipeline(labels, preprocess, metrics, input_name, output_name, thresholds)
     onnx_bytes = _onnx_bytes(onnx_path, input_name, output_name, len(pipeline["labels"]))
 
     def write(handle: Any) -> None:

@@ -30,6 +30,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 FORMAT = "modelbuilder.pipeline/1"
 PIPELINE_FILE, MODEL_FILE, MAP_FILE = "pipeline.json", "bestModel.onnx", "bestModelMap.json"
 IMAGE_FORMATS = "JPEG, PNG, BMP, GIF, TIFF or WebP"
+MULTILABEL_TASK, SIGMOID = "image-classification-multilabel", "sigmoid"  # a multi-label pipeline.json
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,15 @@ class ModelInput:
 
 @dataclass(frozen=True)
 class ModelOutput:
-    """`score` holds the probability of every label in map order; the highest belongs to `prediction`."""
+    """`score` holds the probability of every label in map order; the highest belongs to `prediction`.
+
+    A multi-label model scores each label on its own (a sigmoid each: the scores need not sum to 1), and
+    `predicted_labels` lists every label whose score reaches its threshold, in map order (none, one or
+    several); a multi-class model leaves it None."""
 
     prediction: str
     score: list[float]
+    predicted_labels: list[str] | None = None
 
 
 class PipelineError(ValueError):
@@ -345,6 +351,14 @@ def read_model_package(path: str | os.PathLike[str]) -> ModelPackage:
     for key in ("input", "output", "preprocess"):
         if not isinstance(pipeline.get(key), dict):
             raise InvalidModelPackageError(f"{PIPELINE_FILE} in {str(path)!r} has no {key!r} section.", hint)
+    activation = pipeline["output"].get("activation", "softmax")
+    thresholds = pipeline["output"].get("thresholds")
+    if activation not in ("softmax", SIGMOID) or (activation == SIGMOID and not (
+            isinstance(thresholds, list) and len(thresholds) == len(labels)
+            and all(isinstance(t, int | float) for t in thresholds))):
+        raise InvalidModelPackageError(
+            f"{PIPELINE_FILE} in {str(path)!r} has an output activation {activation!r} without one threshold "
+            "per label, or one this runtime does not know.", hint)
     return ModelPackage(pipeline, labels, members[MODEL_FILE], Preprocess.from_dict(pipeline["preprocess"]))
 
 
@@ -362,6 +376,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z -= z.max(axis=1, keepdims=True)
     np.exp(z, out=z)
     return z / z.sum(axis=1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Each logit's own probability, in float64 and stable for any logit size."""
+    z = logits.astype(np.float64)
+    return np.exp(-np.logaddexp(0.0, -z))
 
 
 def make_session(model: bytes | str | os.PathLike[str], *, providers: Sequence[str] | None = None,
@@ -439,15 +459,36 @@ class PredictionEngine:
     def providers(self) -> list[str]:
         return list(self._session.get_providers())
 
+    @property
+    def multilabel(self) -> bool:
+        """Whether the model scores each label on its own (a sigmoid each, per-label thresholds)."""
+        return self._package.pipeline["output"].get("activation") == SIGMOID
+
+    @property
+    def thresholds(self) -> list[float] | None:
+        """A multi-label model's threshold of every label, in map order (None: multi-class)."""
+        return [float(t) for t in self._package.pipeline["output"]["thresholds"]] if self.multilabel else None
+
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities (N, labels) for an NHWC uint8 batch of preprocessed images."""
+        """Probabilities (N, labels) for an NHWC uint8 batch of preprocessed images (multi-label: each
+        label's own)."""
         if batch.ndim != 4 or batch.shape[3] != 3 or batch.dtype != np.uint8:
             raise ValueError(f"Expected an NHWC uint8 batch of RGB images, got {batch.dtype} {batch.shape}.")
         (logits,) = self._session.run([self.output_name], {self.input_name: to_model_input(batch)})
-        return softmax(logits)
+        return sigmoid(logits) if self.multilabel else softmax(logits)
+
+    def labels_found(self, probs: np.ndarray) -> list[str] | None:
+        """A multi-label model's labels whose score (of one image's `probs`) reaches their threshold, in map
+        order; None for a multi-class model."""
+        if not self.multilabel:
+            return None
+        cuts = self._package.pipeline["output"]["thresholds"]
+        scored = zip(self._package.labels, probs.tolist(), cuts, strict=True)
+        return [label for label, p, t in scored if p >= t]
 
     def _output(self, probs: np.ndarray) -> ModelOutput:
-        return ModelOutput(prediction=self._package.labels[int(np.argmax(probs))], score=probs.tolist())
+        return ModelOutput(prediction=self._package.labels[int(np.argmax(probs))], score=probs.tolist(),
+                           predicted_labels=self.labels_found(probs))
 
     def _prepare(self, item: Any) -> np.ndarray:
         return preprocess(item.image_source if isinstance(item, ModelInput) else item, self.preprocess)

@@ -17,15 +17,20 @@ from modelbuilder import names
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.errors import Conflict, InvalidInput, NotFound, step
-from modelbuilder.results.files import DATA_REPORT_FILE, PREDICTIONS_FILE, THUMBNAILS_FILE
+from modelbuilder.results.files import DATA_REPORT_FILE, PREDICTIONS_FILE, RECIPE_FILE, THUMBNAILS_FILE
 from modelbuilder.sdk.results import require_results
 from modelbuilder.training.predictions import KINDS, Prediction, read_predictions, thumbnail_name
+from modelbuilder.training.recipe import MULTILABEL
 
 
 def predictions(services: Services, run: e.Run) -> list[Prediction]:
     """Every validation image of a finished run with its prediction, in validation order (the index)."""
     folder = require_results(services, run)
     if not (folder / PREDICTIONS_FILE).is_file():
+        recipe = json.loads((folder / RECIPE_FILE).read_text()) if (folder / RECIPE_FILE).is_file() else {}
+        if recipe.get("task") == MULTILABEL:
+            raise NotFound(f"Run {run.id} is multi-label: its images have no one label, right or wrong, to list.",
+                           "see each label's precision, recall, F1 and threshold in its metrics (or its page).")
         raise NotFound(f"Run {run.id} has no {PREDICTIONS_FILE}: it was trained before predictions were kept.",
                        "train it again to see the images behind its numbers.")
     return read_predictions(folder / PREDICTIONS_FILE)

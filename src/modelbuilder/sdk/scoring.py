@@ -55,6 +55,7 @@ class Scored:
     prediction: str | None
     score: list[float] | None  # in the model's label order
     problem: InvalidImageError | None = None  # why the image could not be scored
+    predicted_labels: list[str] | None = None  # a multi-label model's labels over their thresholds
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,8 @@ def _scored(engine: PredictionEngine, images: Iterable[Image], batch_size: int, 
                     yield Scored(image, None, None, d)
                 else:
                     p = next(probs)
-                    yield Scored(image, engine.labels[int(np.argmax(p))], p.tolist())
+                    yield Scored(image, engine.labels[int(np.argmax(p))], p.tolist(),
+                                 predicted_labels=engine.labels_found(p))
 
 
 def check_output(output: str | os.PathLike[str]) -> Path:
@@ -191,13 +193,17 @@ def check_output(output: str | os.PathLike[str]) -> Path:
 
 
 class _Writer:
-    """Rows as CSV (image, label, prediction, one column per label, error) or as JSON Lines."""
+    """Rows as CSV (image, label, prediction, a multi-label model's predicted_labels joined by ';', one column per
+    label, error) or as JSON Lines."""
 
-    def __init__(self, out: TextIO, jsonl: bool, labels: list[str], with_label: bool) -> None:
+    def __init__(self, out: TextIO, jsonl: bool, labels: list[str], with_label: bool, multilabel: bool = False
+                 ) -> None:
         self.out, self.jsonl, self.labels, self.with_label = out, jsonl, labels, with_label
+        self.multilabel = multilabel
         if not jsonl:
             self.csv = csv.writer(out)
-            self.csv.writerow(["image", *(["label"] if with_label else []), "prediction", *labels, "error"])
+            self.csv.writerow(["image", *(["label"] if with_label else []), "prediction",
+                               *(["predicted_labels"] if multilabel else []), *labels, "error"])
 
     def write(self, row: Scored) -> None:
         error = row.problem.reason if row.problem is not None else None
@@ -206,6 +212,8 @@ class _Writer:
             if self.with_label:
                 entry["label"] = row.image.label
             entry["prediction"] = row.prediction
+            if self.multilabel:
+                entry["predicted_labels"] = row.predicted_labels
             if row.score is not None:
                 entry["score"] = dict(zip(self.labels, row.score, strict=True))
             if error is not None:
@@ -213,8 +221,9 @@ class _Writer:
             self.out.write(json.dumps(entry, ensure_ascii=False) + "\n")
             return
         scores = [f"{p:.6f}" for p in row.score] if row.score is not None else [""] * len(self.labels)
+        found = [";".join(row.predicted_labels or [])] if self.multilabel else []
         self.csv.writerow([str(row.image.path), *([row.image.label or ""] if self.with_label else []),
-                           row.prediction or "", *scores, error or ""])
+                           row.prediction or "", *found, *scores, error or ""])
 
 
 def score_to_file(engine: PredictionEngine, images: list[Image], output: str | os.PathLike[str], *,
@@ -230,7 +239,7 @@ def score_to_file(engine: PredictionEngine, images: list[Image], output: str | o
     try:
         with partial.open("w", encoding="utf-8", newline="") as out:
             writer = _Writer(out, path.suffix.lower() == JSONL_SUFFIX, engine.labels,
-                             any(i.label is not None for i in images))
+                             any(i.label is not None for i in images), engine.multilabel)
             for done, row in enumerate(rows, start=1):
                 writer.write(row)
                 unreadable += row.problem is not None

@@ -8,6 +8,7 @@ bad manifest, no images, one label only, a set none of whose images can be read.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,12 +19,14 @@ from modelbuilder import names
 from modelbuilder.config import run_url, running_server
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
-from modelbuilder.errors import InvalidInput
+from modelbuilder.errors import InvalidInput, NotFound, WeightsError
+from modelbuilder.results.files import BEST_CHECKPOINT, CHECKPOINT_DIR, RESULT_MARKER, ZIP_FILE
 from modelbuilder.sdk import data
+from modelbuilder.sdk.results import require_results
 from modelbuilder.training import data as data_mod
 from modelbuilder.training.recipe import TrainConfig
 
-DATA_PATHS = ("data", "validation_data")
+DATA_PATHS = ("data", "validation_data", "from_model")  # paths a recipe names, made absolute
 DEFAULT_EXPERIMENT = "default"
 
 
@@ -91,13 +94,61 @@ def _absolute(path: Any, base: Path) -> str:
 def check_data(recipe: TrainConfig) -> list[str]:
     """The training data's labels, once every mistake that needs no training is ruled out (see above)."""
     samples, _ = data_mod.discover(recipe.data)
-    data_mod.check_labels(samples, recipe.data)
+    task = data_mod.task_of(samples, recipe.task)
+    recipe.with_(task=task)  # what the recipe refuses for the data's task (multi-label: no class weights)
+    data_mod.check_labels(samples, recipe.data, task)
     labels = data_mod.check_readable(samples, recipe.data)
     if recipe.validation_data:
         found, _ = data_mod.discover(recipe.validation_data)
         if not found:
             data_mod.check_labels(found, recipe.validation_data)  # says there are no images
     return labels
+
+
+def starting_point(services: Services, recipe: TrainConfig) -> TrainConfig:
+    """The recipe with the weights it starts from resolved to a checkpoint file (`from_model`), and the run they
+    come from (`from_run`) where there is one. A run id is looked up in the store and its best checkpoint taken
+    from the artifact store; a run's MLModel.zip or folder (or a checkpoint in it) means that run's best
+    checkpoint; any other file is taken as a checkpoint, read by the engine."""
+    if recipe.from_run and recipe.from_model:
+        raise InvalidInput("Both a run and a model to start from are given.",
+                           "give one of them: --from-run RUN_ID, or --from-model MLModel.zip or a checkpoint.")
+    if recipe.from_run:
+        run = services.runs.get(recipe.from_run)
+        best = require_results(services, run) / BEST_CHECKPOINT
+        if not best.is_file():
+            raise NotFound(f"Run {run.id} has no {BEST_CHECKPOINT} to start from.",
+                           "start from a run that trained on this host, or pass its checkpoint with --from-model.")
+        return recipe.with_(from_model=str(best))
+    if not recipe.from_model:
+        return recipe
+    path = Path(recipe.from_model)
+    if not path.exists():
+        raise WeightsError(f"The model to start from, {str(path)!r}, does not exist.",
+                           "pass a run's MLModel.zip or checkpoints/best.pt, or --from-run with its id.")
+    folder = path if path.is_dir() else path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
+    if path.is_file() and path.suffix.lower() == ".zip" and not (folder / BEST_CHECKPOINT).is_file():
+        runs = services.recorder.runs_with_artifact(ZIP_FILE, _sha256(path))  # a copy of a run's result
+        if runs:
+            return starting_point(services, recipe.with_(from_model=None, from_run=runs[0]))
+    if path.is_dir() or path.suffix.lower() == ".zip":
+        if not (folder / RESULT_MARKER).is_file() or not (folder / BEST_CHECKPOINT).is_file():
+            raise WeightsError(f"{str(path)!r} is not a finished run's model: its folder has no {BEST_CHECKPOINT} "
+                               "and no run of this store made it (an MLModel.zip holds the ONNX model, which "
+                               "cannot be trained on).",
+                               "pass the MLModel.zip in a run's folder, the run's checkpoints/best.pt, or "
+                               "--from-run with its id.")
+        path = folder / BEST_CHECKPOINT
+    stored = e.RUN_ID.fullmatch(folder.name) and services.artifacts.run_dir(folder.name) == folder
+    return recipe.with_(from_model=str(path), from_run=folder.name if stored else None)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def default_experiment(data: str) -> str:
@@ -125,6 +176,7 @@ def submit(services: Services, recipe: TrainConfig, *, workspace: str | None = N
         asset, manifest = data.training_data(services, recipe.data, name)
         recipe = recipe.with_(data=str(manifest))
     check_data(recipe)
+    recipe = starting_point(services, recipe)
     run = services.runs.submit(name, experiment or default_experiment(asset.asset if asset else recipe.data), compute,
                                recipe.to_dict(), project_name=recipe.name, idempotency_key=idempotency_key)
     if asset is not None:

@@ -47,6 +47,8 @@ _SEND = "send the image as multipart field 'image', as raw bytes (Content-Type i
 class ScoredPublic(BaseModel):
     prediction: str = Field(description="The predicted label.")
     scores: dict[str, float] = Field(description="The probability of every label, in the model's label order.")
+    predicted_labels: list[str] | None = Field(
+        default=None, description="A multi-label model's labels whose score reaches their threshold.")
     model: str
     model_version: str
 
@@ -125,7 +127,8 @@ def create_model_app(engine: PredictionEngine, name: str, version: str, *, max_b
                   description="Classifies images with one model, gathering concurrent requests into batches.")
     handlers.install(app, _json_error)
 
-    @app.post("/predict", openapi_extra={"requestBody": _BODY}, dependencies=[Depends(_token_check(token or None))])
+    @app.post("/predict", openapi_extra={"requestBody": _BODY}, dependencies=[Depends(_token_check(token or None))],
+              response_model_exclude_none=True)  # predicted_labels: multi-label models only
     async def predict(request: Request) -> ScoredPublic:
         """Classify one image."""
         data = await _image_bytes(request)
@@ -139,7 +142,7 @@ def create_model_app(engine: PredictionEngine, name: str, version: str, *, max_b
         probs = await asyncio.wrap_future(batcher.submit(image, announced=True))
         best = int(probs.argmax())
         return ScoredPublic(prediction=labels[best], scores=dict(zip(labels, probs.tolist(), strict=True)),
-                            model=name, model_version=version)
+                            predicted_labels=engine.labels_found(probs), model=name, model_version=version)
 
     @app.get("/health")
     def health(request: Request) -> ModelHealthPublic:

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from modelbuilder.core import entities as e
 from modelbuilder.names import looks_like_data_ref
+from modelbuilder.results.runtime import ModelOutput
 from modelbuilder.sdk.insight import Prediction
 from modelbuilder.server import API_PREFIX
 from modelbuilder.server.schemas_sweep import SearchCreate
@@ -150,9 +151,12 @@ class RecipeCreate(Strict):
     """The training recipe (`TrainConfig`); anything left out keeps the recipe's default."""
 
     data: HostPath = Field(description="A data asset (pets for its latest version, pets:2), or training data on "
-                                       "the server host: a folder with one sub-folder per label, or a .tsv/.csv "
-                                       "manifest.")
+                                       "the server host: a folder with one sub-folder per label, or a "
+                                       ".tsv/.csv/.jsonl manifest.")
     validation_data: HostPath | None = None
+    task: Literal["auto", "multiclass", "multilabel"] | None = Field(
+        default=None, description="multiclass, multilabel, or auto (default: multilabel where the manifest lists "
+                                  "several labels per image).")
     name: str | None = Field(default=None, pattern=PROJECT_PATTERN,
                              description="<Name> of the generated projects (default: from the data folder).")
     architecture: Literal["resnet50", "resnet18", "mobilenet_v3_large", "efficientnet_b0", "regnet_y_800mf",
@@ -186,6 +190,11 @@ class RecipeCreate(Strict):
     processes: int | None = Field(default=None, ge=1, le=64, description="Data-parallel processes (default: one "
                                                                          "per GPU of the compute).")
     loader_threads: int | None = Field(default=None, ge=1, le=256)
+    from_run: str | None = Field(default=None, pattern=r"^run-[0-9a-f]{12}$",
+                                 description="Start from this finished run's best model: with the same labels it "
+                                             "continues (learning rates x continue_lr_scale); with others its "
+                                             "backbone is kept and the head rebuilt.")
+    continue_lr_scale: Finite | None = Field(default=None, gt=0, le=10)
 
 
 class RunCreate(Strict):
@@ -358,6 +367,14 @@ class PredictionPublic(BaseModel):
     score: list[float] = Field(description="The probability of every label, in labels order.")
     labels: list[str]
     scores: dict[str, float]
+    predicted_labels: list[str] | None = Field(
+        default=None, description="A multi-label model's labels whose score reaches their threshold (absent for "
+                                  "a multi-class model).")
+
+    @classmethod
+    def of(cls, output: ModelOutput, labels: list[str]) -> PredictionPublic:
+        return cls(prediction=output.prediction, score=output.score, labels=labels,
+                   scores=dict(zip(labels, output.score, strict=True)), predicted_labels=output.predicted_labels)
 
 
 class ExplanationPublic(PredictionPublic):

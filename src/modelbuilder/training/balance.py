@@ -38,9 +38,10 @@ def reweight_from(epochs: int) -> int:
     return min(epochs - 1, int(epochs * REWEIGHT_FROM))
 
 
-def balance_finding(per_label: dict[str, int], kind: str) -> dict[str, Any]:
+def balance_finding(per_label: dict[str, int], kind: str, multilabel: bool = False) -> dict[str, Any]:
     """The report's `balance` section: the smallest and largest labels, their ratio, and a warning with the
-    fix when the smallest has under SMALLEST_SHARE of the largest."""
+    fix when the smallest has under SMALLEST_SHARE of the largest (multi-label training weighs no labels:
+    its fix is more images)."""
     smallest = min(per_label, key=lambda label: (per_label[label], label))
     largest = max(per_label, key=lambda label: (per_label[label], label))
     ratio = per_label[smallest] / per_label[largest] if per_label[largest] else 1.0
@@ -49,7 +50,9 @@ def balance_finding(per_label: dict[str, int], kind: str) -> dict[str, Any]:
         warning = (f"The smallest label {smallest!r} has {per_label[smallest]} training images, "
                    f"{ratio:.0%} of the largest ({largest!r}, {per_label[largest]}).")
     fix = None
-    if warning and kind == "none":
+    if warning and multilabel:
+        fix = f"add images of {smallest!r}."
+    elif warning and kind == "none":
         fix = (f"weigh the loss by label (class_weights 'balanced', or 'sqrt' for a milder weighting), "
                f"or add images of {smallest!r}.")
     weights = class_weights(kind, np.array(list(per_label.values())))

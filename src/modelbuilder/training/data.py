@@ -1,15 +1,14 @@
 """Training data: find the images and their labels, check them, split them, report on them.
 
-Two layouts are accepted: a folder with one sub-folder per label, or a `.tsv`/`.csv` manifest with
-`ImageSource` and `Label` columns (paths relative to the manifest). Every mistake that would make
-training pointless (missing path, no images, one label, a bad manifest, a path that escapes its
-folder) is an error here, before any image is decoded. Files that cannot be decoded are skipped and
-listed in the data report, never fatal on their own.
+Two layouts are accepted: a folder with one sub-folder per label, or a manifest (`manifest.py`: a
+`.tsv`/`.csv` with `ImageSource` and `Label` columns, or AutoML's `.jsonl`; paths relative to it).
+Every mistake that would make training pointless (missing path, no images, one label, a bad manifest, a
+path that escapes its folder) is an error here, before any image is decoded. Files that cannot be decoded
+are skipped and listed in the data report, never fatal on their own.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import random
 import statistics
@@ -22,21 +21,14 @@ from PIL import Image
 
 from modelbuilder.errors import DataError
 from modelbuilder.results.runtime import IMAGE_FORMATS, InvalidImageError, load_image
+from modelbuilder.training.manifest import MANIFEST_SUFFIXES, read_manifest
+from modelbuilder.training.recipe import AUTO, MULTICLASS, MULTILABEL
+from modelbuilder.training.samples import TRAIN as TRAIN  # re-exported: callers know data.Sample and the rest
+from modelbuilder.training.samples import VALIDATION as VALIDATION
+from modelbuilder.training.samples import Sample as Sample
+from modelbuilder.training.samples import Skipped as Skipped
 
-MANIFEST_SUFFIXES = (".tsv", ".csv")
 SPLIT_FOLDER_NAMES = {"train", "training", "val", "valid", "validation", "test", "testing"}
-
-
-@dataclass(frozen=True)
-class Sample:
-    path: Path
-    label: str
-
-
-@dataclass(frozen=True)
-class Skipped:
-    path: str
-    reason: str
 
 
 @dataclass
@@ -48,6 +40,8 @@ class DataReport:
     train_per_label: dict[str, int] = field(default_factory=dict)
     validation_per_label: dict[str, int] = field(default_factory=dict)
     validation_source: str = ""  # "split 0.2 (seed 0)" or the path of --validation-data
+    train_images: int | None = None  # images on each side (None: the sum per label; multi-label images count once)
+    validation_images: int | None = None
     skipped: list[Skipped] = field(default_factory=list)
     image_size: int | None = None
     balance: dict[str, Any] | None = None  # balance.balance_finding, at preparation
@@ -95,13 +89,15 @@ class DataReport:
         return {
             "source": self.source,
             "labels": self.labels,
-            "train_images": sum(self.train_per_label.values()),
-            "validation_images": sum(self.validation_per_label.values()),
+            "train_images": sum(self.train_per_label.values()) if self.train_images is None else self.train_images,
+            "validation_images": sum(self.validation_per_label.values()) if self.validation_images is None else
+            self.validation_images,
             "train_per_label": self.train_per_label,
             "validation_per_label": self.validation_per_label,
             "validation_source": self.validation_source,
             "image_size": self.image_size,
-            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "skipped": [{"path": s.path, "reason": s.reason, **({"line": s.line} if s.line else {})}
+                        for s in self.skipped],
             "summary": self.summary(),
             "balance": self.balance,
             "duplicates": self.duplicates,
@@ -115,13 +111,13 @@ def discover(source: str | os.PathLike[str]) -> tuple[list[Sample], list[Skipped
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"Training data {str(path)!r} does not exist.",
-                        "give the path of a folder with one sub-folder per label, or of a .tsv/.csv manifest.")
+                        "give the path of a folder with one sub-folder per label, or of a .tsv/.csv/.jsonl manifest.")
     if path.is_file():
         if path.suffix.lower() not in MANIFEST_SUFFIXES:
-            raise DataError(f"Training data {str(path)!r} is a file but not a .tsv or .csv manifest.",
-                            "pass a folder with one sub-folder per label, or a manifest with "
-                            "ImageSource and Label columns.")
-        return _read_manifest(path)
+            raise DataError(f"Training data {str(path)!r} is a file but not a .tsv, .csv or .jsonl manifest.",
+                            "pass a folder with one sub-folder per label, a .tsv/.csv manifest with "
+                            'ImageSource and Label columns, or a .jsonl one of {"image_url": ..., "label": ...}.')
+        return read_manifest(path)
     return _read_folder(path)
 
 
@@ -181,48 +177,22 @@ def _walk_label(root: Path, folder: Path, label: str) -> tuple[list[Sample], lis
     return samples, skipped
 
 
-def _read_manifest(manifest: Path) -> tuple[list[Sample], list[Skipped]]:
-    base = manifest.parent.resolve()
-    delimiter = "\t" if manifest.suffix.lower() == ".tsv" else ","
-    try:
-        with manifest.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f, delimiter=delimiter))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"Cannot read the manifest {str(manifest)!r}: {exc}.",
-                        "save it as UTF-8 text with ImageSource and Label columns.") from None
-    header = [h.strip().lower() for h in rows[0]] if rows else []
-    if "imagesource" not in header or "label" not in header:
-        raise DataError(f"The manifest {str(manifest)!r} lacks the columns ImageSource and Label "
-                        f"(found: {', '.join(rows[0]) if rows else 'nothing'}).",
-                        f"make its first line 'ImageSource{delimiter}Label' (separator "
-                        f"{'tab' if delimiter == chr(9) else 'comma'}).")
-    src_col, label_col = header.index("imagesource"), header.index("label")
-    samples, skipped = [], []
-    for line_no, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) <= max(src_col, label_col) or not row[src_col].strip() or not row[label_col].strip():
-            skipped.append(Skipped(f"{manifest.name}:{line_no}", "row without an image path or a label"))
-            continue
-        raw = row[src_col].strip()
-        path = Path(os.path.normpath(base / raw))
-        if Path(raw).is_absolute() or not path.is_relative_to(base) or not _stays_inside(path, base):
-            raise DataError(f"Line {line_no} of {str(manifest)!r} points outside its folder: {raw!r}.",
-                            f"keep every image under {str(base)!r} and write paths relative to the manifest.")
-        samples.append(Sample(path, row[label_col].strip()))
-    return samples, skipped
+def task_of(samples: list[Sample], task: str) -> str:
+    """The task a recipe's `task` means for these samples: `auto` is multi-label where the data is written in
+    multi-label form (a Labels column, JSONL labels as lists), else multi-class."""
+    if task != AUTO:
+        return task
+    return MULTILABEL if any(s.labels for s in samples) else MULTICLASS
 
 
-def _stays_inside(path: Path, base: Path) -> bool:
-    """True when `path`, with symlinks resolved (where it exists), is still under `base`."""
-    try:
-        return path.resolve().is_relative_to(base)
-    except (OSError, RuntimeError):
-        return True  # a missing or looping file is skipped later, with its reason
-
-
-def check_labels(samples: list[Sample], source: str) -> list[str]:
-    labels = sorted({s.label for s in samples})
+def check_labels(samples: list[Sample], source: str, task: str = MULTICLASS) -> list[str]:
+    several = next((s for s in samples if len(s.labels) > 1), None)
+    if several is not None and task == MULTICLASS:
+        raise DataError(f"Line {several.line} of {source!r} gives an image several labels "
+                        f"({', '.join(several.labels)}); this training is multi-class, one label per image.",
+                        "give each image one label, or train with --task multilabel.")
+    labels = sorted({label for s in samples for label in s.all_labels}) if task == MULTILABEL else sorted(
+        {s.label for s in samples})
     if not samples:
         raise DataError(f"No images found in {source!r}.",
                         "add JPEG, PNG, BMP, GIF, TIFF or WebP files under one sub-folder per label.")
@@ -241,7 +211,8 @@ def check_readable(samples: list[Sample], source: str) -> list[str]:
     """
     by_label: dict[str, list[Path]] = {}
     for sample in samples:
-        by_label.setdefault(sample.label, []).append(sample.path)
+        for label in sample.all_labels:
+            by_label.setdefault(label, []).append(sample.path)
     readable, reason = [], ""
     for label, paths in sorted(by_label.items()):
         for path in paths:
@@ -297,6 +268,15 @@ def stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[lis
         val += idx[:n_val]
         train += idx[n_val:]
     return sorted(train), sorted(val)
+
+
+def random_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices for training and validation, `fraction` held out by a seeded shuffle (multi-label data, whose
+    images have no one label to stratify by); at least one image each side where there are two."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    n_val = min(n - 1, max(1, round(n * fraction))) if n >= 2 else 0
+    return sorted(order[n_val:]), sorted(order[:n_val])
 
 
 def per_label(labels: list[str], indices: list[int], targets: list[int]) -> dict[str, int]:

@@ -11,7 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,56 +21,36 @@ import torch
 from modelbuilder import names
 from modelbuilder.config import get_settings
 from modelbuilder.errors import DataError, InvalidInput
-from modelbuilder.results.codegen import generate_projects
 from modelbuilder.results.files import (
     BEST_CHECKPOINT,
     DATA_REPORT_FILE,
-    MAP_FILE,
     METRICS_FILE,
-    MODEL_FILE,
     RECIPE_FILE,
-    ZIP_FILE,
 )
-from modelbuilder.results.pipeline import write_label_map, write_model_package
-from modelbuilder.results.runtime import Preprocess
 from modelbuilder.training import budget as budget_mod
+from modelbuilder.training import objective
 from modelbuilder.training.balance import class_weights
 from modelbuilder.training.checkpoint import CHECKPOINT_DIR, TrainState, atomic_save, load_checkpoint
 from modelbuilder.training.distributed import Dist, from_environment
-from modelbuilder.training.evaluate import classification_metrics, plot_confusion_matrix, plot_training_curves
-from modelbuilder.training.export import INPUT_NAME, OUTPUT_NAME, export_onnx, verify_onnx
+from modelbuilder.training.finalize import TrainResult, finalize
 from modelbuilder.training.head import extract_features, train_head
 from modelbuilder.training.loop import (
     Budget,
     FitResult,
     Loop,
     Preempted,
-    Split,
-    eval_batches,
-    evaluate,
     fit,
     resume_state,
     steps_per_epoch,
     stop_reason,
     warmup_cosine,
 )
-from modelbuilder.training.model import IMAGENET_MEAN, IMAGENET_STD, WeightsInfo, build_model, head_prefix
+from modelbuilder.training.model import WeightsInfo, build_model, head_prefix
 from modelbuilder.training.prepare import PreparedData, prepare_data
 from modelbuilder.training.presets import ClassificationPresetEval, ClassificationPresetTrain, MixBatch
-from modelbuilder.training.recipe import DEFAULT_EPOCHS, TrainConfig
-from modelbuilder.training.reporter import Progress, Reporter
-from modelbuilder.training.suspects import head_inputs, review
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    run_dir: Path
-    name: str
-    labels: list[str]
-    metrics: dict[str, Any]
-    stopped: str
-    best_epoch: int
-    outputs: dict[str, Path] = field(default_factory=dict)
+from modelbuilder.training.recipe import DEFAULT_EPOCHS, MULTILABEL, TrainConfig
+from modelbuilder.training.reporter import Reporter
+from modelbuilder.training.start import CONTINUE, StartingPoint, apply_start, load_start
 
 
 def choose_device(requested: str) -> torch.device:
@@ -92,8 +72,11 @@ def choose_precision(precision: str, device: torch.device) -> torch.dtype | None
     return torch.bfloat16 if native else None
 
 
-def _optimizer(model: torch.nn.Module, recipe: TrainConfig, pretrained: bool, device: torch.device) -> Any:
-    """AdamW; no weight decay on biases and norms; a smaller rate for a pretrained backbone."""
+def _optimizer(model: torch.nn.Module, recipe: TrainConfig, weights: WeightsInfo, device: torch.device) -> Any:
+    """AdamW; no weight decay on biases and norms; a smaller rate for a pretrained backbone, and for every
+    layer (`continue_lr_scale`) when an earlier model with the same labels is continued."""
+    pretrained = weights.pretrained and weights.source != CONTINUE
+    scale = recipe.continue_lr_scale if weights.source == CONTINUE else 1.0
     head = head_prefix(model)  # type: ignore[arg-type]
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
@@ -101,10 +84,10 @@ def _optimizer(model: torch.nn.Module, recipe: TrainConfig, pretrained: bool, de
             groups.setdefault((name.startswith(head), p.ndim > 1), []).append(p)
     param_groups = [
         {"params": ps, "weight_decay": recipe.weight_decay if decay else 0.0,
-         "lr": recipe.lr * (1.0 if is_head or not pretrained else recipe.backbone_lr_scale)}
+         "lr": scale * recipe.lr * (1.0 if is_head or not pretrained else recipe.backbone_lr_scale)}
         for (is_head, decay), ps in sorted(groups.items())
     ]
-    return torch.optim.AdamW(param_groups, lr=recipe.lr, fused=device.type == "cuda")
+    return torch.optim.AdamW(param_groups, lr=scale * recipe.lr, fused=device.type == "cuda")
 
 
 def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter: Reporter, *,
@@ -124,6 +107,10 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
     if checkpoint is not None:
         recipe = TrainConfig.from_dict(checkpoint["recipe"])
 
+    start = load_start(recipe.from_model) if recipe.from_model else None
+    if start is not None:  # the starting model's architecture, and its image size unless one is given
+        recipe = recipe.with_(architecture=start.architecture, image_size=recipe.image_size or start.image_size)
+
     settings = get_settings()
     torch.manual_seed(recipe.seed)
     np.random.seed(recipe.seed)
@@ -131,7 +118,7 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
     reporter.status("Preparing", "reading, checking and decoding the data")
     data = prepare_data(recipe, cache_root or settings.decoded_cache, reporter)
     name = recipe.name or names.project_name_from(Path(recipe.data).expanduser().resolve().stem)
-    recipe = recipe.with_(image_size=data.image_size, name=name,
+    recipe = recipe.with_(image_size=data.image_size, name=name, task=data.task,
                           batch_size=recipe.batch_size or TrainConfig.auto_batch_size(len(data.train)))
     if checkpoint is not None and checkpoint["labels"] != data.labels:
         raise DataError("The data's labels differ from the checkpoint's.", "resume with the same data.")
@@ -144,7 +131,7 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
     stop_at = None  # until plan_time measures the export, reserve its fixed part
     if recipe.time_budget_s is not None:
         stop_at = started + recipe.time_budget_s - worked_s - budget_mod.EXPORT_FIXED_S
-    loop, weights = build_loop(recipe, data, reporter, d, offline or settings.offline, Budget(clock, stop_at))
+    loop, weights = build_loop(recipe, data, reporter, d, offline or settings.offline, Budget(clock, stop_at), start)
     where = "from the start"
     if checkpoint is not None:
         where = f"resumed at epoch {checkpoint['state']['epoch'] + 1}, step {checkpoint['state']['step']}"
@@ -172,7 +159,8 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
         result = fit(loop, data.train, data.val, state, run_dir, recipe.to_dict(), data.labels,
                      recipe.bn_recalibration_images, recipe.early_stopping_patience)
     else:
-        result = _head_only_result(loop, run_dir, head_history, stopped or "completed")
+        result = _head_only_result(loop, run_dir, head_history, stopped or "completed",
+                                   {"labels": data.labels, "recipe": recipe.to_dict()})
     if not d.main:
         return TrainResult(run_dir, name, data.labels, {}, result.stopped, 0)
     reporter.status("Finalizing", f"training stopped ({result.stopped}); evaluating the best epoch and exporting")
@@ -192,7 +180,7 @@ def training_phases(mode: str, weights: WeightsInfo) -> tuple[str, ...]:
                                "make ImageNet weights available (see the warning above), pass --weights PATH, "
                                "or use --mode full.")
         return ("head",)
-    if mode == "auto" and weights.pretrained:
+    if mode == "auto" and weights.pretrained and weights.source != CONTINUE:  # a continued model has its head
         return ("head", "full")
     return ("full",)
 
@@ -231,15 +219,16 @@ def head_phase(loop: Loop, data: PreparedData, recipe: TrainConfig, weights: Wei
     return history, stopped, features if d.main else []
 
 
-def _head_only_result(loop: Loop, run_dir: Path, history: list[dict[str, float]], stopped: str) -> FitResult:
+def _head_only_result(loop: Loop, run_dir: Path, history: list[dict[str, float]], stopped: str,
+                      about: dict[str, Any]) -> FitResult:
     """The head phase's result as the full phase would give it: its best epoch's weights (the model as it
-    stands when the phase stopped before its first epoch)."""
+    stands when the phase stopped before its first epoch), with `about` (labels and recipe) beside them."""
     best_path = run_dir / BEST_CHECKPOINT
     if not history:
-        atomic_save({"model": loop.model.state_dict(), "epoch": 0, "metrics": {}}, best_path)
+        atomic_save({"model": loop.model.state_dict(), "epoch": 0, "metrics": {}, **about}, best_path)
         return FitResult(TrainState(), stopped, best_path)
     best = max(range(len(history)), key=lambda i: (history[i]["val_accuracy"], -history[i]["val_loss"]))
-    atomic_save({"model": loop.model.state_dict(), "epoch": best + 1, "metrics": history[best]}, best_path)
+    atomic_save({"model": loop.model.state_dict(), "epoch": best + 1, "metrics": history[best], **about}, best_path)
     state = TrainState(epoch=len(history), best_accuracy=history[best]["val_accuracy"],
                        best_loss=history[best]["val_loss"], best_epoch=best + 1, history=history)
     return FitResult(state, stopped, best_path)
@@ -281,16 +270,24 @@ def schedule(optimizer: torch.optim.Optimizer, recipe: TrainConfig, train_images
 
 
 def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: Dist,
-               offline: bool, budget: Budget) -> tuple[Loop, WeightsInfo]:
+               offline: bool, budget: Budget, start: StartingPoint | None = None) -> tuple[Loop, WeightsInfo]:
     """Device, precision, model (wrapped for data-parallel), optimizer and a provisional schedule for `recipe`
-    (`plan_time` settles the epochs)."""
+    (`plan_time` settles the epochs). The model starts from `start` (else from `recipe.from_model`, if set)."""
     device = choose_device(recipe.device)
     if device.type == "cuda" and d.enabled:
         device = torch.device("cuda", d.local_rank)
     amp = choose_precision(recipe.precision, device)
     channels_last = recipe.channels_last if recipe.channels_last is not None else recipe.architecture != "tiny"
-    model, weights = build_model(recipe.architecture, len(data.labels), recipe.weights, offline=offline,
+    if start is None and recipe.from_model:
+        start = load_start(recipe.from_model)
+    model, weights = build_model(start.architecture if start else recipe.architecture, len(data.labels),
+                                 "none" if start else recipe.weights, offline=offline,
                                  zero_init_residual=recipe.zero_init_residual)
+    if start is not None:
+        weights = apply_start(model, start, data.labels)
+        if d.main:
+            reporter.log(f"Starting from an earlier model: {weights.detail}"
+                         + (f"; learning rates x {recipe.continue_lr_scale}." if weights.source == CONTINUE else "."))
     if weights.warning and d.main:
         reporter.log(weights.warning, "warning")
     model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
@@ -303,16 +300,16 @@ def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: D
             trained = torch.compile(trained if trained is not None else model)  # evaluation stays eager
         elif d.main:
             reporter.log(f"--compile applies on CUDA only; training eagerly on {device.type}.", "warning")
-    optimizer = _optimizer(model, recipe, weights.pretrained, device)
+    optimizer = _optimizer(model, recipe, weights, device)
     epochs = recipe.epochs or DEFAULT_EPOCHS
     augment = ClassificationPresetTrain(data.image_size, recipe.crop_scale_min, recipe.hflip)
     mix = MixBatch(len(data.labels), recipe.mixup_alpha, recipe.cutmix_alpha)
     weights_by_label = loss_weights(recipe, data, device)
     loop = Loop(
         model=model, optimizer=optimizer, scheduler=schedule(optimizer, recipe, len(data.train), epochs),
-        criterion=torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing),
-        reweighted=None if weights_by_label is None else torch.nn.CrossEntropyLoss(
-            weight=weights_by_label, label_smoothing=recipe.label_smoothing),
+        criterion=objective.criterion(data.task, None, recipe.label_smoothing),
+        reweighted=None if weights_by_label is None else objective.criterion(
+            data.task, weights_by_label, recipe.label_smoothing),
         device=device, amp_dtype=amp,
         channels_last=channels_last, train_preset=augment, eval_preset=ClassificationPresetEval(data.image_size),
         batch_size=recipe.batch_size, seed=recipe.seed, epochs=epochs, reporter=reporter, budget=budget, dist=d,
@@ -322,7 +319,9 @@ def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: D
 
 
 def loss_weights(recipe: TrainConfig, data: PreparedData, device: torch.device | None = None) -> torch.Tensor | None:
-    """The loss weight of each label for the recipe's `class_weights` (None: unweighted)."""
+    """The loss weight of each label for the recipe's `class_weights` (None: unweighted; always, multi-label)."""
+    if data.task == MULTILABEL:
+        return None
     weights = class_weights(recipe.class_weights, np.bincount(data.train.targets, minlength=len(data.labels)))
     return None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
 
@@ -341,48 +340,3 @@ def moving_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_util
                 a.copy_(c)
 
     return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=update, use_buffers=True)
-
-
-def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path, result: Any, weights: str,
-             reporter: Reporter, frozen: list[np.ndarray] | None = None) -> TrainResult:
-    """Best weights -> metrics and plots -> the data review -> verified ONNX -> MLModel.zip -> generated
-    projects. `frozen`: the pretrained backbone's features from the head phase, for the label check."""
-    best = torch.load(result.best_weights, map_location="cpu", weights_only=False)
-    loop.model.load_state_dict(best["model"])
-    loop = replace(loop, ema=None)  # the best weights (averaged or not) are now the model's
-    reporter.progress(Progress("exporting", result.state.epoch, loop.epochs, 0, 0))
-    with head_inputs(loop) as val_features:
-        _, _, probs = evaluate(loop, data.val)
-    metrics = classification_metrics(probs, data.val.targets, data.labels)
-    history = result.state.history
-    review(loop, data, probs, torch.cat(val_features).numpy(), history, run_dir, recipe.seed, reporter, frozen)
-    metrics.update({"best_epoch": result.state.best_epoch, "epochs_run": len(history), "stopped": result.stopped,
-                    "weights": weights, "image_size": data.image_size, "architecture": recipe.architecture,
-                    "train_images": len(data.train), "training_seconds": round(result.state.elapsed_s, 2),
-                    "images_per_s": float(np.mean([h["images_per_s"] for h in history])) if history else 0.0,
-                    "history": history})
-    plot_confusion_matrix(np.array(metrics["confusion_matrix"]), data.labels, run_dir / "confusion_matrix.png")
-    plot_training_curves(history, run_dir / "training_curves.png")
-
-    onnx_path = export_onnx(loop.model, data.image_size, run_dir / MODEL_FILE)
-    images = torch.cat([x for x, _ in _first_batches(loop, data.val, 64)]).float()
-    check = verify_onnx(onnx_path, loop.model, images.contiguous())
-    metrics["export_check"] = check.to_dict()
-    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    write_label_map(run_dir / MAP_FILE, data.labels)
-    spec = Preprocess(resize=Preprocess.resize_for(data.image_size), crop=data.image_size, mean=IMAGENET_MEAN,
-                      std=IMAGENET_STD)
-    summary = {k: metrics[k] for k in ("accuracy", "macro_accuracy", "macro_f1", "log_loss", "best_epoch",
-                                       "num_images", "architecture", "image_size")}
-    zip_path = write_model_package(run_dir / ZIP_FILE, onnx_path, data.labels, spec, summary, INPUT_NAME, OUTPUT_NAME)
-    projects = generate_projects(recipe.name or "MLModel", run_dir, zip_path, data.sample_image, overwrite=True)
-    reporter.log(f"Validation accuracy {metrics['accuracy']:.4f} (best epoch {result.state.best_epoch}); "
-                 f"results in {run_dir}.")
-    outputs = {"onnx": onnx_path, "map": run_dir / MAP_FILE, "zip": zip_path, "console_app": projects.console_app,
-               "model": projects.model, "metrics": run_dir / METRICS_FILE}
-    return TrainResult(run_dir, recipe.name or "MLModel", data.labels, metrics, result.stopped,
-                       result.state.best_epoch, outputs)
-
-
-def _first_batches(loop: Loop, split: Split, limit: int) -> Any:
-    return ((x.cpu(), y) for x, y in eval_batches(loop, split, limit=limit))

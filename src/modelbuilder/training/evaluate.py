@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from sklearn.metrics import average_precision_score, precision_recall_curve
 
 
 def confusion_matrix(targets: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -50,6 +51,66 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray, labels: list[
             for i in range(k)
         ],
         "confusion_matrix": matrix.tolist(),
+        "labels": list(labels),
+    }
+
+
+def best_thresholds(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Each label's threshold on its score that maximises its F1 on these images (0.5 for a label none of them
+    carries, where F1 cannot be judged). The threshold sits halfway between the lowest score it accepts and
+    the next score below, not on an image's own score, so rounding elsewhere (onnxruntime's float64 sigmoid)
+    cannot flip that image."""
+    chosen = np.full(probs.shape[1], 0.5)
+    for k in range(probs.shape[1]):
+        if targets[:, k].sum() == 0:
+            continue
+        precision, recall, cuts = precision_recall_curve(targets[:, k], probs[:, k])  # cuts: every score, rising
+        f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
+                       where=(precision + recall) > 0)[:-1]  # the last point has no threshold
+        best = int(np.argmax(f1))
+        chosen[k] = float((cuts[best] + (cuts[best - 1] if best > 0 else 0.0)) / 2)
+    return chosen
+
+
+def multilabel_metrics(probs: np.ndarray, targets: np.ndarray, labels: list[str],
+                       thresholds: np.ndarray | None = None) -> dict[str, Any]:
+    """Multi-label scores at per-label thresholds (default: those maximising each label's F1 here): subset
+    accuracy (every label of an image right), micro and macro F1, mean average precision (threshold-free),
+    per-label precision/recall/F1/AP, and the thresholds."""
+    truth = targets > 0.5
+    cuts = best_thresholds(probs, truth) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
+    predicted = probs >= cuts
+    tp = (predicted & truth).sum(0).astype(np.float64)
+    support, guessed = truth.sum(0), predicted.sum(0)
+    precision = np.divide(tp, guessed, out=np.zeros(len(labels)), where=guessed > 0)
+    recall = np.divide(tp, support, out=np.zeros(len(labels)), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(len(labels)),
+                   where=(precision + recall) > 0)
+    present = support > 0
+    ap = np.array([average_precision_score(truth[:, k], probs[:, k]) if present[k] else 0.0
+                   for k in range(len(labels))])
+    micro_p = tp.sum() / max(guessed.sum(), 1)
+    micro_r = tp.sum() / max(support.sum(), 1)
+    eps = 1e-7
+    clipped = np.clip(probs, eps, 1 - eps)
+    return {
+        "task": "multilabel",
+        "accuracy": float((predicted == truth).all(1).mean()) if len(truth) else 0.0,  # subset accuracy
+        "subset_accuracy": float((predicted == truth).all(1).mean()) if len(truth) else 0.0,
+        "hamming_accuracy": float((predicted == truth).mean()) if len(truth) else 0.0,
+        "micro_f1": float(2 * micro_p * micro_r / (micro_p + micro_r)) if micro_p + micro_r > 0 else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "mean_average_precision": float(ap[present].mean()) if present.any() else 0.0,
+        "log_loss": float(-np.mean(truth * np.log(clipped) + ~truth * np.log(1 - clipped))) if len(truth) else
+        float("nan"),
+        "num_images": int(len(truth)),
+        "thresholds": {labels[k]: round(float(cuts[k]), 6) for k in range(len(labels))},
+        "per_label": [
+            {"label": labels[k], "threshold": round(float(cuts[k]), 6), "precision": float(precision[k]),
+             "recall": float(recall[k]), "f1": float(f1[k]), "average_precision": float(ap[k]),
+             "support": int(support[k])}
+            for k in range(len(labels))
+        ],
         "labels": list(labels),
     }
 

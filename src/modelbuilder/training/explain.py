@@ -30,7 +30,16 @@ from torch import nn
 
 from modelbuilder.errors import InvalidInput
 from modelbuilder.results.files import BEST_CHECKPOINT, RECIPE_FILE, ZIP_FILE
-from modelbuilder.results.runtime import Preprocess, load_image, preprocess, read_model_package, softmax, to_model_input
+from modelbuilder.results.runtime import (
+    SIGMOID,
+    Preprocess,
+    load_image,
+    preprocess,
+    read_model_package,
+    sigmoid,
+    softmax,
+    to_model_input,
+)
 from modelbuilder.training.model import Classifier, build_model
 
 METHODS = ("gradcam", "integrated_gradients")
@@ -75,8 +84,10 @@ class Explanation:
 class Explainer:
     """A run's best network in evaluation mode, with its labels and preprocessing, ready to explain images."""
 
-    def __init__(self, model: Classifier, architecture: str, labels: list[str], spec: Preprocess) -> None:
+    def __init__(self, model: Classifier, architecture: str, labels: list[str], spec: Preprocess,
+                 multilabel: bool = False) -> None:
         self.model, self.architecture, self.labels, self.spec = model, architecture, labels, spec
+        self.multilabel = multilabel  # scores: a sigmoid per label (else a softmax over them)
 
     @classmethod
     def load(cls, run_dir: Path) -> Explainer:
@@ -93,7 +104,8 @@ class Explainer:
         for module in model.modules():
             if isinstance(module, nn.ReLU):
                 module.inplace = False  # Captum's hooks need each layer's output intact
-        return cls(model.eval(), architecture, package.labels, package.preprocess)
+        return cls(model.eval(), architecture, package.labels, package.preprocess,
+                   package.pipeline["output"].get("activation") == SIGMOID)
 
     def explain(self, image: Any, label: str | None = None) -> Explanation:
         """Every method's heatmap of `image` (a path, bytes, a PIL image or an array) for `label` (one of
@@ -102,7 +114,7 @@ class Explainer:
         whole = load_image(image)
         x = torch.from_numpy(to_model_input(crop[None]))
         with torch.no_grad():
-            score = softmax(self.model(x).numpy())[0]
+            score = (sigmoid if self.multilabel else softmax)(self.model(x).numpy())[0]
         target = self.labels.index(label) if label is not None else int(np.argmax(score))
         heatmaps, overlays = {}, {}
         for method in METHODS:

@@ -23,7 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from modelbuilder.training import objective
 from modelbuilder.training.loop import Loop, Split, eval_batches, stop_reason
+from modelbuilder.training.recipe import MULTICLASS, MULTILABEL
 from modelbuilder.training.reporter import Progress
 
 
@@ -95,7 +97,7 @@ def train_head(head: nn.Linear, train_x: np.ndarray, train_y: np.ndarray, val_x:
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * max(1, -(-len(xs) // batch_size))
     scheduler = _one_cycle(optimizer, lr, steps)
-    criterion = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=label_smoothing)
+    criterion = objective.criterion(MULTILABEL if ys.ndim == 2 else MULTICLASS, class_weights, label_smoothing)
     history, best, stopped = [], (-1.0, float("inf"), None), None
     for epoch in range(1, epochs + 1):
         order = torch.randperm(len(xs), generator=g)
@@ -109,11 +111,11 @@ def train_head(head: nn.Linear, train_x: np.ndarray, train_y: np.ndarray, val_x:
             optimizer.step()
             scheduler.step()
             seen, loss_sum = seen + len(idx), loss_sum + loss.item() * len(idx)
-            correct += int((logits.argmax(1) == ys[idx]).sum())
+            correct += int(objective.correct(logits, ys[idx]))
         with torch.no_grad():
             val_logits = head(vx)
-            val_loss = float(nn.functional.cross_entropy(val_logits, vy))
-            val_acc = float((val_logits.argmax(1) == vy).float().mean())
+            val_loss = float(objective.loss_sum(val_logits, vy)) / len(vy)
+            val_acc = float(objective.correct(val_logits, vy)) / len(vy)
         history.append({"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                         "val_loss": val_loss, "val_accuracy": val_acc,
                         "images_per_s": seen / max(time.perf_counter() - t0, 1e-9),

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from modelbuilder.results.files import BEST_CHECKPOINT, CHECKPOINT_DIR
+from modelbuilder.training import objective
 from modelbuilder.training.balance import reweight_from
 from modelbuilder.training.cache import DecodedCache
 from modelbuilder.training.checkpoint import TrainState, atomic_save, restore_rng, save_checkpoint
@@ -241,7 +242,7 @@ def train_one_epoch(loop: Loop, split: Split, state: TrainState) -> str | None:
         t0 = time.perf_counter()
         loss, logits, y = train_step(loop, x, y, soft, epoch)
         sums["loss"] += loss.item() * len(y)
-        sums["correct"] += (logits.argmax(1) == y).sum().item()
+        sums["correct"] += objective.correct(logits, y).item()
         sums["images"] += len(y)
         sums["seconds"] += time.perf_counter() - t0
         state.step, state.partial = step + 1, sums
@@ -300,16 +301,17 @@ def recalibrate_batchnorm(loop: Loop, split: Split, images: int) -> None:
 
 @torch.no_grad()
 def evaluate(loop: Loop, split: Split) -> tuple[float, float, np.ndarray]:
-    """(loss, accuracy, probabilities) on `split`."""
+    """(loss, accuracy, probabilities) on `split` (multi-label: subset accuracy, a sigmoid per label)."""
     loop.evaluated.eval()
-    losses, probs = [], []
+    losses, probs, right = [], [], 0
     for x, y in eval_batches(loop, split):
         with loop.autocast():
             logits = loop.evaluated(x.to(loop.device)).float()
-        losses.append(nn.functional.cross_entropy(logits, y.to(loop.device), reduction="sum").item())
-        probs.append(logits.softmax(1).cpu().numpy())
-    p = np.concatenate(probs)
-    return sum(losses) / len(split), float((p.argmax(1) == split.targets).mean()), p
+        y = y.to(loop.device)
+        losses.append(objective.loss_sum(logits, y).item())
+        right += int(objective.correct(logits, y))
+        probs.append(objective.probabilities(logits, y.ndim == 2).cpu().numpy())
+    return sum(losses) / len(split), right / len(split), np.concatenate(probs)
 
 
 def fit(loop: Loop, train: Split, val: Split, state: TrainState, run_dir: Path, recipe: dict[str, Any],
@@ -368,7 +370,8 @@ def _end_epoch(loop: Loop, train: Split, val: Split, state: TrainState, stop: st
     if improved:
         state.best_accuracy, state.best_loss, state.best_epoch = val_acc, val_loss, state.epoch + 1
         state.epochs_without_improvement = 0
-        atomic_save({"model": loop.evaluated.state_dict(), "epoch": state.epoch + 1, "metrics": record}, best_path)
+        atomic_save({"model": loop.evaluated.state_dict(), "epoch": state.epoch + 1, "metrics": record,
+                     "labels": labels, "recipe": recipe}, best_path)  # labels, recipe: to start a later run from
     else:
         state.epochs_without_improvement += 1
     state.history.append(record)

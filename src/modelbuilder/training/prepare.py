@@ -3,7 +3,7 @@
 Every error here comes before any training. The data report (`data.DataReport`, saved as
 data_report.json) gets the files skipped and why, the images per label and split, the label balance and
 the exact and near duplicates (within a label, across labels, across the split); training adds the
-likely wrong labels and the overfitting check to it later (`engine.finalize`).
+likely wrong labels and the overfitting check to it later (`finalize.finalize`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class PreparedData:
     train: Split
     val: Split
     labels: list[str]
+    task: str  # multiclass: targets are label indices; multilabel: rows of 0/1, one column per label
     image_size: int
     report: data_mod.DataReport
     sample_image: Path
@@ -67,7 +68,9 @@ def _decode(source: str, size: int, cache_root: Path, reporter: Reporter, thread
         lambda done, total: reporter.progress(Progress("preparing", 0, 0, done, total)))
     base = _base(source)
     for i, reason in sorted(cache.reasons.items()):
-        skipped.append(data_mod.Skipped(_relative(samples[i].path, base), reason))
+        line = samples[i].line
+        where = f"line {line} of {Path(source).name}: " if line else ""
+        skipped.append(data_mod.Skipped(_relative(samples[i].path, base), where + reason, line))
     return samples, skipped, cache
 
 
@@ -76,22 +79,27 @@ def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter, *, c
     """Find, check, decode (once, cached) and split the data, and check it for duplicates (unless
     `check_duplicates` is False: a split made again for another purpose, such as an int8 export) and balance."""
     found = data_mod.discover(recipe.data)
-    data_mod.check_labels(found[0], recipe.data)
+    task = data_mod.task_of(found[0], recipe.task)
+    data_mod.check_labels(found[0], recipe.data, task)
     image_size = recipe.image_size or data_mod.choose_image_size([s.path for s in found[0]], seed=recipe.seed)
     resize = Preprocess.resize_for(image_size)
     samples, skipped, cache = _decode(recipe.data, resize, cache_root, reporter, recipe.loader_threads, found)
     usable = [i for i in range(len(samples)) if cache.ok(i)]
-    labels = data_mod.check_labels([samples[i] for i in usable], recipe.data)
-    index = {label: k for k, label in enumerate(labels)}
-    targets = np.array([index[samples[i].label] for i in usable], dtype=np.int64)
+    labels = data_mod.check_labels([samples[i] for i in usable], recipe.data, task)
+    targets = _targets([samples[i] for i in usable], labels, task)
     report = data_mod.DataReport(source=str(recipe.data), labels=labels, skipped=skipped, image_size=image_size)
     v_samples, v_source = samples, recipe.data
     if recipe.validation_data:
+        marked = next((samples[i] for i in usable if samples[i].split == data_mod.VALIDATION), None)
+        if marked is not None:
+            raise DataError(f"Line {marked.line} of {recipe.data!r} marks an image for validation, and "
+                            f"--validation-data {recipe.validation_data!r} is given too.",
+                            "use one of the two: the manifest's split, or the separate validation data.")
         v_source = recipe.validation_data
         v_samples, v_skipped, v_cache = _decode(recipe.validation_data, resize, cache_root, reporter,
                                                 recipe.loader_threads)
         v_usable = [i for i in range(len(v_samples)) if v_cache.ok(i)]
-        unknown = sorted({v_samples[i].label for i in v_usable} - set(labels))
+        unknown = sorted({label for i in v_usable for label in _labels_of(v_samples[i], task)} - set(labels))
         if unknown:
             raise DataError(f"The validation data has labels the training data lacks: {', '.join(unknown[:5])}.",
                             "use the same label folders in both, or drop those images from the validation data.")
@@ -99,23 +107,29 @@ def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter, *, c
             raise DataError(f"No usable images in the validation data {recipe.validation_data!r}.",
                             "check its images (see the data report) or use --validation-fraction instead.")
         train = Split(cache, np.array(usable), targets)
-        v_targets = np.array([index[v_samples[i].label] for i in v_usable], dtype=np.int64)
+        v_targets = _targets([v_samples[i] for i in v_usable], labels, task)
         val = Split(v_cache, np.array(v_usable), v_targets)
         report.skipped += v_skipped
         report.validation_source = str(recipe.validation_data)
+    elif any(samples[i].split == data_mod.VALIDATION for i in usable):
+        train, val = _named_split(cache, usable, targets, samples, recipe.data)
+        report.validation_source = f"the manifest's split ({len(val)} images marked validation)"
     else:
-        train_idx, val_idx = data_mod.stratified_split(targets.tolist(), recipe.validation_fraction, recipe.seed)
+        train_idx, val_idx = (data_mod.stratified_split(targets.tolist(), recipe.validation_fraction, recipe.seed)
+                              if task == data_mod.MULTICLASS else
+                              data_mod.random_split(len(targets), recipe.validation_fraction, recipe.seed))
         if not val_idx:
             raise DataError("Too few images to hold some out for validation (every label has only one).",
                             "add images (two or more per label) or pass --validation-data.")
         records = np.array(usable)
         train = Split(cache, records[train_idx], targets[train_idx])
         val = Split(cache, records[val_idx], targets[val_idx])
-        report.validation_source = f"stratified split {recipe.validation_fraction} (seed {recipe.seed})"
-    report.train_per_label = dict(zip(labels, np.bincount(train.targets, minlength=len(labels)).tolist(), strict=True))
-    report.validation_per_label = dict(zip(labels, np.bincount(val.targets, minlength=len(labels)).tolist(),
-                                           strict=True))
-    report.balance = balance_finding(report.train_per_label, recipe.class_weights)
+        report.validation_source = (f"{'stratified' if task == data_mod.MULTICLASS else 'random'} split "
+                                    f"{recipe.validation_fraction} (seed {recipe.seed})")
+    report.train_images, report.validation_images = len(train), len(val)
+    report.train_per_label = dict(zip(labels, images_per_label(train.targets, len(labels)), strict=True))
+    report.validation_per_label = dict(zip(labels, images_per_label(val.targets, len(labels)), strict=True))
+    report.balance = balance_finding(report.train_per_label, recipe.class_weights, task == data_mod.MULTILABEL)
     images = {}
     for side, split, side_samples, source in ((TRAINING, train, samples, recipe.data),
                                               (VALIDATION, val, v_samples, v_source)):
@@ -126,7 +140,40 @@ def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter, *, c
         report.duplicates = _duplicates(train, val, samples, v_samples, images[TRAINING] + images[VALIDATION],
                                         reporter)
     sample = v_samples[int(val.records[0])].path
-    return PreparedData(train, val, labels, image_size, report, sample, images[TRAINING], images[VALIDATION])
+    return PreparedData(train, val, labels, task, image_size, report, sample, images[TRAINING], images[VALIDATION])
+
+
+def _labels_of(sample: data_mod.Sample, task: str) -> tuple[str, ...]:
+    return sample.all_labels if task == data_mod.MULTILABEL else (sample.label,)
+
+
+def _targets(samples: list[data_mod.Sample], labels: list[str], task: str) -> np.ndarray:
+    """Label indices (multi-class), or rows of 0/1 with a column per label (multi-label)."""
+    index = {label: k for k, label in enumerate(labels)}
+    if task != data_mod.MULTILABEL:
+        return np.array([index[s.label] for s in samples], dtype=np.int64)
+    rows = np.zeros((len(samples), len(labels)), dtype=np.float32)
+    for i, sample in enumerate(samples):
+        rows[i, [index[label] for label in sample.all_labels]] = 1.0
+    return rows
+
+
+def images_per_label(targets: np.ndarray, num_labels: int) -> list[int]:
+    """How many images carry each label (label indices or multi-label rows)."""
+    if targets.ndim == 2:
+        return targets.sum(0).astype(np.int64).tolist()
+    return np.bincount(targets, minlength=num_labels).tolist()
+
+
+def _named_split(cache: Any, usable: list[int], targets: np.ndarray, samples: list[data_mod.Sample], source: str,
+                 ) -> tuple[Split, Split]:
+    """Training and validation as the manifest's lines say (`split`); lines without one are training images."""
+    side = np.array([samples[i].split == data_mod.VALIDATION for i in usable])
+    records = np.array(usable)
+    if side.all():
+        raise DataError(f"Every image of {source!r} is marked for validation; none is left to train on.",
+                        "mark some lines 'train' (or leave their split out).")
+    return Split(cache, records[~side], targets[~side]), Split(cache, records[side], targets[side])
 
 
 def _duplicates(train: Split, val: Split, samples: list[data_mod.Sample], v_samples: list[data_mod.Sample],

@@ -20,6 +20,8 @@ ARCHITECTURES = ("resnet50", "resnet18", "mobilenet_v3_large", "efficientnet_b0"
 PRECISIONS = ("auto", "bf16", "fp32")
 MODES = ("auto", "full", "head")
 CLASS_WEIGHTS = ("none", "sqrt", "balanced")  # the loss weighted by label: Azure's weighted loss 0, 1, 2
+AUTO, MULTICLASS, MULTILABEL = "auto", "multiclass", "multilabel"
+TASKS = (AUTO, MULTICLASS, MULTILABEL)  # auto: multi-label where the data is written so (training/data.task_of)
 DEFAULT_EPOCHS = 15  # when neither --epochs nor --time-budget says otherwise
 
 
@@ -27,6 +29,7 @@ DEFAULT_EPOCHS = 15  # when neither --epochs nor --time-budget says otherwise
 class TrainConfig:
     data: str
     validation_data: str | None = None
+    task: str = AUTO  # multiclass (softmax, one label per image) | multilabel (sigmoid, several) | auto
     name: str | None = None  # <Name> of the generated projects; derived from the data folder if unset
     architecture: str = "resnet50"
     weights: str = "auto"  # auto | none | PATH to a state dict
@@ -60,6 +63,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     processes: int | None = None  # data-parallel processes; None: one per GPU of the compute, else 1
     loader_threads: int | None = None
+    from_model: str | None = None  # start from this model's weights (a checkpoint: see training/start.py)
+    from_run: str | None = None  # the run whose best checkpoint from_model is (recorded; the portal links it)
+    continue_lr_scale: float = 0.1  # starting from a model with the same labels: learning rates times this
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,9 +81,15 @@ class TrainConfig:
         if self.class_weights not in CLASS_WEIGHTS:
             raise InvalidInput(f"class_weights {self.class_weights!r} is not valid.",
                                "use none, sqrt (a milder weighting) or balanced (each label weighs as much in total).")
+        if self.task not in TASKS:
+            raise InvalidInput(f"Task {self.task!r} is not valid.",
+                               "use multiclass, multilabel or auto (from the data).")
+        if self.task == MULTILABEL and (self.class_weights != "none" or self.mixup_alpha or self.cutmix_alpha):
+            raise InvalidInput("Multi-label training takes no class_weights, MixUp or CutMix.",
+                               "leave class_weights at none and mixup_alpha/cutmix_alpha at 0 for --task multilabel.")
         if self.name is not None:
             names.project_name(self.name)
-        if self.mode == "head" and self.weights == "none":
+        if self.mode == "head" and self.weights == "none" and not self.from_model:
             raise InvalidInput("Mode 'head' trains only a new head on pretrained features, but weights is 'none'.",
                                "use weights 'auto' or a weights file, or mode 'full'.")
         if self.epochs is not None:
@@ -93,6 +105,9 @@ class TrainConfig:
             names.positive_int(self.processes, "processes", maximum=64)
         if self.time_budget_s is not None:  # '10m' in a recipe file means what --time-budget 10m means
             object.__setattr__(self, "time_budget_s", names.duration_seconds(self.time_budget_s))
+        if not 0 < self.continue_lr_scale <= 10:
+            raise InvalidInput(f"continue_lr_scale must be in (0, 10], got {self.continue_lr_scale}.",
+                               "use 0.1 (the default: a tenth of the learning rate when continuing a model).")
         if not self.lr > 0:
             raise InvalidInput(f"lr must be positive, got {self.lr}.", "use a learning rate such as 1e-3.")
 
@@ -140,7 +155,7 @@ class TrainConfig:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "data" not in values:
             raise InvalidInput("No training data given.", "give a folder with one sub-folder per label, or a "
-                               ".tsv/.csv manifest ({give}).", {"give": step("give_data")})
+                               ".tsv/.csv/.jsonl manifest ({give}).", {"give": step("give_data")})
         return cls.from_dict(values)
 
     def save(self, path: Path) -> None:

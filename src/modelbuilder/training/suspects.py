@@ -140,6 +140,10 @@ def review(loop: Loop, data: PreparedData, val_probs: np.ndarray, val_features: 
     The label check uses `frozen` (the pretrained backbone's features of the training and validation
     images, from the head phase) where there are some: they owe nothing to the labels. Otherwise it uses
     the trained network's penultimate features (`val_features` came with the final evaluation)."""
+    if data.val.targets.ndim == 2:  # multi-label: no one label per image to check or to gallery by
+        data.report.overfitting = overfitting_finding(history)
+        (run_dir / DATA_REPORT_FILE).write_text(json.dumps(data.report.to_dict(), indent=2))
+        return
     rows = predictions_of([image.path for image in data.val_images], data.val.targets, val_probs, data.labels)
     write_predictions(run_dir / PREDICTIONS_FILE, rows)
     reporter.log(f"Checking the labels of {len(data.train) + len(data.val)} images ({FOLDS}-fold logistic "

@@ -20,7 +20,7 @@ from modelbuilder.server.schemas import ExplanationPublic
 router = APIRouter(prefix="/runs/{run_id}", tags=["predict"])
 
 
-@router.post("/explain")
+@router.post("/explain", response_model_exclude_none=True)
 def explain(
     run: RunDep,
     services: ServicesDep,

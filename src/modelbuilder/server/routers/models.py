@@ -72,7 +72,7 @@ def remove_alias(workspace: WorkspacePath, name: NamePath, alias: AliasPath, ser
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{name}/versions/{which}/predict")
+@router.post("/{name}/versions/{which}/predict", response_model_exclude_none=True)
 def predict_with_version(
     workspace: WorkspacePath, name: NamePath, which: WhichPath, services: ServicesDep, state: StateDep,
     data: ImageUpload,
@@ -80,9 +80,7 @@ def predict_with_version(
     """Classify one image with the version a number or an alias names (pets/versions/production/predict)."""
     version = registry.resolve(services, f"{name}:{which}", workspace)
     engine = state.engines.get(version.run_id, registry.model_zip(services, version))
-    output = engine.predict(data)
-    return PredictionPublic(prediction=output.prediction, score=output.score, labels=engine.labels,
-                            scores=dict(zip(engine.labels, output.score, strict=True)))
+    return PredictionPublic.of(engine.predict(data), engine.labels)
 
 
 @router.get("/{name}/versions/{which}/download", response_class=StreamingResponse,

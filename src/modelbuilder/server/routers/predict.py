@@ -17,12 +17,9 @@ from modelbuilder.server.schemas import PredictionPublic
 router = APIRouter(prefix="/runs/{run_id}", tags=["predict"])
 
 
-@router.post("/predict")
+@router.post("/predict", response_model_exclude_none=True)  # predicted_labels: multi-label models only
 def predict(run: RunDep, services: ServicesDep, state: StateDep, data: ImageUpload) -> PredictionPublic:
     """The predicted label and the probability of every label."""
     run_dir = results.require_results(services, run)
     engine = state.engines.get(run.id, run_dir / RESULT_MARKER)
-    output = engine.predict(data)
-    labels = engine.labels
-    return PredictionPublic(prediction=output.prediction, score=output.score, labels=labels,
-                            scores=dict(zip(labels, output.score, strict=True)))
+    return PredictionPublic.of(engine.predict(data), engine.labels)

@@ -131,9 +131,14 @@ document.addEventListener("DOMContentLoaded", () => {
     const m = await artifact("metrics.json");
     if (!m) return;
     $("evaluation").hidden = false;
-    $("eval-summary").textContent = `Validation accuracy ${MB.fmt(m.accuracy)}, macro F1 ${MB.fmt(m.macro_f1)}, ` +
+    const reached = m.task === "multilabel"
+      ? `Subset accuracy ${MB.fmt(m.accuracy)}, micro F1 ${MB.fmt(m.micro_f1)}, macro F1 ${MB.fmt(m.macro_f1)}, ` +
+        `mAP ${MB.fmt(m.mean_average_precision)}`
+      : `Validation accuracy ${MB.fmt(m.accuracy)}, macro F1 ${MB.fmt(m.macro_f1)}`;
+    $("eval-summary").textContent = `${reached}, ` +
       `log loss ${MB.fmt(m.log_loss)} on ${m.num_images} images; best epoch ${m.best_epoch} of ${m.epochs_run} ` +
       `(${String(m.stopped).replace(/_/g, " ")}), ${MB.fmt(m.images_per_s, 0)} images/s.`;
+    if (m.task === "multilabel") return showLabels(m);
     const gallery = (query) => `${root.dataset.page}/gallery?${new URLSearchParams(query)}`;
     $("per-label").tBodies[0].replaceChildren(...(m.per_label || []).map((row) => MB.el("tr", {},
       MB.el("td", {}, MB.el("a", { href: gallery({ true: row.label, all: "1" }), text: row.label })),
@@ -149,6 +154,19 @@ document.addEventListener("DOMContentLoaded", () => {
       ...row.map((count, j) => MB.el("td", { class: i === j ? "diagonal" : "" }, count ? MB.el("a", {
         href: gallery({ true: labels[i], predicted: labels[j], all: "1" }), text: String(count),
         title: `${count} images of ${labels[i]} predicted as ${labels[j]}` }) : "0")))));
+  }
+
+  function showLabels(m) {
+    // A multi-label model: each label's threshold (chosen on validation to maximise its F1) and average
+    // precision beside precision, recall and F1 at that threshold; no confusion matrix (labels overlap).
+    $("per-label").tHead.replaceChildren(MB.el("tr", {}, ...["label", "threshold", "precision", "recall", "F1",
+      "AP", "images"].map((name) => MB.el("th", { text: name }))));
+    $("per-label").tBodies[0].replaceChildren(...(m.per_label || []).map((row) => MB.el("tr", {},
+      MB.el("td", { text: row.label }), MB.el("td", { text: MB.fmt(row.threshold) }),
+      MB.el("td", { text: MB.fmt(row.precision) }), MB.el("td", { text: MB.fmt(row.recall) }),
+      MB.el("td", { text: MB.fmt(row.f1) }), MB.el("td", { text: MB.fmt(row.average_precision) }),
+      MB.el("td", { text: String(row.support) }))));
+    $("confusion-matrix").closest("div").hidden = true;
   }
 
   async function finish(run) {
@@ -294,13 +312,15 @@ document.addEventListener("DOMContentLoaded", () => {
     $("predict-error").hidden = true;
     try {
       const result = await MB.api(`${api}/predict`, { method: "POST", body: form });
-      $("predict-label").textContent = result.prediction;
+      const found = result.predicted_labels;  // a multi-label model's labels over their thresholds
+      $("predict-label").textContent = found ? (found.join(", ") || "(no label over its threshold)") : result.prediction;
+      const predicted = (label) => (found ? found.includes(label) : label === result.prediction);
       $("predict-scores").tBodies[0].replaceChildren(...result.labels.map((label, i) => {
         const bar = MB.el("div", { class: "score-bar" });
         bar.style.width = `${Math.round(result.score[i] * 100)}%`;
         const why = MB.el("button", { type: "button", class: "explain-label", "data-label": label, text: "explain" });
         why.addEventListener("click", () => explainImage(file, label));
-        return MB.el("tr", { class: label === result.prediction ? "predicted" : "" },
+        return MB.el("tr", { class: predicted(label) ? "predicted" : "" },
           MB.el("td", { text: label }), MB.el("td", { text: MB.fmt(result.score[i]) }), MB.el("td", {}, bar),
           MB.el("td", {}, why));
       }));
