@@ -27,6 +27,7 @@ import random
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -160,9 +161,11 @@ def main() -> None:
                    "seed": args.seed, **({"image_size": args.image_size} if args.image_size else {}),
                    **{k: json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v
                       for k, v in (item.split("=", 1) for item in args.set)}}
-    work = args.work or Path(__import__("tempfile").mkdtemp(prefix=f"bench-tasks-{args.what}-"))
-    _common.log(f"{args.what} on {args.data} in {work}")
-    figures = multilabel(args, work) if args.what == "multilabel" else train_on(args, work)
+    print(f"machine: {_common.machine()}; data: {args.data}")
+    with tempfile.TemporaryDirectory(prefix=f"bench-tasks-{args.what}-") as tmp:
+        work = args.work or Path(tmp)  # --work keeps the manifests and runs to look at afterwards
+        _common.log(f"{args.what} on {args.data} in {work}")
+        figures = multilabel(args, work) if args.what == "multilabel" else train_on(args, work)
     print(json.dumps({"what": args.what, "data": str(args.data), **figures}))
 
 

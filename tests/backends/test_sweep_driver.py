@@ -6,7 +6,14 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from modelbuilder.backends.sweep import EXPORT_RESERVE_S, MIN_TRIAL_S, SweepDriver, saved_seconds, trial_budget
+from modelbuilder.backends.sweep import (
+    EXPORT_RESERVE_S,
+    FINAL_SHARE,
+    MIN_TRIAL_S,
+    SweepDriver,
+    saved_seconds,
+    trial_budget,
+)
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.sdk import sweep
@@ -35,12 +42,13 @@ def test_the_driver_plans_each_trial_within_the_sweeps_budget(plane: Plane) -> N
         assert driver.may_start(0)
         driver.start_trial(0)
         first = plane.runs.children(parent.id)[0]
-        assert first.recipe["time_budget_s"] == (600 - 100 - EXPORT_RESERVE_S) / 3
+        # its share of what is left once the final trial's share is kept aside
+        assert first.recipe["time_budget_s"] == (600 - 100 - EXPORT_RESERVE_S - FINAL_SHARE * 600) / 3
         assert first.recipe["epochs"] is None  # planned by the trial itself within its budget (training/budget.py)
         assert first.trial["number"] == 0  # type: ignore[index]
         assert first.parent_run_id == parent.id
-        now[0] = parent.created_at + timedelta(seconds=600 - EXPORT_RESERVE_S - MIN_TRIAL_S + 1)
-        assert not driver.may_start(1)  # too little left for another trial
+        now[0] = parent.created_at + timedelta(seconds=600 * (1 - FINAL_SHARE) - EXPORT_RESERVE_S - MIN_TRIAL_S + 1)
+        assert not driver.may_start(1)  # too little left for another search trial
         assert not driver.out_of_time()
         now[0] = parent.created_at + timedelta(seconds=600)
         assert driver.out_of_time()  # the driver then stops the trials still running
@@ -52,3 +60,37 @@ def test_minutes_saved_by_early_termination(plane: Plane) -> None:
     stopped = replace(run, progress={"epoch": 2, "epochs": 10}, started_at=start,
                       ended_at=start + timedelta(seconds=60))
     assert saved_seconds(stopped) == 8 * 30  # 8 epochs it did not train, at 30 s each
+
+
+def test_the_best_settings_are_trained_again_with_the_time_kept_for_them(plane: Plane) -> None:
+    settings = sweep.sweep_settings(SPACE, max_trials=2, sampling="random")
+    assert settings is not None
+    parent = plane.runs.submit("default", "exp", "local", plane.recipe(time_budget_s=600, epochs=None),
+                               project_name="Tiny", sweep=settings.to_dict())
+    claimed = plane.leases.claim_next_run([parent.compute_id], "test-agent", 60)  # type: ignore[list-item]
+    assert claimed is not None
+    now = [parent.created_at + timedelta(seconds=10)]
+    with Services() as services:
+        driver = SweepDriver(services, claimed, "test-agent", clock=lambda: now[0])
+        driver.start_trial(0)
+        driver.start_trial(1)
+        trials = plane.runs.children(parent.id)
+        assert not driver.wants_final(trials)  # no trial has a result yet
+        for accuracy in (0.5, 0.75):  # each trial ends as a worker ends it (claimed in order)
+            held = plane.leases.claim_next_run([parent.compute_id], "test-worker", 60)  # type: ignore[list-item]
+            assert held is not None
+            plane.runs.transition(held.id, e.RUNNING, "training", held.attempt)
+            services.recorder.set_best_metrics(held.id, held.attempt, {"accuracy": accuracy})
+            plane.runs.transition(held.id, e.FINALIZING, "exporting", held.attempt)
+            plane.runs.transition(held.id, e.COMPLETED, "done", held.attempt)
+        trials = plane.runs.children(parent.id)
+        best = max(trials, key=lambda t: t.best_metrics["accuracy"])
+        now[0] = parent.created_at + timedelta(seconds=300)
+        assert not driver.may_start(len(trials))  # the search is over (two trials of two)
+        assert driver.wants_final(trials)
+        driver.start_final(trials)
+        final = plane.runs.children(parent.id)[-1]
+        assert final.trial["final"] is True  # type: ignore[index]
+        assert final.trial["params"] == best.trial["params"]  # type: ignore[index]
+        assert final.recipe["time_budget_s"] == 600 - 300 - EXPORT_RESERVE_S  # all the time left
+        assert not driver.wants_final(plane.runs.children(parent.id))  # once only

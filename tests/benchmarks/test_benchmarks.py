@@ -176,3 +176,22 @@ def test_bench_serve(tiny_data: Path):
               "model_images_per_s_batch_1", "model_images_per_s_batch_32")
     assert isinstance(result["target_met"], bool)
     assert "batches run by the batching server" in stdout
+
+
+def test_bench_tasks(tmp_path: Path):
+    """The multi-label set and the train-on comparison, on a small set of coloured patterns."""
+    from tests.training.test_review import make_set
+
+    data = tmp_path / "colours"
+    make_set(data, {"red": 12, "blue": 12, "green": 12})
+    tiny = ("--data", str(data), "--architecture", "tiny", "--image-size", "32", "--epochs", "2", "--weights", "none",
+            "--set", "batch_size=8")
+    tagged, _ = run_script("bench_tasks.py", "multilabel", *tiny)
+    assert tagged["images"] == 36
+    assert tagged["tagged_bright"] >= 9  # the brightest quarter (ties may add some)
+    assert set(tagged["per_label_f1"]) == {"blue", "bright", "green", "red"}
+    assert 0 <= tagged["micro_f1"] <= 1
+    trained_on, _ = run_script("bench_tasks.py", "train-on", *tiny)
+    assert trained_on["train_images_half"] < trained_on["train_images_all"]
+    assert trained_on["validation_images"] == 3 * round(12 * 0.2)
+    assert isinstance(trained_on["continued_beats_scratch"], bool)

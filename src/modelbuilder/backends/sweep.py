@@ -7,9 +7,13 @@ hyperband early termination), submits a trial per settings while fewer than `max
 run, reports each trial's validation accuracy per epoch to the pruner as the trial records it, and
 stops a trial the pruner finds behind (`RunService.request_early_termination`: it exports its best
 model so far and ends Completed, "early termination"). With a time budget, each trial gets a share of
-what is left, within which its own epochs are planned (`training/budget.py`). At the end, or on a
-cancel of the parent, the best finished trial's result (validation accuracy, ties to the faster model)
-is copied into the parent's folder.
+what is left, within which its own epochs are planned (`training/budget.py`).
+
+With a time budget, FINAL_SHARE of it is kept for a final trial: when the search trials are done, the
+best settings they found are trained once more with all the time left, a whole planned schedule (the
+search trials' short schedules rank settings well enough; their models are not the best those settings
+give). The final trial is never pruned. At the end, or on a cancel of the parent, the best finished
+trial's result (validation accuracy, ties to the faster model) is copied into the parent's folder.
 
 The study lives beside the parent's files (a journal file of Optuna's) and every trial is in the store,
 so a driver killed and restarted (another attempt of the parent) carries on where it was.
@@ -39,6 +43,7 @@ from modelbuilder.training.recipe import TrainConfig
 POLL_S = 1.0
 EXPORT_RESERVE_S = 5.0  # copying the best trial's result into the parent's folder
 MIN_TRIAL_S = 60.0  # less than this left: no new trial (it could not train an epoch and export)
+FINAL_SHARE = 0.5  # of a timed sweep's budget, kept for the final trial of the best settings found
 STUDY_FILE = "study.journal"
 METRIC = "val_accuracy"
 
@@ -144,8 +149,11 @@ class SweepDriver:
         self.cancel = False
         self.lost = False  # another attempt holds the parent now (set by the lease's heartbeat)
         self.deadline = None
+        self.final_reserve = 0.0  # seconds kept for the final trial (none without a budget or with one trial)
         if self.base.time_budget_s is not None:  # the user's time: from the submission, the export included
             self.deadline = parent.created_at.timestamp() + self.base.time_budget_s
+            if self.settings.max_trials > 1:
+                self.final_reserve = FINAL_SHARE * self.base.time_budget_s
         self.parallel = min(self.settings.max_concurrent_trials, self._slots())
 
     # --- the loop ---------------------------------------------------------------------------------
@@ -179,6 +187,9 @@ class SweepDriver:
             elif len(active) < self.parallel and self.may_start(len(trials)):
                 self.start_trial(len(trials))
                 continue
+            elif not active and self.wants_final(trials):
+                self.start_final(trials)
+                continue
             if not active and (self.cancel or not self.may_start(len(trials))):
                 break
             time.sleep(POLL_S)
@@ -192,11 +203,32 @@ class SweepDriver:
         if self.settings.sampling == "grid" and started >= math.prod(
                 len(spec["values"]) for spec in self.settings.space.values()):
             return False
-        return self.deadline is None or self._left() >= MIN_TRIAL_S
+        return self.deadline is None or self._search_left() >= MIN_TRIAL_S
 
     def _left(self) -> float:
         assert self.deadline is not None
         return self.deadline - self.clock().timestamp() - EXPORT_RESERVE_S
+
+    def _search_left(self) -> float:
+        """What is left for search trials: all that is left but the final trial's share."""
+        return self._left() - self.final_reserve
+
+    def wants_final(self, trials: list[e.Run]) -> bool:
+        """Whether the final trial should start now: the search is over, one trial has a result, none
+        was the final one yet, and there is time to train it."""
+        return (self.final_reserve > 0 and not self.cancel and best_trial(trials) is not None
+                and not any((t.trial or {}).get("final") for t in trials) and self._left() >= MIN_TRIAL_S)
+
+    def start_final(self, trials: list[e.Run]) -> None:
+        """Train the best trial's settings once more with all the time left."""
+        best = best_trial(trials)
+        assert best is not None
+        assert best.trial is not None
+        self.study.enqueue_trial(best.trial["params"])
+        trial = self.study.ask(self.distributions)
+        self._log(f"Final trial: the settings of trial {best.trial['number']} ({best.id}, validation accuracy "
+                  f"{result_of(best):.4f}) with the {self._left():.0f} s left, a whole planned schedule.")
+        self._submit(trial.number, trial._trial_id, trial.params, len(trials), final=True)
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and self._left() <= 0
@@ -206,10 +238,11 @@ class SweepDriver:
         trial = self.study.ask(self.distributions)
         self._submit(trial.number, trial._trial_id, trial.params, started)
 
-    def _submit(self, number: int, trial_id: int, params: dict[str, Any], started: int) -> None:
+    def _submit(self, number: int, trial_id: int, params: dict[str, Any], started: int, final: bool = False) -> None:
         budget = None
         if self.deadline is not None:
-            budget = trial_budget(self._left(), self.settings.max_trials - started, self.parallel)
+            budget = self._left() if final else trial_budget(self._search_left(), self.settings.max_trials - started,
+                                                             self.parallel)
         try:
             recipe = self.base.with_(**search.recipe_settings(params), time_budget_s=budget)
             TrainConfig.from_dict(recipe.to_dict())  # a combination the recipe refuses fails this trial only
@@ -221,7 +254,7 @@ class SweepDriver:
             self.workspace, self.parent.experiment_name, self.parent.compute_name, recipe.to_dict(),
             project_name=self.parent.project_name, idempotency_key=f"{self.parent.id}-trial-{number}",
             parent_run_id=self.parent.id, trial={"number": number, "optuna_id": trial_id, "params": params,
-                                                 "share": self.parallel})
+                                                 "share": self.parallel, **({"final": True} if final else {})})
         shown = f", {budget:.0f} s of the budget" if budget is not None else ""
         self._log(f"Trial {number} ({child.id}): {_settings(params)}{shown}.")
 
@@ -247,7 +280,7 @@ class SweepDriver:
                 self.reported[child.id] = point.step
             if child.terminal:
                 self._tell(child, number)
-            elif points and not child.cancel_requested and handle.should_prune():
+            elif points and not child.cancel_requested and not child.trial.get("final") and handle.should_prune():
                 epoch, value = points[-1].step, points[-1].value
                 why = (f"{self.settings.early_termination} policy at epoch {epoch}: validation accuracy "
                        f"{value:.4f} is behind the other trials")
