@@ -59,7 +59,7 @@ def epochs_that_fit(costs: Costs, seconds: float, steps: int, eval_images: int) 
 
 def describe(costs: Costs, epochs: int, seconds: float, steps: int, eval_images: int) -> str:
     return (f"Time budget: an epoch takes about {costs.epoch_s(steps, eval_images):.1f} s here "
-            f"({costs.step_s * 1000:.0f} ms per step of {steps}, evaluation at {costs.eval_images_per_s:.0f} "
+            f"({steps} steps of {costs.step_s * 1000:.0f} ms, evaluation at {costs.eval_images_per_s:.0f} "
             f"images/s, {costs.checkpoint_s:.1f} s per checkpoint) and the export about {costs.export_s():.0f} s, "
             f"so {epochs} epoch(s) fit in the {seconds:.0f} s left ({PLAN_MARGIN:.0%} kept in reserve); the "
             f"learning-rate schedule is planned to end with them.")
