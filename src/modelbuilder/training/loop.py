@@ -346,7 +346,7 @@ def fit(loop: Loop, train: Split, val: Split, state: TrainState, run_dir: Path, 
         if stop:
             stopped = stop
             break
-        if early:
+        if early and state.epoch < loop.epochs:  # at the last epoch the schedule simply completed
             stopped = "early_stopping"
             break
     return FitResult(state, stopped, best_path)
