@@ -36,12 +36,14 @@ RECIPE = {"architecture": "tiny", "weights": "none", "image_size": 32, "epochs":
           "early_stopping_patience": EPOCHS, "name": "Tiny"}
 LONG_MS = 180_000
 
-pytestmark = [
+# every Chromium test module's marks (its pytestmark)
+BROWSER_MARKS = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium, or set "
                                                  "MODELBUILDER_TEST_CHROMIUM)"),
 ]
+pytestmark = BROWSER_MARKS
 
 # Installed before the page's own scripts: records every status the page shows and every count of
 # validation-accuracy points the chart draws, as they happen.

@@ -19,14 +19,9 @@ from tests.completed import TINY_RECIPE, TrainedRun, make_completed_run
 from tests.imagery import make_multilabel_set
 
 from .conftest import LiveServer
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, watch_problems
+from .test_browser import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, watch_problems
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium, or set "
-                                                 "MODELBUILDER_TEST_CHROMIUM)"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,11 @@ import pytest
 from tests.imagery import make_image_folder
 
 from .conftest import TOKEN, LiveServer
-from .test_browser import CHROMIUM, CHROMIUM_ARGS, watch_problems
+from .test_browser import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, watch_problems
 
 LONG_MS = 300_000
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium, or set "
-                                                 "MODELBUILDER_TEST_CHROMIUM)"),
-]
+pytestmark = BROWSER_MARKS
 
 
 def zipped(folder: Path, target: Path) -> Path:

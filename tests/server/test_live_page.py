@@ -12,7 +12,7 @@ import pytest
 from tests.imagery import make_image_folder
 
 from .conftest import LiveServer
-from .test_browser import CHROMIUM, CHROMIUM_ARGS
+from .test_browser import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS
 
 EPOCHS = 3
 RECIPE = {"architecture": "tiny", "weights": "none", "image_size": 32, "epochs": EPOCHS, "batch_size": 4,
@@ -20,12 +20,7 @@ RECIPE = {"architecture": "tiny", "weights": "none", "image_size": 32, "epochs":
 LONG_MS = 180_000
 POLLING = ("/history", "/metrics", "/logs?")  # what the page reads from the JSON API when it polls
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium, or set "
-                                                 "MODELBUILDER_TEST_CHROMIUM)"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.mark.parametrize("stream", ["served", "refused"])
