@@ -54,7 +54,8 @@ def check_relpath(relpath: str) -> str:
     return relpath
 
 
-def _sha256_of(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in chunks (the one file hash of the project)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while chunk := handle.read(_CHUNK):
@@ -64,7 +65,8 @@ def _sha256_of(path: Path) -> str:
 
 def _described(run_id: str, relpath: str, path: Path) -> e.ArtifactRecord:
     stat = path.stat()
-    return e.ArtifactRecord(run_id, relpath, stat.st_size, _sha256_of(path), datetime.fromtimestamp(stat.st_mtime, UTC))
+    return e.ArtifactRecord(run_id, relpath, stat.st_size, file_sha256(path),
+                            datetime.fromtimestamp(stat.st_mtime, UTC))
 
 
 def _fsync_dir(path: Path) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelbuilder.core.artifacts import file_sha256
 from modelbuilder.training import data as data_mod
 
 FORMAT = "modelbuilder.data/1"
@@ -63,14 +64,6 @@ def label_counts(entries: Iterable[Entry]) -> dict[str, int]:
     for entry in entries:
         counts[entry.label] = counts.get(entry.label, 0) + 1
     return dict(sorted(counts.items()))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def manifest_bytes(entries: list[Entry]) -> bytes:

@@ -8,7 +8,6 @@ bad manifest, no images, one label only, a set none of whose images can be read.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 from modelbuilder import names
 from modelbuilder.config import run_url, running_server
 from modelbuilder.core import entities as e
+from modelbuilder.core.artifacts import file_sha256
 from modelbuilder.core.services import Services
 from modelbuilder.errors import InvalidInput, NotFound, WeightsError
 from modelbuilder.results.files import BEST_CHECKPOINT, CHECKPOINT_DIR, RESULT_MARKER, ZIP_FILE
@@ -128,7 +128,7 @@ def starting_point(services: Services, recipe: TrainConfig) -> TrainConfig:
                            "pass a run's MLModel.zip or checkpoints/best.pt, or --from-run with its id.")
     folder = path if path.is_dir() else path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent
     if path.is_file() and path.suffix.lower() == ".zip" and not (folder / BEST_CHECKPOINT).is_file():
-        runs = services.recorder.runs_with_artifact(ZIP_FILE, _sha256(path))  # a copy of a run's result
+        runs = services.recorder.runs_with_artifact(ZIP_FILE, file_sha256(path))  # a copy of a run's result
         if runs:
             return starting_point(services, recipe.with_(from_model=None, from_run=runs[0]))
     if path.is_dir() or path.suffix.lower() == ".zip":
@@ -141,14 +141,6 @@ def starting_point(services: Services, recipe: TrainConfig) -> TrainConfig:
         path = folder / BEST_CHECKPOINT
     stored = e.RUN_ID.fullmatch(folder.name) and services.artifacts.run_dir(folder.name) == folder
     return recipe.with_(from_model=str(path), from_run=folder.name if stored else None)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def default_experiment(data: str) -> str:

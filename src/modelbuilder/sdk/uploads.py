@@ -26,6 +26,7 @@ from filelock import FileLock
 
 from modelbuilder import names
 from modelbuilder.core import entities as e
+from modelbuilder.core.artifacts import file_sha256
 from modelbuilder.core.services import Services
 from modelbuilder.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from modelbuilder.sdk import ingest
@@ -154,12 +155,8 @@ def finish(services: Services, upload_id: str) -> tuple[e.DataVersion, bool]:
         if upload.offset != upload.size:
             raise Conflict(f"Upload {upload_id} has {upload.offset} of its {upload.size} bytes.",
                            f"send the rest, starting at byte {upload.offset}.")
-        digest = hashlib.sha256()
-        with part.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
         try:
-            if upload.sha256 is not None and digest.hexdigest() != upload.sha256:
+            if upload.sha256 is not None and file_sha256(part) != upload.sha256:
                 raise InvalidInput("The bytes received do not match the upload's SHA-256 (damaged in transit).",
                                    "upload again.")
             return ingest.ingest_zip(services, upload.workspace, upload.name, part, cap_bytes(services))
