@@ -29,13 +29,19 @@ def test_a_trial_gets_its_share_of_what_is_left() -> None:
     assert trial_budget(40, trials_left=1, parallel=1) == 40  # never more than is left
 
 
-def test_the_driver_plans_each_trial_within_the_sweeps_budget(plane: Plane) -> None:
-    settings = sweep.sweep_settings(SPACE, max_trials=3, sampling="random")
+def _claimed_sweep(plane: Plane, max_trials: int) -> e.Run:
+    """A timed sweep's parent (600 s), claimed by an agent as the scheduler would."""
+    settings = sweep.sweep_settings(SPACE, max_trials=max_trials, sampling="random")
     assert settings is not None
     parent = plane.runs.submit("default", "exp", "local", plane.recipe(time_budget_s=600, epochs=None),
                                project_name="Tiny", sweep=settings.to_dict())
     claimed = plane.leases.claim_next_run([parent.compute_id], "test-agent", 60)  # type: ignore[list-item]
     assert claimed is not None
+    return claimed
+
+
+def test_the_driver_plans_each_trial_within_the_sweeps_budget(plane: Plane) -> None:
+    parent = claimed = _claimed_sweep(plane, max_trials=3)
     now = [parent.created_at + timedelta(seconds=100)]
     with Services() as services:
         driver = SweepDriver(services, claimed, "test-agent", clock=lambda: now[0])
@@ -63,12 +69,7 @@ def test_minutes_saved_by_early_termination(plane: Plane) -> None:
 
 
 def test_the_best_settings_are_trained_again_with_the_time_kept_for_them(plane: Plane) -> None:
-    settings = sweep.sweep_settings(SPACE, max_trials=2, sampling="random")
-    assert settings is not None
-    parent = plane.runs.submit("default", "exp", "local", plane.recipe(time_budget_s=600, epochs=None),
-                               project_name="Tiny", sweep=settings.to_dict())
-    claimed = plane.leases.claim_next_run([parent.compute_id], "test-agent", 60)  # type: ignore[list-item]
-    assert claimed is not None
+    parent = claimed = _claimed_sweep(plane, max_trials=2)
     now = [parent.created_at + timedelta(seconds=10)]
     with Services() as services:
         driver = SweepDriver(services, claimed, "test-agent", clock=lambda: now[0])
