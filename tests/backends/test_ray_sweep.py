@@ -11,7 +11,7 @@ import pytest
 
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
-from modelbuilder.sdk import sweep
+from modelbuilder.sdk import submit, sweep
 from modelbuilder.training.recipe import TrainConfig
 from tests.backends.test_ray import ray_address  # noqa: F401 - the module's Ray head (a fixture)
 from tests.plane import Plane
@@ -33,7 +33,7 @@ def test_a_sweep_on_a_ray_compute_runs_two_trials_at_once(plane: Plane, agent: A
     recipe = TrainConfig.from_dict(plane.recipe())
     plane.holds.at("training 2 1")
     with Services() as services:
-        parent = sweep.submit_sweep(services, recipe, settings, compute="cluster").run  # type: ignore[arg-type]
+        parent = submit.submit(services, recipe, compute="cluster", sweep=settings).run
         plane.wait(parent.id, lambda run: len(plane.runs.children(run.id)) == 2, what="two trials")
         first, second = plane.runs.children(parent.id)
         plane.wait_held(first.id, timeout=300)

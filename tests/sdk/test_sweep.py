@@ -17,7 +17,8 @@ from modelbuilder import Workspace
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.results.files import MAP_FILE, MODEL_FILE, ZIP_FILE
-from modelbuilder.sdk import objects, sweep, wait
+from modelbuilder.sdk import data as sdk_data
+from modelbuilder.sdk import objects, submit, sweep, wait
 from modelbuilder.training.recipe import TrainConfig
 from tests.cli.driver import Cli
 from tests.imagery import make_image_folder
@@ -99,6 +100,22 @@ def test_search_mistakes_are_one_line_errors_in_the_cli(cli: Cli, data: Path, tm
     cli("train", "--data", str(data), "--search", "auto", "--sampling", "grid").user_error("Grid sampling")
 
 
+def test_a_sweep_on_a_data_asset_trains_every_trial_on_it(data: Path, fresh_session: Any) -> None:
+    """`train --data pets --search ...`: the parent is linked to the asset, and so is each trial, so a worker
+    reads the images from its own artifact store."""
+    with Services() as services:
+        sdk_data.upload(services, data, "pets")
+        settings = sweep.sweep_settings(SPACE, max_trials=1, sampling="random", early_termination="none")
+        recipe = submit.recipe_from({**TINY_SWEEP, "data": "pets", "epochs": 1})
+        parent = submit.submit(services, recipe, sweep=settings).run
+        assert services.data.run_data(parent.id) == ("pets", 1)
+        ended = wait.wait(services, parent.id, timeout=300)  # an agent runs in this process while it waits
+        assert ended.status == e.COMPLETED, ended.status_reason
+        [child] = services.runs.children(parent.id)
+        assert child.status == e.COMPLETED, child.status_reason
+        assert services.data.run_data(child.id) == ("pets", 1)
+
+
 def test_a_tiny_sweep_through_the_api(client: TestClient, services: Services, data: Path) -> None:
     body = {"experiment": "pets", "recipe": {"data": str(data), **{k: v for k, v in TINY_SWEEP.items() if k != "name"}},
             "search": {"search": {**SPACE, "learning_rate": "choice(0.01, 0.02)", "number_of_epochs": 2},
@@ -127,7 +144,7 @@ def submit_sweep(plane: Plane, services: Services, **options: Any) -> e.Run:
     settings = sweep.sweep_settings(SPACE, sampling="random", early_termination="median", delay_evaluation=1,
                                     **options)
     recipe = TrainConfig.from_dict(plane.recipe(**TINY_SWEEP))
-    return sweep.submit_sweep(services, recipe, settings).run  # type: ignore[arg-type]
+    return submit.submit(services, recipe, sweep=settings).run
 
 
 def trial(plane: Plane, parent: str, number: int) -> e.Run:

@@ -50,6 +50,11 @@ def test_a_client_with_its_own_home_uploads_trains_and_downloads(start_server: C
     assert "is the data asset pets:1" in by_path.stderr
     assert "unchanged, not sent again" in by_path.stderr
     assert "queued on compute local" in by_path.stdout
+    swept = subprocess.run([sys.executable, "-m", "modelbuilder", "train", "--data", "pets", "--search", "auto"],
+                           capture_output=True, text=True, env=env, cwd=workdir, timeout=120)
+    assert swept.returncode == 2  # not silently a single run: refused with one line
+    assert swept.stderr.count("\n") == 1
+    assert "A sweep cannot be started through a server" in swept.stderr
     refused = subprocess.run([sys.executable, "-m", "modelbuilder", "data", "list"], capture_output=True, text=True,
                              env={**env, "MODELBUILDER_TOKEN": "wrong-token-0123456789"}, timeout=120)
     assert refused.returncode == 2

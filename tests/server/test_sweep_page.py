@@ -11,7 +11,7 @@ import pytest
 
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
-from modelbuilder.sdk import sweep, wait
+from modelbuilder.sdk import submit, sweep, wait
 from modelbuilder.training.recipe import TrainConfig
 from tests.imagery import make_image_folder
 from tests.plane import Holds
@@ -35,7 +35,7 @@ def test_the_sweep_page_shows_its_leaderboard(home: Path, tmp_path: Path,
                                     "batch_size": 4, "name": "Tiny"})
     settings = sweep.sweep_settings(SPACE, max_trials=2, sampling="grid", early_termination="none")
     with Services() as services:
-        parent = sweep.submit_sweep(services, recipe, settings).run  # type: ignore[arg-type]
+        parent = submit.submit(services, recipe, sweep=settings).run
         ended = wait.wait(services, parent.id, timeout=300)
         assert ended.status == e.COMPLETED, ended.status_reason
         board = sweep.leaderboard(services, ended)

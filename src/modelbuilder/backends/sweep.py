@@ -155,6 +155,7 @@ class SweepDriver:
             if self.settings.max_trials > 1:
                 self.final_reserve = FINAL_SHARE * self.base.time_budget_s
         self.parallel = min(self.settings.max_concurrent_trials, self._slots())
+        self.data = services.data.run_data(parent.id)  # (asset, version) the parent was submitted on, or None
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> None:
@@ -255,6 +256,8 @@ class SweepDriver:
             project_name=self.parent.project_name, idempotency_key=f"{self.parent.id}-trial-{number}",
             parent_run_id=self.parent.id, trial={"number": number, "optuna_id": trial_id, "params": params,
                                                  "share": self.parallel, **({"final": True} if final else {})})
+        if self.data is not None:  # the parent trains on a data asset: each worker reads it from its own store
+            self.services.data.link_run(child.id, self.workspace, *self.data)
         shown = f", {budget:.0f} s of the budget" if budget is not None else ""
         self._log(f"Trial {number} ({child.id}): {_settings(params)}{shown}.")
 

@@ -20,9 +20,13 @@ from modelbuilder.sdk.client import Client
 
 def train_remote(services: Services, client: Client, settings: dict[str, Any], *, recipe_file: Path | None,
                  workspace: str | None, experiment: str | None, compute: str, idempotency_key: str | None,
-                 detach: bool, output: Path) -> None:
+                 detach: bool, output: Path, search: str | None = None) -> None:
     if recipe_file is not None:
         raise InvalidInput("A recipe file cannot be sent to a server yet.", "give its settings as options instead.")
+    if search is not None:
+        raise InvalidInput("A sweep cannot be started through a server from this client yet.",
+                           "start it on the server's host (modelbuilder train --search ...), or send POST "
+                           "/api/v1/runs with 'search'.")
     folder = remote.local_data(settings)
     if folder is not None:  # a local folder: uploaded as a data asset first (resumable; unchanged: not sent)
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),

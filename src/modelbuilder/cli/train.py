@@ -150,16 +150,13 @@ def train(
         if client is not None:  # a client of a remote server: through its API, on a data asset
             with client:
                 train_remote(s, client, recipe_settings, recipe_file=recipe, workspace=workspace, experiment=experiment,
-                             compute=compute, idempotency_key=idempotency_key, detach=detach, output=output)
+                             compute=compute, idempotency_key=idempotency_key, detach=detach, output=output,
+                             search=search)
             return
         config = submit.recipe_from(recipe_settings, recipe)
         settings = sweep.sweep_settings(search, **options)
-        if settings is None:
-            submitted = submit.submit(s, config, workspace=workspace, experiment=experiment, compute=compute,
-                                      idempotency_key=idempotency_key)
-        else:
-            submitted = sweep.submit_sweep(s, config, settings, workspace=workspace, experiment=experiment,
-                                           compute=compute, idempotency_key=idempotency_key)
+        submitted = submit.submit(s, config, workspace=workspace, experiment=experiment, compute=compute,
+                                  idempotency_key=idempotency_key, sweep=settings)
         _say_submitted(submitted)
         if not detach:
             _finish(s, _follow(s, submitted.run.id), output)

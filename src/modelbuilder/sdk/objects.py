@@ -136,12 +136,8 @@ class Experiment:
         settings = sweep.sweep_settings(search, max_trials=max_trials, max_concurrent_trials=max_concurrent_trials,
                                         sampling=sampling, early_termination=early_termination,
                                         evaluation_interval=evaluation_interval, delay_evaluation=delay_evaluation)
-        if settings is not None:
-            submitted = sweep.submit_sweep(self.ws.services, config, settings, workspace=self.ws.name,
-                                           experiment=self.name, compute=compute, idempotency_key=idempotency_key)
-        else:
-            submitted = submit.submit(self.ws.services, config, workspace=self.ws.name, experiment=self.name,
-                                      compute=compute, idempotency_key=idempotency_key)
+        submitted = submit.submit(self.ws.services, config, workspace=self.ws.name, experiment=self.name,
+                                  compute=compute, idempotency_key=idempotency_key, sweep=settings)
         return Run(submitted.run, self.ws)
 
     def runs(self) -> list[Run]:

@@ -25,6 +25,7 @@ from modelbuilder.sdk import data
 from modelbuilder.sdk.results import require_results
 from modelbuilder.training import data as data_mod
 from modelbuilder.training.recipe import TrainConfig
+from modelbuilder.training.search import SweepSettings
 
 DATA_PATHS = ("data", "validation_data", "from_model")  # paths a recipe names, made absolute
 DEFAULT_EXPERIMENT = "default"
@@ -158,10 +159,11 @@ class Submitted:
 
 
 def submit(services: Services, recipe: TrainConfig, *, workspace: str | None = None, experiment: str | None = None,
-           compute: str = "local", idempotency_key: str | None = None) -> Submitted:
+           compute: str = "local", idempotency_key: str | None = None, sweep: SweepSettings | None = None) -> Submitted:
     """Check the data, then queue a run of `recipe` in `workspace` (see `WorkspaceService.in_use`), in
     `experiment` (default: named after the data) on `compute`. With `idempotency_key`, the same
-    submission again returns the same run; a different one under the same key is refused."""
+    submission again returns the same run; a different one under the same key is refused. With `sweep`
+    (`sdk.sweep.sweep_settings`) the run is a sweep's parent, whose trials try settings around `recipe`."""
     name, made = services.workspaces.in_use(workspace)
     asset = None
     if names_asset(recipe.data):  # trains on a data asset: its version's folder in the artifact store
@@ -170,7 +172,8 @@ def submit(services: Services, recipe: TrainConfig, *, workspace: str | None = N
     check_data(recipe)
     recipe = starting_point(services, recipe)
     run = services.runs.submit(name, experiment or default_experiment(asset.asset if asset else recipe.data), compute,
-                               recipe.to_dict(), project_name=recipe.name, idempotency_key=idempotency_key)
+                               recipe.to_dict(), project_name=recipe.name, idempotency_key=idempotency_key,
+                               sweep=sweep.to_dict() if sweep is not None else None)
     if asset is not None:
         services.data.link_run(run.id, name, asset.asset, asset.version)
     server = running_server(services.settings)

@@ -1,8 +1,9 @@
 """Sweeps: a parent run whose children are trials, each an ordinary run with settings from a search space.
 
 `modelbuilder train --search auto|space.yaml`, `Experiment.submit(..., search=...)` and `POST /api/v1/runs`
-with `search` all call `submit_sweep`: the recipe and the data are checked as for one run
-(`sdk.submit`), the space is read and checked (`training.search`: every mistake in a space file is a
+with `search` all read the space with `sweep_settings` and call `sdk.submit.submit` with it: the recipe,
+the data (a folder, a manifest or a data asset) and a starting model are checked as for one run, the
+space is read and checked (`training.search`: every mistake in a space file is a
 one-line error), and the parent is queued holding the sweep's settings. An agent then starts the
 parent's driver (`backends/sweep.py`), which submits the trials. The parent's result is its best
 trial's, so waiting, downloading and showing a sweep are those of any run; `leaderboard` is what is
@@ -16,13 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelbuilder.config import run_url, running_server
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.errors import InvalidInput
-from modelbuilder.sdk.submit import Submitted, check_data, default_experiment
 from modelbuilder.training import search
-from modelbuilder.training.recipe import TrainConfig
 
 _TRAINING_STOPPED = re.compile(r"; ([^;()]+)\)$")
 SWEEP_OPTIONS = ("max_trials", "max_concurrent_trials", "sampling", "early_termination", "evaluation_interval",
@@ -49,19 +47,6 @@ def sweep_settings(search_: str | Path | dict[str, Any] | None, **options: Any) 
         shown = search.AUTO if str(search_) == search.AUTO else Path(search_).name
     given = {**from_file, **{key: value for key, value in options.items() if value is not None}}
     return search.SweepSettings(space=space, search=shown, **given)
-
-
-def submit_sweep(services: Services, recipe: TrainConfig, settings: search.SweepSettings, *,
-                 workspace: str | None = None, experiment: str | None = None, compute: str = "local",
-                 idempotency_key: str | None = None) -> Submitted:
-    """Check the data, then queue the sweep's parent run (see `sdk.submit.submit`)."""
-    check_data(recipe)
-    name, made = services.workspaces.in_use(workspace)
-    run = services.runs.submit(name, experiment or default_experiment(recipe.data), compute, recipe.to_dict(),
-                               project_name=recipe.name, idempotency_key=idempotency_key,
-                               sweep=settings.to_dict())
-    server = running_server(services.settings)
-    return Submitted(run, name, made, run_url(server, name, run.id) if server else None)
 
 
 @dataclass(frozen=True)

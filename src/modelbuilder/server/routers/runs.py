@@ -45,13 +45,9 @@ def submit_run(
         raise InvalidInput("The Idempotency-Key header and the body's idempotency_key differ.",
                            "send the key once, in either place.")
     recipe = submit.recipe_from(body.recipe.model_dump(exclude_none=True), assets_by_name=True)
-    if body.search is None:
-        submitted = submit.submit(services, recipe, workspace=body.workspace, experiment=body.experiment,
-                                  compute=body.compute, idempotency_key=key)
-    else:
-        settings = sweep.sweep_settings(body.search.search, **body.search.options())
-        submitted = sweep.submit_sweep(services, recipe, settings, workspace=body.workspace,  # type: ignore[arg-type]
-                                       experiment=body.experiment, compute=body.compute, idempotency_key=key)
+    settings = sweep.sweep_settings(body.search.search, **body.search.options()) if body.search else None
+    submitted = submit.submit(services, recipe, workspace=body.workspace, experiment=body.experiment,
+                              compute=body.compute, idempotency_key=key, sweep=settings)
     return run_public(services, submitted.run)
 
 
