@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from modelbuilder.errors import InvalidInput
 from modelbuilder.names import DEFAULT_REGIONS
 
+UPLOAD_CHUNK = 8 << 20  # the largest chunk of a data upload a request carries (client, server and SDK agree)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MODELBUILDER_", extra="ignore")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from modelbuilder import names
+from modelbuilder.config import UPLOAD_CHUNK
 from modelbuilder.core import entities as e
 from modelbuilder.core.datasets import DATA_FILE
 from modelbuilder.core.services import Services
@@ -49,7 +50,7 @@ class Uploaded:
 # --- uploads ----------------------------------------------------------------------------------------------
 def upload(services: Services, source: str | Path, name: str, *, workspace: str | None = None,
            client: Client | None = None, on_progress: Progress | None = None,
-           chunk_size: int = uploads.CHUNK_SIZE) -> Uploaded:
+           chunk_size: int = UPLOAD_CHUNK) -> Uploaded:
     """Pack `source` and send it as the next version of `name` (see the module's docstring)."""
     started = time.monotonic()
     names.data_name(name)
@@ -69,7 +70,7 @@ def upload(services: Services, source: str | Path, name: str, *, workspace: str 
             if on_progress:
                 on_progress(offset, pack.size)
             handle.seek(offset)
-            chunk = handle.read(min(chunk_size, uploads.CHUNK_SIZE))
+            chunk = handle.read(min(chunk_size, UPLOAD_CHUNK))
             offset = _send(services, client, session, offset, chunk)
             sent += len(chunk)
     if on_progress:

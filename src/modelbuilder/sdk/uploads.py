@@ -25,13 +25,13 @@ from pathlib import Path
 from filelock import FileLock
 
 from modelbuilder import names
+from modelbuilder.config import UPLOAD_CHUNK
 from modelbuilder.core import entities as e
 from modelbuilder.core.artifacts import file_sha256
 from modelbuilder.core.services import Services
 from modelbuilder.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from modelbuilder.sdk import ingest
 
-CHUNK_SIZE = 8 << 20  # the largest chunk a request carries
 ABANDONED_S = 7 * 24 * 3600  # an upload untouched this long is removed when another one starts
 UPLOADS = ".uploads"
 _ID = re.compile(r"[0-9a-f]{32}")
@@ -134,8 +134,8 @@ def append(services: Services, upload_id: str, offset: int, chunk: bytes) -> Upl
         if offset != upload.offset:
             raise Conflict(f"Upload {upload_id} has {upload.offset} bytes, not {offset}.",
                            f"send the chunk that starts at byte {upload.offset}.")
-        if len(chunk) > CHUNK_SIZE:
-            raise PayloadTooLarge(f"The chunk is larger than {CHUNK_SIZE >> 20} MiB.", "send smaller chunks.")
+        if len(chunk) > UPLOAD_CHUNK:
+            raise PayloadTooLarge(f"The chunk is larger than {UPLOAD_CHUNK >> 20} MiB.", "send smaller chunks.")
         if offset + len(chunk) > upload.size:
             raise PayloadTooLarge(f"The chunk goes past the upload's declared size ({upload.size} bytes).",
                                   "send the zip as it was declared, or start a new upload.")

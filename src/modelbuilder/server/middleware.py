@@ -22,7 +22,7 @@ import re
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelbuilder.sdk.uploads import CHUNK_SIZE
+from modelbuilder.config import UPLOAD_CHUNK
 from modelbuilder.server import API_PREFIX
 
 log = logging.getLogger("modelbuilder.server")
@@ -186,7 +186,7 @@ class BodyLimit:
 
     def limit_for(self, path: str) -> int:
         if _CHUNK_PATH.match(path):
-            return CHUNK_SIZE
+            return UPLOAD_CHUNK
         return self.upload_limit + _MULTIPART_SLACK if _UPLOAD_PATH.match(path) else self.json_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
+from modelbuilder.config import UPLOAD_CHUNK
 from modelbuilder.core import entities as e
 from modelbuilder.sdk import data, uploads
 from modelbuilder.server.deps import ServicesDep
@@ -84,7 +85,7 @@ class UploadPublic(BaseModel):
     size: int
     sha256: str | None
     offset: int = Field(description="Bytes received so far: the next chunk starts here.")
-    chunk_size: int = uploads.CHUNK_SIZE
+    chunk_size: int = UPLOAD_CHUNK
     existing: DataVersionPublic | None = None
 
     @classmethod
