@@ -181,10 +181,12 @@ class SweepDriver:
             if self.cancel or self._stop_requested():
                 self.cancel = True
                 for trial in active:
-                    self._quietly(runs.request_cancel, trial.id, "its sweep was canceled")
+                    if not trial.cancel_requested:  # asked once, not on every poll
+                        self._quietly(runs.request_cancel, trial.id, "its sweep was canceled")
             elif self.out_of_time():
                 for trial in active:
-                    self._quietly(runs.request_early_termination, trial.id, "the sweep's time budget is spent")
+                    if not trial.cancel_requested:
+                        self._quietly(runs.request_early_termination, trial.id, "the sweep's time budget is spent")
             elif len(active) < self.parallel and self.may_start(len(trials)):
                 self.start_trial(len(trials))
                 continue

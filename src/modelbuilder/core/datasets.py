@@ -75,11 +75,6 @@ class DataAssetService:
                     shutil.rmtree(target)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged, target)
-                try:
-                    session.flush()
-                except BaseException:
-                    shutil.rmtree(target, ignore_errors=True)
-                    raise
                 return _version(name, row), True
         finally:
             if staged.exists():

@@ -29,13 +29,13 @@ from modelbuilder.config import UPLOAD_CHUNK
 from modelbuilder.core import entities as e
 from modelbuilder.core.datasets import DATA_FILE
 from modelbuilder.core.services import Services
+from modelbuilder.core.workspace import DEFAULT_WORKSPACE
 from modelbuilder.errors import InvalidInput
 from modelbuilder.sdk import datapack, ingest, uploads
 from modelbuilder.sdk.client import Client
 
 Progress = Callable[[int, int], None]  # (bytes sent, bytes in all)
 PACKS = "packs"  # under the home folder: packed uploads, kept until they are sent
-DEFAULT_WORKSPACE = "default"
 
 
 @dataclass(frozen=True)

@@ -46,10 +46,6 @@ class Pack:
     entries: list[Entry]
     skipped: list[data_mod.Skipped]
 
-    @property
-    def labels(self) -> dict[str, int]:
-        return label_counts(self.entries)
-
 
 def content_digest(entries: Iterable[Entry]) -> str:
     """One SHA-256 over every image's path, label and SHA-256, in path order."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from modelbuilder import names
+from modelbuilder.core.workspace import DEFAULT_WORKSPACE
 from modelbuilder.errors import InvalidInput
 from modelbuilder.sdk import ingest
 from modelbuilder.sdk.client import Client
@@ -63,7 +64,7 @@ def submit(client: Client, settings: Mapping[str, Any], *, workspace: str | None
     """Queue a run on the server; its answer (RunPublic) comes back."""
     recipe = recipe_body(settings)
     asset = names.data_ref(recipe["data"])[0]
-    request = {"workspace": workspace or "default", "compute": compute, "recipe": recipe,
+    request = {"workspace": workspace or DEFAULT_WORKSPACE, "compute": compute, "recipe": recipe,
                "experiment": experiment or (default_experiment(asset) if len(asset) >= 3 else DEFAULT_EXPERIMENT)}
     if idempotency_key:
         request["idempotency_key"] = idempotency_key
