@@ -115,6 +115,17 @@ def test_thousands_of_copies_of_one_picture_stop_counting_instead_of_filling_mem
     assert len(found["pairs"]) == duplicates.PAIRS_KEPT
 
 
+def test_copies_with_the_same_labels_in_another_order_are_no_conflict() -> None:
+    """A multi-label manifest may list one photo's labels in any order: the same set is the same labels."""
+    prints = duplicates.Fingerprints(["same"] * 3, np.full(3, 7, dtype=np.uint64), np.full(3, 9, dtype=np.uint64))
+    images = [duplicates.DataImage("a.png", "cat;bright", "training"),
+              duplicates.DataImage("b.png", "bright;cat", "training"),
+              duplicates.DataImage("c.png", "cat", "training")]
+    found = duplicates.find_duplicates(images, prints)
+    conflicts = {tuple(i["path"] for i in p["images"]) for p in found["pairs"] if p["across_labels"]}
+    assert conflicts == {("a.png", "c.png"), ("b.png", "c.png")}
+
+
 def test_near_pairs_are_those_within_both_thresholds() -> None:
     """Hashes a given number of bits apart: the pigeonhole bands find exactly the pairs a full comparison finds."""
     rng = np.random.default_rng(1)

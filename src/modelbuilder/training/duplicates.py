@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from modelbuilder.training.cache import DecodedCache
+from modelbuilder.training.samples import LABELS_JOINED
 
 PHASH_MAX_BITS = 6  # near duplicates: perceptual hashes at most this many of 64 bits apart...
 DHASH_MAX_BITS = 8  # ...and difference hashes at most this many. Read off the shared sets: re-shot copies in
@@ -48,6 +49,11 @@ class DataImage:
     path: str
     label: str
     split: str
+
+    @property
+    def label_set(self) -> frozenset[str]:
+        """Its labels as a set: "cat;bright" and "bright;cat" are the same labels, not a conflict."""
+        return frozenset(self.label.split(LABELS_JOINED))
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,7 @@ def find_duplicates(images: Sequence[DataImage], prints: Fingerprints) -> dict[s
         for a, b in found:
             one, other = images[a], images[b]
             distance = int(np.bitwise_count(prints.phash[a] ^ prints.phash[b]))
-            pairs.append({"kind": kind, "distance": distance, "across_labels": one.label != other.label,
+            pairs.append({"kind": kind, "distance": distance, "across_labels": one.label_set != other.label_set,
                           "across_split": one.split != other.split,
                           "images": [{"path": x.path, "label": x.label, "split": x.split} for x in (one, other)]})
     pairs.sort(key=lambda p: (not p["across_labels"], not p["across_split"], p["kind"] != "exact", p["distance"],

@@ -9,6 +9,9 @@ from pathlib import Path, PurePath
 TRAIN, VALIDATION = "train", "validation"  # the sides a manifest line may name
 
 
+LABELS_JOINED = ";"  # a multi-label image's `label`: its labels joined by this
+
+
 @dataclass(frozen=True)
 class Sample:
     """One image and its label. A manifest may also say which side of the split it belongs on (`split`), and
@@ -24,7 +27,7 @@ class Sample:
     @classmethod
     def of(cls, path: Path, labels: tuple[str, ...], split: str | None = None, line: int | None = None,
            listed: bool = False) -> Sample:
-        return cls(path, ";".join(labels), split, line, labels if listed or len(labels) > 1 else ())
+        return cls(path, LABELS_JOINED.join(labels), split, line, labels if listed or len(labels) > 1 else ())
 
     @property
     def all_labels(self) -> tuple[str, ...]:
