@@ -137,8 +137,10 @@ def train_on(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     b = _train({**args.recipe, "data": str(everything), "name": "Continued",
                 "from_model": str(work / "run-a-half" / "checkpoints" / "best.pt")}, work / "run-b-continued")
     c = _train({**args.recipe, "data": str(everything), "name": "Scratch"}, work / "run-c-scratch")
+    started = json.loads((work / "run-b-continued" / "recipe.json").read_text())["from_model"]  # as B recorded it
     return {"epochs": args.epochs, "a_half_accuracy": a["accuracy"], "b_continued_accuracy": b["accuracy"],
             "c_scratch_accuracy": c["accuracy"], "continued_beats_scratch": b["accuracy"] > c["accuracy"],
+            "b_started_from": Path(started).relative_to(work.resolve()).as_posix(),
             "train_images_half": sum(1 for r in rows_half if r["split"] == "train"),
             "train_images_all": sum(1 for r in rows_all if r["split"] == "train"),
             "validation_images": sum(1 for r in rows_all if r["split"] == "validation")}

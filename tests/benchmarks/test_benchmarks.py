@@ -195,3 +195,4 @@ def test_bench_tasks(tmp_path: Path):
     assert trained_on["train_images_half"] < trained_on["train_images_all"]
     assert trained_on["validation_images"] == 3 * round(12 * 0.2)
     assert isinstance(trained_on["continued_beats_scratch"], bool)
+    assert trained_on["b_started_from"] == "run-a-half/checkpoints/best.pt"  # B really went on from A
