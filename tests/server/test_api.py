@@ -155,6 +155,10 @@ def test_submit_errors(client: TestClient, trained: TrainedRun, tmp_path: Path) 
              "bad_data")
     error_of(client.post("/api/v1/runs", json={**base, "recipe": {"data": "relative/path"}}), 422)
     error_of(client.post("/api/v1/runs", json={**base, "recipe": {"data": data + "\x00x"}}), 422)
+    # only `data` may name a data asset; any other path is the server host's, absolute (not its working directory)
+    body = error_of(client.post("/api/v1/runs", json={**base, "recipe": {"data": data, "validation_data": "pets"}}),
+                    422)
+    assert "absolute path" in body["message"]
     error_of(client.post("/api/v1/runs", json={**base, "experiment": "_bad"}), 422)
     error_of(client.post("/api/v1/runs", json={**base, "recipe": {"data": data, "epochs": 0}}), 422)
     error_of(client.post("/api/v1/runs", json={**base, "recipe": {"data": data, "lr": "NaN"}}), 422)

@@ -36,13 +36,18 @@ def _host_path(value: str) -> str:
     """A path on the server host: absolute, printable, no NUL (the OS would refuse it anyway)."""
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise ValueError("must not contain control characters (NUL, newline, ...)")
-    if not value.startswith("/") and not looks_like_data_ref(value):
-        raise ValueError("must be a data asset (pets, pets:2) or an absolute path on the server host, like "
-                         "'/data/pets'")
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path on the server host, like '/data/pets'")
     return value
 
 
+def _data_source(value: str) -> str:
+    """Training data: a data asset by name (pets, pets:2), or a path on the server host (`_host_path`)."""
+    return value if looks_like_data_ref(value) else _host_path(value)
+
+
 HostPath = Annotated[str, Field(min_length=1, max_length=MAX_PATH), AfterValidator(_host_path)]
+DataSource = Annotated[str, Field(min_length=1, max_length=MAX_PATH), AfterValidator(_data_source)]
 
 
 def _finite(value: float) -> float:
@@ -150,7 +155,7 @@ class SizePublic(BaseModel):
 class RecipeCreate(Strict):
     """The training recipe (`TrainConfig`); anything left out keeps the recipe's default."""
 
-    data: HostPath = Field(description="A data asset (pets for its latest version, pets:2), or training data on "
+    data: DataSource = Field(description="A data asset (pets for its latest version, pets:2), or training data on "
                                        "the server host: a folder with one sub-folder per label, or a "
                                        ".tsv/.csv/.jsonl manifest.")
     validation_data: HostPath | None = None
