@@ -16,7 +16,9 @@ silently: opening it raises `SchemaOutOfDate` naming `modelbuilder db upgrade`, 
 
 from __future__ import annotations
 
+import random
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,7 +112,7 @@ def _create_engine(url: URL) -> Engine:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _enter_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")  # durable across crashes of the process in WAL mode
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -121,6 +123,26 @@ def _create_engine(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _enter_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch the file to WAL (persistent, so once per file), retrying while another process holds it.
+
+    Entering WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once rather than calling
+    the busy handler when the wait could deadlock: eight processes opening a brand-new store together
+    saw "database is locked" here. Retrying with a short jittered sleep, up to the busy timeout, does
+    what the busy handler would have.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.01, 0.1))
 
 
 def _shown(url: URL) -> str:
