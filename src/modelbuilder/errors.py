@@ -115,6 +115,12 @@ class StaleAttempt(Conflict):
     code = "stale_attempt"
 
 
+class Busy(Conflict):
+    """Another request is doing this very thing now; asking again later gets its answer."""
+
+    code = "busy"
+
+
 class CapacityError(ModelBuilderError):
     """A compute size cannot be met by the host or cluster."""
 

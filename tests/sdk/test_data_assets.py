@@ -25,6 +25,8 @@ def test_the_cli_uploads_lists_shows_downloads_and_deletes(cli: Cli, home: Path,
     again = cli("data", "upload", str(folder), "--name", "pets").ok()
     assert "Unchanged" in again.stdout
     assert "no new version" in again.stdout
+    unchanged = cli("data", "upload", str(folder), "--name", "pets", "--json").json()  # corrupt.jpg listed too
+    assert (unchanged["created"], unchanged["sent"], unchanged["packed_size"]) == (False, 0, 0)
     (folder / "dog" / "extra.png").write_bytes((folder / "dog" / "001.png").read_bytes())
     assert cli("data", "upload", str(folder), "--name", "pets", "--json").json()["ref"] == "pets:2"
     rows = cli("data", "list").ok().rows()

@@ -14,10 +14,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from filelock import FileLock
 
 from modelbuilder.config import Settings
 from modelbuilder.core.services import Services
-from modelbuilder.sdk import data
+from modelbuilder.sdk import data, uploads
 from modelbuilder.sdk.client import Client
 from modelbuilder.server.api import create_app
 from tests.imagery import labeled_image, make_image_folder
@@ -109,6 +110,14 @@ def test_a_browser_zip_becomes_version_1_and_again_makes_no_new_version(api: Tes
     assert api.get(API).status_code == 401  # the token is needed
 
 
+def pack_listing(path: str) -> bytes:
+    """A pack whose manifest lists `path` for one of its images."""
+    files = [{"path": p, "label": label, "sha256": hashlib.sha256(png(label, 0)).hexdigest(), "size": 1}
+             for p, label in ((path, "cat"), ("dog/0.png", "dog"))]
+    manifest = json.dumps({"format": "modelbuilder.data/1", "files": files}).encode()
+    return zip_of([("manifest.json", manifest), (f"images/{path}", png("cat", 0)), ("images/dog/0.png", png("dog", 0))])
+
+
 HOSTILE = {
     "dot-dot": ([("../evil.png", png("cat", 0))] + GOOD, 422, "would leave its folder"),
     "absolute": ([("/tmp/evil.png", png("cat", 0))] + GOOD, 422, "absolute path"),
@@ -117,6 +126,8 @@ HOSTILE = {
     "not-a-zip": (b"PK\x03\x04 this is not a zip", 422, "not a zip archive"),
     "declared-huge": (declaring(0xFFFF0000), 413, "declare more than 4 MiB unpacked"),
     "wrong-sha": (pack_with_wrong_sha(), 422, "does not match its SHA-256 in the manifest"),
+    "manifest-absolute": (pack_listing("/etc/cat.png"), 422, "is not a modelbuilder.data/1 manifest"),
+    "manifest-drive": (pack_listing("C:/cat/0.png"), 422, "is not a modelbuilder.data/1 manifest"),
     "one-label": ([(f"pets/cat/{i}.png", png("cat", i)) for i in range(3)], 422, "one label only"),
 }
 
@@ -163,6 +174,33 @@ def test_uploads_over_the_cap_are_refused(api: TestClient) -> None:
     assert "starts at byte 0" in wrong.json()["hint"]
 
 
+def test_completing_twice_answers_the_same_and_a_busy_upload_says_so(api: TestClient, services_root: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client whose connection dropped while the server unpacked asks again: the same version, not 'no such
+    upload'; while the first request still holds the upload, the second is told to ask again (409 busy)."""
+    body = zip_of(GOOD)
+    done = send(api, body)
+    assert done.status_code == 200, done.text
+    upload_id = api.post(f"{API}/uploads", headers=AUTH, json={"name": "pets", "size": len(body), "sha256":
+                                                               hashlib.sha256(body).hexdigest()}).json()["id"]
+    assert api.post(f"{API}/uploads/{upload_id}/complete", headers=AUTH).status_code == 409  # started anew, empty
+    for offset in range(0, len(body), 1 << 20):
+        api.put(f"{API}/uploads/{upload_id}", params={"offset": offset}, headers=AUTH,
+                content=body[offset:offset + (1 << 20)])
+    first = api.post(f"{API}/uploads/{upload_id}/complete", headers=AUTH)
+    again = api.post(f"{API}/uploads/{upload_id}/complete", headers=AUTH)
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    assert (again.json()["version"]["ref"], again.json()["created"]) == ("pets:1", False)
+    assert api.get(f"/api/v1/workspaces/other/data/uploads/{upload_id}", headers=AUTH).status_code == 404
+    monkeypatch.setattr(uploads, "LOCK_WAIT_S", 0.1)
+    lock = services_root / "data" / uploads.UPLOADS / f"{upload_id}.lock"
+    with FileLock(str(lock)):
+        busy = api.post(f"{API}/uploads/{upload_id}/complete", headers=AUTH)
+    assert (busy.status_code, busy.json()["code"]) == (409, "busy")
+    assert "ask again" in busy.json()["hint"]
+
+
 class Interrupted(httpx.BaseTransport):
     """The server's transport, until it is gone after `puts` chunks (as a dropped connection)."""
 
@@ -196,7 +234,7 @@ def test_an_interrupted_upload_resumes_where_it_stopped(api: TestClient, tmp_pat
     assert uploaded.created
     assert uploaded.version.ref == "pets:1"
     assert progress[0][0] == 3 * 4096  # it went on from the three chunks the server had
-    assert uploaded.sent == uploaded.pack.size - 3 * 4096
+    assert uploaded.sent == uploaded.packed_size - 3 * 4096
     assert uploaded.version.labels == {"cat": 8, "dog": 8}
     assert not (client_home / "modelbuilder.db").exists()  # the client used no store of its own
     with Client("http://testserver.example", TOKEN, transport=inner) as client:

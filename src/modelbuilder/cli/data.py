@@ -65,11 +65,11 @@ def upload(
     version = uploaded.version
     if as_json:
         echo_json({**plain(version), "ref": version.ref, "created": uploaded.created, "sent": uploaded.sent,
-                   "packed_size": uploaded.pack.size, "seconds": round(uploaded.seconds, 3)})
+                   "packed_size": uploaded.packed_size, "seconds": round(uploaded.seconds, 3)})
         return
     if uploaded.created:
         out(f"Uploaded {source} as [bold]{version.ref}[/]: {version.images} images, {len(version.labels)} labels, "
-            f"{uploaded.pack.size / (1 << 20):.1f} MiB in {uploaded.seconds:.1f} s.")
+            f"{uploaded.packed_size / (1 << 20):.1f} MiB in {uploaded.seconds:.1f} s.")
     else:
         out(f"Unchanged: {source} is the content of [bold]{version.ref}[/] already; no new version.")
     _print_report(version)

@@ -30,9 +30,9 @@ from modelbuilder.core import entities as e
 from modelbuilder.core.datasets import DATA_FILE
 from modelbuilder.core.services import Services
 from modelbuilder.core.workspace import DEFAULT_WORKSPACE
-from modelbuilder.errors import InvalidInput
+from modelbuilder.errors import Busy, InvalidInput, NotFound
 from modelbuilder.sdk import datapack, ingest, uploads
-from modelbuilder.sdk.client import Client
+from modelbuilder.sdk.client import Client, RemoteError
 
 Progress = Callable[[int, int], None]  # (bytes sent, bytes in all)
 PACKS = "packs"  # under the home folder: packed uploads, kept until they are sent
@@ -42,19 +42,27 @@ PACKS = "packs"  # under the home folder: packed uploads, kept until they are se
 class Uploaded:
     version: e.DataVersion
     created: bool  # False: the content equals the latest version's, which is returned
-    pack: datapack.Pack
+    scan: datapack.Scan  # what was found in the source: each image's path, label and SHA-256, the files skipped
+    packed_size: int  # bytes of the zip (0 when nothing had changed, so none was written)
     sent: int  # bytes sent by this call (0 when the server had them all)
     seconds: float
+
+
+COMPLETE_WAIT_S = 3600.0  # how long a client waits on a server still unpacking an upload it sent before
 
 
 # --- uploads ----------------------------------------------------------------------------------------------
 def upload(services: Services, source: str | Path, name: str, *, workspace: str | None = None,
            client: Client | None = None, on_progress: Progress | None = None,
            chunk_size: int = UPLOAD_CHUNK) -> Uploaded:
-    """Pack `source` and send it as the next version of `name` (see the module's docstring)."""
+    """Pack `source` and send it as the next version of `name` (see the module's docstring). The content is
+    compared with the latest version's first: unchanged, no zip is written and nothing is sent."""
     started = time.monotonic()
     names.data_name(name)
-    pack = datapack.pack(source, services.settings.resolved_home / PACKS)
+    found = datapack.scan(source)
+    if (latest := _latest(services, name, workspace, client)) is not None and ingest.same_content(latest, found.digest):
+        return Uploaded(latest, False, found, 0, 0, time.monotonic() - started)
+    pack = datapack.write(found, services.settings.resolved_home / PACKS)
     if client is None:
         session = uploads.start(services, name, pack.size, pack.sha256, workspace=workspace, digest=pack.digest)
     else:
@@ -63,7 +71,7 @@ def upload(services: Services, source: str | Path, name: str, *, workspace: str 
                                                "digest": pack.digest}, retry=True))
     if session.existing is not None:
         pack.file.unlink(missing_ok=True)
-        return Uploaded(session.existing, False, pack, 0, time.monotonic() - started)
+        return Uploaded(session.existing, False, found, pack.size, 0, time.monotonic() - started)
     sent, offset = 0, session.offset
     with pack.file.open("rb") as handle:
         while offset < pack.size:
@@ -75,13 +83,36 @@ def upload(services: Services, source: str | Path, name: str, *, workspace: str 
             sent += len(chunk)
     if on_progress:
         on_progress(pack.size, pack.size)
-    if client is None:
-        version, created = uploads.finish(services, session.id)
-    else:
-        done = client.json("POST", f"/workspaces/{session.workspace}/data/uploads/{session.id}/complete", retry=True)
-        version, created = version_of(done["version"]), bool(done["created"])
+    version, created = (uploads.finish(services, session.id) if client is None else _complete(client, session))
     pack.file.unlink(missing_ok=True)
-    return Uploaded(version, created, pack, sent, time.monotonic() - started)
+    return Uploaded(version, created, found, pack.size, sent, time.monotonic() - started)
+
+
+def _latest(services: Services, name: str, workspace: str | None, client: Client | None) -> e.DataVersion | None:
+    """The asset's latest version, or None when it has none yet."""
+    try:
+        if client is None:
+            return services.data.version(services.workspaces.in_use(workspace)[0], name)[0]
+        return version_of(client.json("GET", f"/workspaces/{workspace or DEFAULT_WORKSPACE}/data/{name}/versions/"
+                                              "latest", retry=True))
+    except (NotFound, RemoteError) as error:
+        if isinstance(error, RemoteError) and error.code != NotFound.code:
+            raise
+        return None
+
+
+def _complete(client: Client, session: uploads.Upload) -> tuple[e.DataVersion, bool]:
+    """Ask the server to finish the upload; while an earlier request of ours still unpacks it, ask again."""
+    deadline = time.monotonic() + COMPLETE_WAIT_S
+    while True:
+        try:
+            done = client.json("POST", f"/workspaces/{session.workspace}/data/uploads/{session.id}/complete",
+                               retry=True)
+            return version_of(done["version"]), bool(done["created"])
+        except RemoteError as error:
+            if error.code != Busy.code or time.monotonic() > deadline:
+                raise
+            time.sleep(2.0)
 
 
 def _send(services: Services, client: Client | None, session: uploads.Upload, offset: int, chunk: bytes) -> int:

@@ -84,9 +84,19 @@ def write_pack(target: Path, entries: list[Entry], open_file: dict[str, Path]) -
                     out.write(chunk)
 
 
-def pack(source: str | os.PathLike[str], folder: Path) -> Pack:
-    """Pack the images of `source` (a folder with one sub-folder per label, or a .tsv/.csv manifest) into a
-    zip in `folder`, after the checks that need no decoding (at least two labels, paths inside)."""
+@dataclass(frozen=True)
+class Scan:
+    """What a pack of `source` holds, found without writing it: enough to ask whether it is new."""
+
+    entries: list[Entry]
+    files: dict[str, Path]  # each entry's path -> the file holding its bytes
+    skipped: list[data_mod.Skipped]
+    digest: str
+
+
+def scan(source: str | os.PathLike[str]) -> Scan:
+    """The images of `source` (a folder with one sub-folder per label, or a .tsv/.csv manifest), each with its
+    SHA-256, after the checks that need no decoding (at least two labels, paths inside)."""
     samples, skipped = data_mod.discover(source)
     data_mod.check_labels(samples, str(source))
     root = Path(source).expanduser().resolve()
@@ -97,17 +107,27 @@ def pack(source: str | os.PathLike[str], folder: Path) -> Pack:
         relative = path.relative_to(base).as_posix() if path.is_relative_to(base) else path.name
         if relative in files:
             continue  # a manifest naming one file twice: once is enough
-        files[relative] = path
         try:
             entries.append(Entry(relative, sample.label, file_sha256(path), path.stat().st_size))
         except OSError as error:
             skipped.append(data_mod.Skipped(relative, f"cannot be read ({error.strerror})"))
+            continue
+        files[relative] = path
     entries.sort(key=lambda x: x.path)
+    return Scan(entries, files, skipped, content_digest(entries))
+
+
+def write(found: Scan, folder: Path) -> Pack:
+    """The zip of a scan in `folder` (named by its digest: written once, kept until it is sent)."""
     folder.mkdir(parents=True, exist_ok=True)
-    digest = content_digest(entries)
-    target = folder / f"{digest[:32]}.zip"
+    target = folder / f"{found.digest[:32]}.zip"
     if not target.is_file():
         partial = target.with_suffix(".partial")
-        write_pack(partial, entries, files)
+        write_pack(partial, found.entries, found.files)
         os.replace(partial, target)
-    return Pack(target, target.stat().st_size, file_sha256(target), digest, entries, skipped)
+    return Pack(target, target.stat().st_size, file_sha256(target), found.digest, found.entries, found.skipped)
+
+
+def pack(source: str | os.PathLike[str], folder: Path) -> Pack:
+    """Pack the images of `source` into a zip in `folder` (`scan`, then `write`)."""
+    return write(scan(source), folder)

@@ -43,6 +43,14 @@ MAX_MEMBERS = 1_000_000
 MAX_LABEL = 200
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}$")
 _IGNORED = ("__MACOSX/", ".DS_Store", "Thumbs.db")
+UPLOADED_DIGEST = "uploaded_digest"  # in a version's report: the content digest of everything its pack listed
+
+
+def same_content(version: e.DataVersion, digest: str) -> bool:
+    """Whether content with this digest (`datapack.content_digest`) is what `version` holds already: the images
+    it kept, or everything the pack it came from listed (files that did not decode included, so a folder with
+    one broken image is not sent again to find that out)."""
+    return digest in (version.digest, version.report.get(UPLOADED_DIGEST))
 
 
 @dataclass(frozen=True)
@@ -58,20 +66,26 @@ def _refuse(reason: str) -> InvalidInput:
                         "(or what 'modelbuilder data upload' packs), without links or paths out of the folder.")
 
 
+def path_problem(name: str) -> str | None:
+    """Why a path from an upload (a member's name, or a path its manifest lists) is refused; None if it is not."""
+    if "\x00" in name or "\\" in name:
+        return "has a backslash or NUL in its name"
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        return "has an absolute path"
+    if ".." in PurePosixPath(name).parts:
+        return "would leave its folder ('..')"
+    return None
+
+
 def check_members(infos: list[zipfile.ZipInfo], cap: int) -> None:
     """Refuse the archive (see the module's docstring) before a byte of it is unpacked."""
     if len(infos) > MAX_MEMBERS:
         raise _refuse(f"it has {len(infos)} members, more than {MAX_MEMBERS}")
     declared = 0
     for info in infos:
-        name = info.filename
-        shown = repr(name[:80])
-        if "\x00" in name or "\\" in name:
-            raise _refuse(f"member {shown} has a backslash or NUL in its name")
-        if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-            raise _refuse(f"member {shown} has an absolute path")
-        if ".." in PurePosixPath(name).parts:
-            raise _refuse(f"member {shown} would leave its folder ('..')")
+        shown = repr(info.filename[:80])
+        if problem := path_problem(info.filename):
+            raise _refuse(f"member {shown} {problem}")
         mode = info.external_attr >> 16
         if stat.S_ISLNK(mode):
             raise _refuse(f"member {shown} is a symbolic link")
@@ -87,7 +101,9 @@ def check_members(infos: list[zipfile.ZipInfo], cap: int) -> None:
                           "(a zip bomb)")
 
 
-def _candidates(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> tuple[list[Candidate], list[dict]]:
+def _candidates(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]
+                ) -> tuple[list[Candidate], list[dict], str | None]:
+    """The images to read, the files skipped so far, and the digest of what a pack's manifest lists."""
     files = [i for i in infos if not i.is_dir() and not any(p in i.filename for p in _IGNORED)]
     by_name = {i.filename: i for i in files}
     skipped: list[dict[str, str]] = []
@@ -100,7 +116,7 @@ def _candidates(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> tuple
                 skipped.append({"path": item["path"], "reason": "listed in the manifest but not in the zip"})
                 continue
             found.append(Candidate(info, item["path"], item["label"], item["sha256"]))
-        return found, skipped
+        return found, skipped, content_digest(Entry(x["path"], x["label"], x["sha256"], 0) for x in manifest)
     parts = [PurePosixPath(i.filename).parts for i in files]
     depth = 0  # strip top folders all members share while below them there is still a folder per label
     while (parts and all(len(p) > depth + 1 for p in parts) and any(len(p) > depth + 2 for p in parts)
@@ -115,14 +131,14 @@ def _candidates(archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> tuple
             continue
         else:
             found.append(Candidate(info, "/".join(rest), rest[0], None))
-    return found, skipped
+    return found, skipped, None
 
 
 def _read_manifest(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> list[dict[str, Any]]:
     def valid(item: Any) -> bool:
         return (isinstance(item, dict) and isinstance(item.get("path"), str) and isinstance(item.get("label"), str)
                 and isinstance(item.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", item["sha256"]) is not None
-                and ".." not in PurePosixPath(item["path"]).parts)
+                and item["path"] != "" and path_problem(item["path"]) is None)
 
     try:
         manifest = json.loads(archive.read(info))
@@ -167,7 +183,7 @@ def ingest_zip(services: Services, workspace: str, name: str, archive_path: Path
         with archive:
             infos = archive.infolist()
             check_members(infos, cap)
-            candidates, skipped = _candidates(archive, infos)
+            candidates, skipped, listed = _candidates(archive, infos)
             entries, rows, hashes = _unpack(archive, candidates, staged, skipped)
         if not entries:
             raise DataError("The upload has no images that can be read.",
@@ -179,6 +195,8 @@ def ingest_zip(services: Services, workspace: str, name: str, archive_path: Path
         (staged / DATA_FILE).write_text("ImageSource\tLabel\n" + "".join(f"{p}\t{label}\n" for p, label in rows))
         (staged / MANIFEST).write_bytes(manifest_bytes(entries))
         report = upload_report(f"{name} (upload)", entries, skipped, hashes)
+        if listed is not None:
+            report[UPLOADED_DIGEST] = listed
         size = sum(x.size for x in entries)
         return services.data.add_version(workspace, name, staged, digest=content_digest(entries),
                                          images=len(entries), size=size, labels=counts, report=report)

@@ -4,6 +4,9 @@
     append(id, offset, chunk)         -> the new offset (a chunk must start where the last one ended)
     finish(id)                        -> the version made (sdk.ingest), or the latest when nothing changed
 
+`finish` can be asked again (a client whose connection dropped during a long unpacking retries it): the
+answer is kept beside the upload, and a second `finish` while the first still works answers `Busy`.
+
 An upload's id is derived from (workspace, name, size, SHA-256): starting the same upload again, after a
 lost connection or in a new process, finds the bytes already received and continues from there. Its
 bytes live in `<artifact root>/data/.uploads/<id>/`, a folder the server names, until `finish` ingests
@@ -19,24 +22,27 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from modelbuilder import names
 from modelbuilder.config import UPLOAD_CHUNK
 from modelbuilder.core import entities as e
 from modelbuilder.core.artifacts import file_sha256
 from modelbuilder.core.services import Services
-from modelbuilder.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from modelbuilder.errors import Busy, Conflict, InvalidInput, NotFound, PayloadTooLarge
 from modelbuilder.sdk import ingest
 
 ABANDONED_S = 7 * 24 * 3600  # an upload untouched this long is removed when another one starts
 UPLOADS = ".uploads"
 _ID = re.compile(r"[0-9a-f]{32}")
 _SHA = re.compile(r"[0-9a-f]{64}")
-_PART, _META = "data.zip.part", "upload.json"
+LOCK_WAIT_S = 60  # a request waits this long for another on the same upload, then answers Busy
+_PART, _META, _DONE = "data.zip.part", "upload.json", "done.json"
 
 
 @dataclass(frozen=True)
@@ -85,17 +91,19 @@ def start(services: Services, name: str, size: int, sha256: str | None, *, works
             latest, _ = services.data.version(workspace, name)
         except NotFound:
             latest = None
-        if latest is not None and latest.digest == digest:
+        if latest is not None and ingest.same_content(latest, digest):
             return Upload("", workspace, name, size, sha256, size, existing=latest)
     _sweep(services.data.root / UPLOADS)
     upload_id = (hashlib.sha256(f"{workspace}\0{name}\0{size}\0{sha256}".encode()).hexdigest()[:32] if sha256
                  else uuid.uuid4().hex)
     folder = _folder(services, upload_id)
+    if (folder / _DONE).exists():  # the same bytes were uploaded and finished before: this is a new upload
+        shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     meta = folder / _META
     if not meta.exists():
         meta.write_text(json.dumps({"workspace": workspace, "name": name, "size": size, "sha256": sha256}))
-    return status(services, upload_id)
+    return status(services, upload_id, workspace)
 
 
 def _sweep(root: Path) -> None:
@@ -114,23 +122,36 @@ def _sweep(root: Path) -> None:
             folder.with_name(folder.name + ".lock").unlink(missing_ok=True)
 
 
-def status(services: Services, upload_id: str) -> Upload:
+def status(services: Services, upload_id: str, workspace: str | None = None) -> Upload:
+    """The upload and the bytes received so far; NotFound unless it exists (in `workspace`, when given)."""
     folder = _folder(services, upload_id)
     try:
         meta = json.loads((folder / _META).read_text())
     except (OSError, ValueError):
+        meta = None
+    if meta is None or (workspace is not None and meta["workspace"] != workspace):
         raise NotFound(f"Upload {upload_id} does not exist (it finished, or was never started).",
-                       "start the upload again.") from None
+                       "start the upload again.")
     part = folder / _PART
-    offset = part.stat().st_size if part.exists() else 0
+    offset = meta["size"] if (folder / _DONE).exists() else part.stat().st_size if part.exists() else 0
     return Upload(upload_id, meta["workspace"], meta["name"], meta["size"], meta["sha256"], offset)
 
 
-def append(services: Services, upload_id: str, offset: int, chunk: bytes) -> Upload:
+@contextmanager
+def _locked(folder: Path, upload_id: str) -> Iterator[None]:
+    try:
+        with FileLock(str(folder.with_name(folder.name + ".lock")), timeout=LOCK_WAIT_S):
+            yield
+    except Timeout:
+        raise Busy(f"Upload {upload_id} is being worked on by another request (finishing takes a while for "
+                   "many images).", "ask again in a moment: the answer will be that request's.") from None
+
+
+def append(services: Services, upload_id: str, offset: int, chunk: bytes, workspace: str | None = None) -> Upload:
     """Add `chunk` at `offset`, which must be the bytes received so far (409 with the right offset otherwise)."""
     folder = _folder(services, upload_id)
-    with FileLock(str(folder.with_name(folder.name + ".lock")), timeout=60):
-        upload = status(services, upload_id)
+    with _locked(folder, upload_id):
+        upload = status(services, upload_id, workspace)
         if offset != upload.offset:
             raise Conflict(f"Upload {upload_id} has {upload.offset} bytes, not {offset}.",
                            f"send the chunk that starts at byte {upload.offset}.")
@@ -143,14 +164,19 @@ def append(services: Services, upload_id: str, offset: int, chunk: bytes) -> Upl
             handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
-    return status(services, upload_id)
+    return status(services, upload_id, workspace)
 
 
-def finish(services: Services, upload_id: str) -> tuple[e.DataVersion, bool]:
-    """Check the bytes received against the declared size and SHA-256, then make the version (sdk.ingest)."""
+def finish(services: Services, upload_id: str, workspace: str | None = None) -> tuple[e.DataVersion, bool]:
+    """Check the bytes received against the declared size and SHA-256, then make the version (sdk.ingest).
+    Asked again after it succeeded, the same answer; after it failed, NotFound (the bytes are gone)."""
     folder = _folder(services, upload_id)
-    with FileLock(str(folder.with_name(folder.name + ".lock")), timeout=60):
-        upload = status(services, upload_id)
+    with _locked(folder, upload_id):
+        upload = status(services, upload_id, workspace)
+        done = folder / _DONE
+        if done.exists():
+            answer = json.loads(done.read_text())
+            return services.data.version(upload.workspace, upload.name, answer["version"])[0], answer["created"]
         part = folder / _PART
         if upload.offset != upload.size:
             raise Conflict(f"Upload {upload_id} has {upload.offset} of its {upload.size} bytes.",
@@ -159,7 +185,11 @@ def finish(services: Services, upload_id: str) -> tuple[e.DataVersion, bool]:
             if upload.sha256 is not None and file_sha256(part) != upload.sha256:
                 raise InvalidInput("The bytes received do not match the upload's SHA-256 (damaged in transit).",
                                    "upload again.")
-            return ingest.ingest_zip(services, upload.workspace, upload.name, part, cap_bytes(services))
-        finally:
+            version, created = ingest.ingest_zip(services, upload.workspace, upload.name, part, cap_bytes(services))
+        except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             folder.with_name(folder.name + ".lock").unlink(missing_ok=True)
+            raise
+        done.write_text(json.dumps({"version": version.version, "created": created}))
+        part.unlink(missing_ok=True)
+        return version, created

@@ -122,7 +122,7 @@ def start_upload(workspace: WorkspacePath, body: UploadCreate, services: Service
 
 @router.get("/uploads/{upload_id}")
 def upload_status(workspace: WorkspacePath, upload_id: UploadPath, services: ServicesDep) -> UploadPublic:
-    return UploadPublic.of(uploads.status(services, upload_id))
+    return UploadPublic.of(uploads.status(services, upload_id, workspace))
 
 
 @router.put("/uploads/{upload_id}", openapi_extra={"requestBody": {"required": True, "content": {
@@ -131,13 +131,15 @@ async def upload_chunk(workspace: WorkspacePath, upload_id: UploadPath, request:
                        offset: Annotated[int, Query(ge=0)]) -> UploadPublic:
     """One chunk, which must start at the upload's offset (409 with the right offset otherwise)."""
     chunk = await request.body()
-    return UploadPublic.of(await anyio.to_thread.run_sync(uploads.append, services, upload_id, offset, chunk))
+    appended = await anyio.to_thread.run_sync(uploads.append, services, upload_id, offset, chunk, workspace)
+    return UploadPublic.of(appended)
 
 
 @router.post("/uploads/{upload_id}/complete")
 def complete_upload(workspace: WorkspacePath, upload_id: UploadPath, services: ServicesDep) -> UploadDone:
-    """Check the zip (size, SHA-256, every member) and make it the next version (or find the same content)."""
-    version, created = uploads.finish(services, upload_id)
+    """Check the zip (size, SHA-256, every member) and make it the next version (or find the same content).
+    Asked again, the same answer; 409 `busy` while an earlier request still unpacks it."""
+    version, created = uploads.finish(services, upload_id, workspace)
     return UploadDone(version=DataVersionPublic.of(version), created=created)
 
 
