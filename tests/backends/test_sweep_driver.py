@@ -11,7 +11,9 @@ from modelbuilder.backends.sweep import (
     FINAL_SHARE,
     MIN_TRIAL_S,
     SweepDriver,
+    best_trial,
     saved_seconds,
+    standing,
     trial_budget,
 )
 from modelbuilder.core import entities as e
@@ -66,6 +68,25 @@ def test_minutes_saved_by_early_termination(plane: Plane) -> None:
     stopped = replace(run, progress={"epoch": 2, "epochs": 10}, started_at=start,
                       ended_at=start + timedelta(seconds=60))
     assert saved_seconds(stopped) == 8 * 30  # 8 epochs it did not train, at 30 s each
+
+
+def test_the_leaderboard_ranks_as_the_best_trial_is_chosen(plane: Plane) -> None:
+    """A canceled trial was cut short: it ranks below every completed one, whatever its accuracy, in the
+    leaderboard's order as in the choice of the best trial (which the leaderboard marks and puts first)."""
+    run = plane.runs.get(plane.submit().id)
+
+    def trial(status: str, accuracy: float | None, architecture: str = "resnet18") -> e.Run:
+        return replace(run, id=f"{status}-{accuracy}-{architecture}", status=status,
+                       best_metrics={} if accuracy is None else {"accuracy": accuracy},
+                       recipe={**run.recipe, "architecture": architecture, "image_size": 64})
+
+    trials = [trial(e.CANCELED, 0.9), trial(e.FAILED, 0.95), trial(e.COMPLETED, None),
+              trial(e.COMPLETED, 0.6, "resnet50"), trial(e.COMPLETED, 0.6)]
+    ranked = sorted(trials, key=standing)
+    assert [t.id for t in ranked] == ["Completed-0.6-resnet18", "Completed-0.6-resnet50", "Canceled-0.9-resnet18",
+                                      "Completed-None-resnet18", "Failed-0.95-resnet18"]  # no result: last
+    assert best_trial(trials) == ranked[0]  # ties go to the faster model
+    assert best_trial([trials[0], trials[1]]) == trials[0]  # a canceled one when none completed
 
 
 def test_the_best_settings_are_trained_again_with_the_time_kept_for_them(plane: Plane) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from modelbuilder.core import entities as e
+from modelbuilder.backends import sweep as sweep_driver
 from modelbuilder.core.services import Services
 from modelbuilder.errors import InvalidInput
 from modelbuilder.training import search
@@ -72,7 +73,7 @@ class Trial:
 
 
 def leaderboard(services: Services, run: e.Run) -> list[Trial]:
-    """A sweep's trials, best first (validation accuracy, ties to the faster model; no result last)."""
+    """A sweep's trials, best first (`backends.sweep.standing`: the order the best trial is chosen by)."""
     if not run.is_sweep:
         raise InvalidInput(f"Run {run.id} is not a sweep.", "show the leaderboard of a run submitted with --search.")
     children = services.runs.children(run.id)
@@ -93,9 +94,8 @@ def leaderboard(services: Services, run: e.Run) -> list[Trial]:
                           best=child.id == best_id, epochs=int(epochs) if isinstance(epochs, int | float) else None,
                           planned_epochs=int(planned) if isinstance(planned, int | float) else None,
                           ended_at=child.ended_at.isoformat() if child.ended_at else None))
-    recipes = {c.id: c.recipe for c in children}
-    return sorted(rows, key=lambda t: (t.accuracy is None, *search.rank_key(
-        t.accuracy, str(recipes[t.run_id].get("architecture")), recipes[t.run_id].get("image_size")), t.number))
+    standings = {c.id: sweep_driver.standing(c) for c in children}
+    return sorted(rows, key=lambda t: (standings[t.run_id], t.number))
 
 
 def _stopped(child: e.Run) -> str:
