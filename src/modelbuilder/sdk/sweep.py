@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelbuilder.core import entities as e
 from modelbuilder.backends import sweep as sweep_driver
+from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.errors import InvalidInput
 from modelbuilder.training import search
