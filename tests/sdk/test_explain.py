@@ -212,3 +212,12 @@ def test_a_run_whose_checkpoint_is_gone_says_so(services: Services, client: Test
                                                                           "image/png")}).status_code == 200
     with pytest.raises(ModelBuilderError, match="cannot be explained"):
         Workspace.get(services=services).run(run_id).explain(photo)
+
+
+def test_a_damaged_checkpoint_is_one_line_with_the_fix(services: Services, cli: Cli, run_id: str, photo: Path,
+                                                       tmp_path: Path) -> None:
+    (services.artifacts.run_dir(run_id) / BEST_CHECKPOINT).write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelBuilderError, match="best checkpoint cannot explain its model") as error:
+        Workspace.get(services=services).run(run_id).explain(photo)
+    assert "\n" not in str(error.value)
+    assert "train the run again" in error.value.hint

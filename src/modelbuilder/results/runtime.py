@@ -310,6 +310,11 @@ class ModelPackage:
     onnx: bytes
     preprocess: Preprocess
 
+    @property
+    def multilabel(self) -> bool:
+        """Whether the model scores each label on its own (a sigmoid each, per-label thresholds)."""
+        return self.pipeline["output"].get("activation") == SIGMOID
+
 
 def read_model_package(path: str | os.PathLike[str]) -> ModelPackage:
     """Read and check an MLModel.zip, or a folder holding its three members."""
@@ -462,7 +467,7 @@ class PredictionEngine:
     @property
     def multilabel(self) -> bool:
         """Whether the model scores each label on its own (a sigmoid each, per-label thresholds)."""
-        return self._package.pipeline["output"].get("activation") == SIGMOID
+        return self._package.multilabel
 
     @property
     def thresholds(self) -> list[float] | None:

@@ -27,7 +27,6 @@ from modelbuilder.core.services import Services
 from modelbuilder.errors import Conflict, DataError, InvalidInput, NotFound, step
 from modelbuilder.results.files import INT8_MODEL_FILE, INT8_ZIP_FILE, MODEL_FILE, RECIPE_FILE, ZIP_FILE
 from modelbuilder.results.runtime import (
-    SIGMOID,
     InvalidImageError,
     ModelPackage,
     Preprocess,
@@ -150,7 +149,7 @@ def export_int8(services: Services, source: str, *, output: str | Path | None = 
     with tempfile.TemporaryDirectory(prefix="modelbuilder-export-") as tmp:
         model = float_model(services, source, Path(tmp))
         package = model.package
-        if package.pipeline["output"].get("activation") == SIGMOID:
+        if package.multilabel:
             raise InvalidInput("The int8 export is of multi-class models; this one is multi-label.",
                                "use its float MLModel.zip (bestModel.onnx), which keeps its per-label thresholds.")
         if validation_data is not None:

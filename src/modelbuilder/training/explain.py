@@ -16,7 +16,6 @@ the heatmap is placed back there, on the whole image, and what the model never s
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,9 @@ from matplotlib import colormaps
 from PIL import Image
 from torch import nn
 
-from modelbuilder.errors import InvalidInput
-from modelbuilder.results.files import BEST_CHECKPOINT, RECIPE_FILE, ZIP_FILE
+from modelbuilder.errors import InvalidInput, WeightsError
+from modelbuilder.results.files import BEST_CHECKPOINT, ZIP_FILE
 from modelbuilder.results.runtime import (
-    SIGMOID,
     Preprocess,
     load_image,
     preprocess,
@@ -41,6 +39,7 @@ from modelbuilder.results.runtime import (
     to_model_input,
 )
 from modelbuilder.training.model import Classifier, build_model
+from modelbuilder.training.start import load_start
 
 METHODS = ("gradcam", "integrated_gradients")
 # The last convolutional stage of each architecture (recipe.ARCHITECTURES), whose output Grad-CAM weighs.
@@ -92,20 +91,18 @@ class Explainer:
     @classmethod
     def load(cls, run_dir: Path) -> Explainer:
         """From a finished run's folder: its recipe, MLModel.zip (labels, preprocessing) and best checkpoint."""
-        architecture = json.loads((run_dir / RECIPE_FILE).read_text())["architecture"]
         package = read_model_package(run_dir / ZIP_FILE)
         try:
-            state = torch.load(run_dir / BEST_CHECKPOINT, map_location="cpu", weights_only=True)["model"]
-        except Exception as exc:  # noqa: BLE001 - a damaged file is reported, not raised as a bug of ours
-            raise InvalidInput(f"The run's checkpoint {str(run_dir / BEST_CHECKPOINT)!r} could not be read "
-                               f"({type(exc).__name__}).", "train the run again to explain its model.") from None
-        model, _ = build_model(architecture, len(package.labels), weights="none")
-        model.load_state_dict(state)
+            start = load_start(run_dir / BEST_CHECKPOINT)  # its weights, labels and architecture, checked
+        except WeightsError as error:
+            raise InvalidInput(f"The run's best checkpoint cannot explain its model: {error.message}",
+                               "train the run again to explain its model.") from None
+        model, _ = build_model(start.architecture, len(package.labels), weights="none")
+        model.load_state_dict(start.state)
         for module in model.modules():
             if isinstance(module, nn.ReLU):
                 module.inplace = False  # Captum's hooks need each layer's output intact
-        return cls(model.eval(), architecture, package.labels, package.preprocess,
-                   package.pipeline["output"].get("activation") == SIGMOID)
+        return cls(model.eval(), start.architecture, package.labels, package.preprocess, package.multilabel)
 
     def explain(self, image: Any, label: str | None = None) -> Explanation:
         """Every method's heatmap of `image` (a path, bytes, a PIL image or an array) for `label` (one of
