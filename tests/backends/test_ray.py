@@ -202,3 +202,7 @@ def test_worker_plans_follow_the_size_the_recipe_and_the_cluster():
     assert (cpu.workers, cpu.resources_per_worker) == (2, {"CPU": 4})
     everything = plan_workers(sizes.get("auto"), None, big, "dedicated")  # auto: the whole cluster
     assert (everything.workers, everything.resources_per_worker) == (4, {"CPU": 8, "GPU": 1})
+    half = plan_workers(sizes.get("auto"), None, big, "dedicated", share=2)  # one of two trials at once
+    assert (half.workers, half.resources_per_worker) == (2, {"CPU": 8, "GPU": 1})
+    quarter = plan_workers(sizes.get("Standard_D8s_v3"), None, big, "dedicated", share=4)  # 8 vCPUs / 4 trials
+    assert (quarter.workers, quarter.resources_per_worker) == (2, {"CPU": 1})

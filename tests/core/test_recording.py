@@ -222,6 +222,26 @@ def test_each_attempt_is_charged_once_whoever_settles_it_first(
         recorder.charge_attempt(run.id, 3)
 
 
+def test_a_sweep_pays_for_its_trials_each_at_its_share_of_the_compute(
+    runs: RunService, recorder: RunRecorder, leases: LeaseService, team: Team, recipe: Recipe,
+    paid: tuple[str, float],
+) -> None:
+    """Two trials at once on one compute hold half of it each and pay half its price; their parent, which
+    holds no capacity (it only drives them), pays nothing for its own time."""
+    compute_id, price = paid
+    parent = runs.submit(team.workspace, "pets", "nc12-spot", recipe, sweep={"space": {}})
+    trials = [runs.submit(team.workspace, "pets", "nc12-spot", recipe, parent_run_id=parent.id,
+                          trial={"number": n, "params": {}, "share": 2}) for n in range(2)]
+    t0 = utcnow()
+    claimed = [leases.claim_next_run([compute_id], "agent-a", 60, now=t0) for _ in range(3)]
+    assert {c.id for c in claimed if c is not None} == {parent.id, *(t.id for t in trials)}
+    for run in claimed:
+        recorder.charge_attempt(run.id, 1, until=t0 + timedelta(hours=1))  # type: ignore[union-attr]
+    assert runs.get(parent.id).cost == 0.0
+    assert runs.get(parent.id).compute_seconds == 3600  # its time is kept, at no price
+    assert [runs.get(t.id).cost for t in trials] == [pytest.approx(price / 2)] * 2
+
+
 def test_time_on_this_host_has_no_list_price(
     runs: RunService, recorder: RunRecorder, leases: LeaseService, team: Team, recipe: Recipe
 ) -> None:

@@ -10,10 +10,12 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
-from modelbuilder.core.scheduler import evict
+from modelbuilder.core.scheduler import evict, run_size
+from modelbuilder.core.sizes import default_catalog
 
 pytestmark = pytest.mark.slow
 
@@ -162,3 +164,13 @@ def test_a_run_that_always_crashes_fails_after_its_retry_budget(plane, agent, mo
     reasons = [reason for status, reason in plane.history(run.id) if status == "Queued"]
     assert any("retry 1 of 2" in r for r in reasons)
     assert any("retry 2 of 2" in r for r in reasons)
+
+
+def test_a_trial_holds_its_share_of_its_compute_s_size(plane):
+    """Three trials at once on a 4-GPU size: a GPU each (whole GPUs), a third of the vCPUs and memory."""
+    size = default_catalog().get("Standard_NC24")
+    run = plane.runs.get(plane.submit().id)
+    assert run_size(size, run) == size  # a run holds all of it
+    third = run_size(size, replace(run, trial={"number": 0, "params": {}, "share": 3}))
+    assert (third.gpus, third.vcpus) == (size.gpus // 3, size.vcpus // 3)
+    assert third.memory_gib == pytest.approx(size.memory_gib / 3)
