@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from modelbuilder.core import _rows as r
+from modelbuilder.core import entities as e
 from modelbuilder.core.sizes import SizeCatalog
 from modelbuilder.errors import InvalidInput, StaleAttempt
 
@@ -30,9 +31,8 @@ CHARGED_BY = ("worker", "agent", "reaper")
 def price_per_hour(catalog: SizeCatalog, row: r.RunRow) -> float:
     if row.sweep is not None:
         return 0.0  # a sweep's parent holds no capacity: its trials are charged, each for its own time
-    share = int((row.trial or {}).get("share", 1))  # a trial holding its share of the compute pays its share
-    try:
-        return catalog.price_per_hour(row.compute_size, row.priority) / max(1, share)
+    try:  # a trial holding its share of the compute pays its share
+        return catalog.price_per_hour(row.compute_size, row.priority) / e.trial_share(row.trial)
     except InvalidInput:  # a size no longer in the catalog: its time still counts, at no known price
         return 0.0
 

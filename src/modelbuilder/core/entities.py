@@ -102,6 +102,11 @@ class Compute:
     updated_at: datetime
 
 
+def trial_share(trial: dict[str, Any] | None) -> int:
+    """How many trials share the compute of a trial with these settings (`Run.trial`); 1 for a plain run."""
+    return max(1, int((trial or {}).get("share", 1)))
+
+
 @dataclass(frozen=True)
 class Run:
     id: str
@@ -153,7 +158,7 @@ class Run:
     @property
     def share(self) -> int:
         """How many trials of its sweep share this trial's compute at once (1: a run holds all of it)."""
-        return int((self.trial or {}).get("share", 1))
+        return trial_share(self.trial)
 
     @property
     def terminal(self) -> bool:
