@@ -65,6 +65,11 @@ def test_the_task_comes_from_the_data_where_it_is_unambiguous(tmp_path, image_fo
     assert data.task_of(data.discover(folder)[0], "auto") == "multiclass"
     with pytest.raises(InvalidInput, match="Multi-label training takes no class_weights"):
         TrainConfig(data=str(manifest), task="multilabel", class_weights="balanced")
+    auto = TrainConfig(data=str(manifest), mixup_alpha=0.2, weights="none")  # auto: accepted until the data is read
+    cache = tmp_path / "cache"
+    with pytest.raises(InvalidInput, match=r"MixUp or CutMix \(the data gives images several labels\)"):
+        prepare_data(auto, cache, MemoryReporter())
+    assert not any(p.is_file() for p in cache.rglob("*"))  # refused before a single image was decoded
 
 
 def test_multilabel_targets_and_split(tmp_path):

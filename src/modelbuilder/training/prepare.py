@@ -80,6 +80,7 @@ def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter, *, c
     `check_duplicates` is False: a split made again for another purpose, such as an int8 export) and balance."""
     found = data_mod.discover(recipe.data)
     task = data_mod.task_of(found[0], recipe.task)
+    recipe.check_task(task)
     data_mod.check_labels(found[0], recipe.data, task)
     image_size = recipe.image_size or data_mod.choose_image_size([s.path for s in found[0]], seed=recipe.seed)
     resize = Preprocess.resize_for(image_size)

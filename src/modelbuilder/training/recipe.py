@@ -84,9 +84,7 @@ class TrainConfig:
         if self.task not in TASKS:
             raise InvalidInput(f"Task {self.task!r} is not valid.",
                                "use multiclass, multilabel or auto (from the data).")
-        if self.task == MULTILABEL and (self.class_weights != "none" or self.mixup_alpha or self.cutmix_alpha):
-            raise InvalidInput("Multi-label training takes no class_weights, MixUp or CutMix.",
-                               "leave class_weights at none and mixup_alpha/cutmix_alpha at 0 for --task multilabel.")
+        self.check_task(self.task)
         if self.name is not None:
             names.project_name(self.name)
         if self.mode == "head" and self.weights == "none" and not self.from_model:
@@ -117,6 +115,14 @@ class TrainConfig:
         """64 where there is data enough (fewer, larger steps run faster), down to 16 on a couple of hundred
         images so that an epoch still has a dozen or more steps to learn from."""
         return int(min(64, max(16, train_images // 20 // 8 * 8)))
+
+    def check_task(self, task: str) -> None:
+        """Refuse settings a multi-label training cannot take: at submission for `--task multilabel`, and for
+        `auto` as soon as the data is found to be multi-label (before any image is decoded)."""
+        if task == MULTILABEL and (self.class_weights != "none" or self.mixup_alpha or self.cutmix_alpha):
+            raise InvalidInput("Multi-label training takes no class_weights, MixUp or CutMix"
+                               + (" (the data gives images several labels)." if self.task == AUTO else "."),
+                               "leave class_weights at none and mixup_alpha/cutmix_alpha at 0 for multi-label data.")
 
     def with_(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
