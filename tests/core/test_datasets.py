@@ -74,8 +74,10 @@ def test_delete_is_refused_while_an_active_run_trains_on_the_version(assets: Dat
                                                                       recipe: dict[str, object]) -> None:
     add(assets, "a")
     add(assets, "b")
-    run = runs.submit("default", "pets", "local", recipe)
-    assets.link_run(run.id, "default", "pets", 1)
+    with pytest.raises(NotFound, match="pets:7 no longer exists"):
+        runs.submit("default", "pets", "local", recipe, data_asset=("pets", 7))
+    assert runs.list("default") == []  # the run and its link are one transaction: no run without its data
+    run = runs.submit("default", "pets", "local", recipe, data_asset=("pets", 1))
     assert assets.run_data(run.id) == ("pets", 1)
     with pytest.raises(Conflict, match=f"in use by run {run.id}"):
         assets.delete("default", "pets", 1)
@@ -106,9 +108,8 @@ def test_a_worker_finds_the_run_s_data_under_its_own_artifact_root(assets: DataA
                                                                     runs: RunService, recipe: dict[str, object],
                                                                     tmp_path: Path) -> None:
     add(assets, "a")
-    run = runs.submit("default", "pets", "local", recipe)
-    assert assets.run_data_file(run.id) is None  # a run on a path
-    assets.link_run(run.id, "default", "pets", 1)
+    assert assets.run_data_file(runs.submit("default", "pets", "local", recipe).id) is None  # a run on a path
+    run = runs.submit("default", "pets", "local", recipe, data_asset=("pets", 1))
     elsewhere = DataAssetService(store, tmp_path / "mounted-elsewhere")  # another host's mount of the root
     found = elsewhere.run_data_file(run.id)
     assert found is not None

@@ -261,9 +261,8 @@ class SweepDriver:
             self.workspace, self.parent.experiment_name, self.parent.compute_name, recipe.to_dict(),
             project_name=self.parent.project_name, idempotency_key=f"{self.parent.id}-trial-{number}",
             parent_run_id=self.parent.id, trial={"number": number, "optuna_id": trial_id, "params": params,
-                                                 "share": self.parallel, **({"final": True} if final else {})})
-        if self.data is not None:  # the parent trains on a data asset: each worker reads it from its own store
-            self.services.data.link_run(child.id, self.workspace, *self.data)
+                                                 "share": self.parallel, **({"final": True} if final else {})},
+            data_asset=self.data)  # the parent trains on a data asset: each worker reads it from its own store
         shown = f", {budget:.0f} s of the budget" if budget is not None else ""
         self._log(f"Trial {number} ({child.id}): {_settings(params)}{shown}.")
 

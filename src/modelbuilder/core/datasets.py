@@ -80,20 +80,13 @@ class DataAssetService:
             if staged.exists():
                 shutil.rmtree(staged, ignore_errors=True)
 
-    def link_run(self, run_id: str, workspace: str, name: str, version: int) -> None:
-        """Note that the run trains on `name:version` (deletion is refused while the run is active)."""
-        with self.store.write() as session:
-            asset = self._asset(session, workspace, name)
-            session.execute(self.store.insert(r.RunDataRow).values(run_id=run_id, asset_id=asset.id, version=version)
-                            .on_conflict_do_nothing(index_elements=["run_id"]))
-
     def delete(self, workspace: str, name: str, version: int | None = None) -> builtins.list[int]:
         """Delete one version, or the whole asset (version None); the versions deleted. Refused (Conflict)
         while a run that has not ended trains on one of them."""
         with self.store.write() as session:
             asset = self._asset(session, workspace, name)
-            numbers = [v for v in session.scalars(select(r.DataVersionRow.version)
-                                                  .where(r.DataVersionRow.asset_id == asset.id))
+            numbers = [v for v in session.scalars(select(r.DataVersionRow.version)  # locked: see RunService.submit
+                                                  .where(r.DataVersionRow.asset_id == asset.id).with_for_update())
                        if version is None or v == version]
             if version is not None and not numbers:
                 raise NotFound(f"Data asset {name!r} has no version {version}.",

@@ -23,7 +23,7 @@ from modelbuilder.core import _rows as r
 from modelbuilder.core import entities as e
 from modelbuilder.core.recording import json_dict
 from modelbuilder.core.store import Store
-from modelbuilder.errors import AlreadyExists, Conflict, InvalidInput, step
+from modelbuilder.errors import AlreadyExists, Conflict, InvalidInput, NotFound, step
 
 StopRequest = Literal["cancel", "preempt"]
 
@@ -54,12 +54,15 @@ class RunService:
         sweep: Mapping[str, Any] | None = None,
         parent_run_id: str | None = None,
         trial: Mapping[str, Any] | None = None,
+        data_asset: tuple[str, int] | None = None,
     ) -> e.Run:
         """Queue a run of `experiment` (registered now if new) on `compute`.
 
         With an `idempotency_key`, submitting the same request again returns the same run, and a
         different request under the same key is refused. A sweep's parent carries its `sweep` settings;
-        a trial names its `parent_run_id` and carries its `trial` (number and sampled settings).
+        a trial names its `parent_run_id` and carries its `trial` (number and sampled settings). A run on a
+        data asset names its (asset, version) in `data_asset`: noted in the same transaction as the run, so a
+        deletion of that version either sees the run (and is refused) or comes first (and this fails).
         """
         names.experiment_name(experiment)
         names.compute_name(compute)
@@ -83,6 +86,8 @@ class RunService:
                 request[key] = json_dict(given, key)
         if parent_run_id is not None:
             request["parent_run_id"] = parent_run_id
+        if data_asset is not None:
+            request["data_asset"] = [names.data_name(data_asset[0]), int(data_asset[1])]
         digest = request_hash(**request)
         try:
             return self._submit(workspace, request, idempotency_key, digest)
@@ -133,6 +138,8 @@ class RunService:
             session.add(row)
             session.add(r.StatusChangeRow(run_id=row.id, status=e.QUEUED, reason=reason, at=now, attempt=0, details={}))
             session.flush()  # fills the column defaults
+            if "data_asset" in request:
+                _link_data(session, ws, row.id, *request["data_asset"])
             return r.run(row, exp.name)
 
     @staticmethod
@@ -292,3 +299,17 @@ class RunService:
             row.preempt_requested = True
             row.preempt_reason = reason[: _lifecycle.MAX_REASON]
             return _lookup.run_entity(session, row)
+
+
+def _link_data(session: Any, ws: r.WorkspaceRow, run_id: str, name: str, version: int) -> None:
+    """Note that the run trains on `name:version`, which must still exist. The version's row is locked for
+    sharing (PostgreSQL; SQLite's writers take turns anyway), as `DataService.delete` locks it for update."""
+    asset_id = session.scalar(
+        select(r.DataVersionRow.asset_id).join(r.DataAssetRow, r.DataAssetRow.id == r.DataVersionRow.asset_id)
+        .where(r.DataAssetRow.workspace_id == ws.id, r.DataAssetRow.name == name, r.DataVersionRow.version == version)
+        .with_for_update(read=True))
+    if asset_id is None:
+        raise NotFound(f"Data asset {name}:{version} no longer exists in workspace {ws.name!r} (it was deleted).",
+                       "list the data assets ({list}), and train on one that exists.",
+                       {"list": step("list_data", workspace=ws.name)})
+    session.add(r.RunDataRow(run_id=run_id, asset_id=asset_id, version=version))

@@ -173,8 +173,7 @@ def submit(services: Services, recipe: TrainConfig, *, workspace: str | None = N
     recipe = starting_point(services, recipe)
     run = services.runs.submit(name, experiment or default_experiment(asset.asset if asset else recipe.data), compute,
                                recipe.to_dict(), project_name=recipe.name, idempotency_key=idempotency_key,
-                               sweep=sweep.to_dict() if sweep is not None else None)
-    if asset is not None:
-        services.data.link_run(run.id, name, asset.asset, asset.version)
+                               sweep=sweep.to_dict() if sweep is not None else None,
+                               data_asset=(asset.asset, asset.version) if asset is not None else None)
     server = running_server(services.settings)
     return Submitted(run, name, made, run_url(server, name, run.id) if server else None)
