@@ -79,7 +79,7 @@ class InvalidInput(ModelBuilderError):
 
 
 class DataError(ModelBuilderError):
-    """The training data cannot be used (missing, empty, a single label, a bad manifest)."""
+    """The data to train on or to score cannot be used (missing, empty, a single label, a bad manifest)."""
 
     code = "bad_data"
     http_status = 422

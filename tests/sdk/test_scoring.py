@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from modelbuilder.core.services import Services
-from modelbuilder.errors import InvalidInput, NotFound
+from modelbuilder.errors import DataError, InvalidInput, NotFound
 from modelbuilder.results.files import ZIP_FILE
 from modelbuilder.results.runtime import PredictionEngine
 from modelbuilder.sdk import scoring
@@ -103,6 +103,58 @@ def test_a_table_manifest(engine: PredictionEngine, folder: Path, tmp_path: Path
     assert [r["label"] for r in rows] == [p.parent.name for p in images]
 
 
+@pytest.mark.parametrize("name", ["manifest.csv", "manifest.jsonl"])
+def test_a_manifest_without_labels_scores_every_image(engine: PredictionEngine, folder: Path, tmp_path: Path,
+                                                      name: str):
+    """Labels are optional to score; a file:// URI is decoded as training decodes it (%20 is a space)."""
+    images = [p for p in _images(folder) if p.name != "notes.jpg"]
+    spaced = images[0].with_name("a cat.jpg")
+    images[0] = images[0].rename(spaced)
+    written = [images[0].as_uri(), *(str(p.relative_to(folder)) for p in images[1:])]
+    assert "%20" in written[0]
+    text = ("ImageSource\n" + "".join(f"{w}\n" for w in written) if name.endswith(".csv")
+            else "".join(json.dumps({"image_url": w}) + "\n" for w in written))
+    listed = scoring.images_in(_write(folder / name, text))
+    assert [(i.path, i.label) for i in listed] == [(p, None) for p in images]
+    summary = scoring.score_to_file(engine, listed, tmp_path / "scores.csv")
+    with summary.output.open() as f:
+        rows = list(csv.DictReader(f))
+    assert (summary.images, summary.unreadable) == (len(images), 0)
+    assert [r["image"] for r in rows] == [str(p) for p in images]
+    assert "label" not in rows[0]
+    assert all(r["prediction"] in engine.labels and not r["error"] for r in rows)
+
+
+@pytest.mark.parametrize(("name", "text", "line"), [
+    ("m.csv", "ImageSource,Label\ncat/a.jpg,cat\ns3://bucket/cat/b.jpg,cat\n", 3),
+    ("m.tsv", "ImageSource\ncat/a.jpg\nfile://otherhost/cat/b.jpg\n", 3),
+    ("m.jsonl", '{"image_url": "cat/a.jpg"}\n{"image_url": "https://example.com/cat/b.jpg", "label": "cat"}\n', 2),
+])
+def test_a_url_in_a_manifest_is_refused_with_its_line(tmp_path: Path, name: str, text: str, line: int):
+    """Nothing is fetched from a network: the same rule, and the same one-line error, as training's."""
+    with pytest.raises(DataError, match=rf"^Line {line} of .*{name}") as error:
+        scoring.images_in(_write(tmp_path / name, text))
+    assert "\n" not in error.value.message
+    assert "local files only" in error.value.hint
+
+
+def test_what_scoring_reads_that_training_does_not(engine: PredictionEngine, folder: Path, tmp_path: Path):
+    """A missing file is a row with its reason, a path may leave the manifest's folder, a split is not read
+    (a test split is scored), and several labels are carried joined as predicted_labels are."""
+    outside = tmp_path / "elsewhere.jpg"
+    outside.write_bytes(_images(folder)[0].read_bytes())
+    (folder / "sub").mkdir()
+    manifest = _write(folder / "sub" / "m.csv", "ImageSource,Labels,Split\n../../elsewhere.jpg,\"cat,dog\",test\n"
+                      "missing.jpg,cat,holdout\n" f"{outside},,\n")
+    listed = scoring.images_in(manifest)
+    assert [(i.path, i.label) for i in listed] == [(outside, "cat;dog"), (folder / "sub" / "missing.jpg", "cat"),
+                                                  (outside, None)]
+    rows = list(scoring.score(engine, listed))
+    assert [r.problem is None for r in rows] == [True, False, True]
+    assert rows[1].prediction is None
+    assert "missing.jpg" in str(rows[1].problem)
+
+
 def test_decoding_overlaps_the_model(engine: PredictionEngine, folder: Path, monkeypatch: pytest.MonkeyPatch):
     """The model's first batch waits until an image of the next batch has been decoded: without decoding
     running beside the model this would never happen (and the wait would time out)."""
@@ -143,18 +195,20 @@ def test_a_model_named_by_run_id_or_path(services: Services, trained: TrainedRun
 
 def test_mistakes_get_one_line_and_the_fix(engine: PredictionEngine, folder: Path, tmp_path: Path):
     cases = [
-        (lambda: scoring.check_output(tmp_path / "scores.txt"), "neither .csv nor .jsonl"),
-        (lambda: scoring.check_output(_empty(tmp_path / "dir.csv")), "is a folder"),
-        (lambda: scoring.images_in(tmp_path / "missing"), "does not exist"),
-        (lambda: scoring.images_in(_empty(tmp_path / "empty")), "holds no files"),
-        (lambda: scoring.images_in(_write(tmp_path / "m.csv", "Path,Label\na.jpg,cat\n")), "no ImageSource column"),
-        (lambda: scoring.images_in(_write(tmp_path / "m.jsonl", '{"image_url": "a.jpg"}\n[1]\n')), "Line 2"),
-        (lambda: scoring.images_in(_write(tmp_path / "n.jsonl", "\n")), "lists no images"),
-        (lambda: scoring.score(engine, [], batch_size=0), "batch_size must be a positive whole number"),
-        (lambda: scoring.score(engine, [], workers=1000), "workers 1000 is too large"),
+        (lambda: scoring.check_output(tmp_path / "scores.txt"), InvalidInput, "neither .csv nor .jsonl"),
+        (lambda: scoring.check_output(_empty(tmp_path / "dir.csv")), InvalidInput, "is a folder"),
+        (lambda: scoring.images_in(tmp_path / "missing"), InvalidInput, "does not exist"),
+        (lambda: scoring.images_in(_empty(tmp_path / "empty")), InvalidInput, "holds no files"),
+        (lambda: scoring.images_in(_write(tmp_path / "m.csv", "Path,Label\na.jpg,cat\n")), DataError,
+         "^Line 1 .* lacks the column ImageSource "),
+        (lambda: scoring.images_in(_write(tmp_path / "m.jsonl", '{"image_url": "a.jpg"}\n[1]\n')), DataError,
+         "^Line 2 .* is not a JSON object"),
+        (lambda: scoring.images_in(_write(tmp_path / "n.jsonl", "\n")), DataError, "lists no images"),
+        (lambda: scoring.score(engine, [], batch_size=0), InvalidInput, "batch_size must be a positive whole number"),
+        (lambda: scoring.score(engine, [], workers=1000), InvalidInput, "workers 1000 is too large"),
     ]
-    for call, words in cases:
-        with pytest.raises(InvalidInput, match=words) as error:
+    for call, kind, words in cases:
+        with pytest.raises(kind, match=words) as error:
             call()
         assert "\n" not in error.value.message
         assert error.value.hint

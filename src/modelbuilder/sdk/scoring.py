@@ -7,10 +7,13 @@ An image that cannot be read gets a row with its reason; it never stops the othe
     `modelbuilder predict MODEL FOLDER_OR_MANIFEST --output scores.csv` and the SDK's `score_images`
     call `score_to_file`; `modelbuilder predict` without --output prints what `score` yields.
 
-What is scored: one image file; a folder (every file under it, recursively, hidden ones left out); a
-`.csv`/`.tsv` manifest with an `ImageSource` column (and an optional `Label`); or a `.jsonl` manifest
-with `image_url` (and an optional `label`) per line, as Azure AutoML writes it. Manifest paths are
-relative to the manifest.
+What is scored: one image file; a folder (every file under it, recursively, hidden ones left out); or a
+manifest, read by training's reader (`training.manifest.read_rows`) with its columns, its refusal of URLs
+and its file:// decoding, but by scoring's rules: a `.csv`/`.tsv` with an `ImageSource` column (and an
+optional `Label`, or `Labels` for several), or a `.jsonl` with `image_url` (and an optional `label`) per
+line, as Azure AutoML writes it. A line's labels, when it gives any, are carried to the output (several
+joined by ';', as `predicted_labels` are) to compare with; a split is not read; a file that is missing or
+does not decode is a row with its reason, like any other.
 """
 
 from __future__ import annotations
@@ -30,20 +33,19 @@ from typing import Any, TextIO
 import numpy as np
 
 from modelbuilder import names
-from modelbuilder.errors import InvalidInput
+from modelbuilder.errors import DataError, InvalidInput
 from modelbuilder.results.runtime import InvalidImageError, PredictionEngine, preprocess, usable_cores
+from modelbuilder.training.manifest import MANIFEST_SUFFIXES, read_rows
+from modelbuilder.training.samples import LABELS_JOINED
 
-TABLE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 JSONL_SUFFIX = ".jsonl"
 OUTPUT_SUFFIXES = (".csv", JSONL_SUFFIX)
 BATCH_SIZE = 32
-_MANIFEST_HINT = "give a folder of images, an image, a .csv/.tsv manifest with an ImageSource column, or a " \
-                 ".jsonl manifest with image_url."
 
 
 @dataclass(frozen=True)
 class Image:
-    """One image to score: its path, and its label when a manifest gives one."""
+    """One image to score: its path, and its label when a manifest gives one (several joined by ';')."""
 
     path: Path
     label: str | None = None
@@ -83,66 +85,18 @@ def images_in(target: str | os.PathLike[str]) -> list[Image]:
         if not files:
             raise InvalidInput(f"The folder {str(path)!r} holds no files.", "pass an image or a folder of images.")
         return [Image(p) for p in files]
-    suffix = path.suffix.lower()
-    if suffix in TABLE_SUFFIXES:
-        return _read_table(path, TABLE_SUFFIXES[suffix])
-    if suffix == JSONL_SUFFIX:
-        return _read_jsonl(path)
-    return [Image(path)]
+    if path.suffix.lower() not in MANIFEST_SUFFIXES:
+        return [Image(path)]
+    images = [Image(row.path, LABELS_JOINED.join(row.labels) or None) for row in read_rows(path, to_score=True)]
+    if not images:
+        raise DataError(f"The manifest {str(path)!r} lists no images.", "add a line per image to score.")
+    return images
 
 
 def one_image(target: str | os.PathLike[str]) -> bool:
     """Whether `target` names a single image rather than a folder or a manifest of them."""
     path = Path(target).expanduser()
-    return path.is_file() and path.suffix.lower() not in (*TABLE_SUFFIXES, JSONL_SUFFIX)
-
-
-def _read_table(manifest: Path, delimiter: str) -> list[Image]:
-    try:
-        with manifest.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f, delimiter=delimiter))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"Cannot read the manifest {str(manifest)!r} ({exc}).", _MANIFEST_HINT) from None
-    header = [h.strip().lower() for h in rows[0]] if rows else []
-    if "imagesource" not in header:
-        raise InvalidInput(f"The manifest {str(manifest)!r} has no ImageSource column "
-                           f"(found: {', '.join(rows[0]) if rows else 'nothing'}).",
-                           "make its first line name the columns: ImageSource, and Label if known.")
-    source, label = header.index("imagesource"), header.index("label") if "label" in header else None
-    images = []
-    for row in rows[1:]:
-        if len(row) > source and row[source].strip():
-            known = row[label].strip() if label is not None and len(row) > label else ""
-            images.append(Image(manifest.parent / row[source].strip(), known or None))
-    return _some(images, manifest)
-
-
-def _read_jsonl(manifest: Path) -> list[Image]:
-    images = []
-    try:
-        lines = manifest.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"Cannot read the manifest {str(manifest)!r} ({exc}).", _MANIFEST_HINT) from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            entry = None
-        url = entry.get("image_url") if isinstance(entry, dict) else None
-        if not isinstance(url, str) or not url:
-            raise InvalidInput(f"Line {number} of {str(manifest)!r} is not a JSON object with an image_url.",
-                               'write one object per line: {"image_url": "images/1.jpg", "label": "cat"}.')
-        label = entry.get("label")
-        images.append(Image(manifest.parent / url.removeprefix("file://"), label if isinstance(label, str) else None))
-    return _some(images, manifest)
-
-
-def _some(images: list[Image], manifest: Path) -> list[Image]:
-    if not images:
-        raise InvalidInput(f"The manifest {str(manifest)!r} lists no images.", "add a line per image to score.")
-    return images
+    return path.is_file() and path.suffix.lower() not in MANIFEST_SUFFIXES
 
 
 # --- scoring ----------------------------------------------------------------------------------------

@@ -12,6 +12,14 @@ leaves the manifest's folder, a line that is not JSON) is an error naming its li
 from a network, and nothing outside the manifest's folder is read. A line that points at a file that does
 not exist is not an error on its own: it is skipped and listed, with its line number, in the data report.
 
+Batch scoring (`sdk/scoring.py`) reads manifests through `read_rows(manifest, to_score=True)`: the same
+columns, the same URL refusal and the same file:// decoding, with three rules of training's left out, for
+what scoring is. A label is optional (scoring predicts it; one given is carried to compare with); a split
+is not read (every line is scored, a `test` split included); and a path may leave the manifest's folder
+(training keeps to it because its data is packed and uploaded with each image at its path relative to that
+folder, then read by a server; scoring reads the user's own files on the user's machine, as it does for a
+folder or an image).
+
 Samples come back in one canonical order whatever the order of the lines (that of a folder walk over
 their paths, see `walk_key`), so the same images give the same split and the same batches whether
 they are listed in a folder, a CSV or a JSONL manifest.
@@ -23,6 +31,7 @@ import csv
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -39,18 +48,31 @@ _FIX_URL = ("download the images next to the manifest and write their paths rela
             "URIs); modelbuilder reads local files only.")
 
 
-class _Lines:
-    """Where a manifest's lines are read from, for errors that name the line."""
+@dataclass(frozen=True)
+class ManifestRow:
+    """One line of a manifest that names an image: the file it names (which may not exist), its labels (none
+    where a line to score gives none), its split, and whether its labels are in multi-label form (`listed`)."""
 
-    def __init__(self, manifest: Path) -> None:
-        self.manifest, self.base = manifest, manifest.parent.resolve()
+    line: int
+    path: Path
+    labels: tuple[str, ...]
+    split: str | None
+    listed: bool
+
+
+class _Lines:
+    """Where a manifest's lines are read from, for errors that name the line, and by which rules (`to_score`:
+    see the module's docstring)."""
+
+    def __init__(self, manifest: Path, to_score: bool) -> None:
+        self.manifest, self.base, self.to_score = manifest, manifest.parent.resolve(), to_score
 
     def error(self, line: int, what: str, fix: str) -> DataError:
         return DataError(f"Line {line} of {str(self.manifest)!r} {what}.", fix)
 
     def path_of(self, line: int, raw: str) -> Path:
         """The file a line names (a relative path or a file:// URI), refused when it is a URL of another scheme
-        or leaves the manifest's folder."""
+        or, to train on, leaves the manifest's folder."""
         url = _URL.match(raw)
         if url and url.group(1).lower() != "file":
             raise self.error(line, f"names a URL ({raw[:120]!r}) and no network is fetched", _FIX_URL)
@@ -60,6 +82,8 @@ class _Lines:
                 raise self.error(line, f"names a file on another host ({raw[:120]!r})", _FIX_URL)
             raw = unquote(parsed.path)
         path = Path(os.path.normpath(self.base / raw))
+        if self.to_score:
+            return path
         if (Path(raw).is_absolute() and not url) or not path.is_relative_to(self.base) or not _stays_inside(
                 path, self.base):
             raise self.error(line, f"points outside its folder: {raw!r}",
@@ -67,7 +91,7 @@ class _Lines:
         return path
 
     def split_of(self, line: int, value: Any) -> str | None:
-        if value is None or value == "":
+        if value is None or value == "" or self.to_score:
             return None
         split = SPLIT_NAMES.get(str(value).strip().lower()) if isinstance(value, str) else None
         if split is None:
@@ -76,7 +100,10 @@ class _Lines:
         return split
 
     def labels_of(self, line: int, value: Any, listed: bool) -> tuple[str, ...]:
-        """The labels a line gives: a text (one label, or several separated when `listed`), or a list of texts."""
+        """The labels a line gives: a text (one label, or several separated when `listed`), or a list of texts;
+        to score, none where it gives none."""
+        if self.to_score and (value is None or (isinstance(value, str) and not value.strip())):
+            return ()
         if isinstance(value, str):
             labels = [value] if not listed else LABEL_SEPARATORS.split(value)
         elif isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -99,19 +126,26 @@ def _stays_inside(path: Path, base: Path) -> bool:
         return True  # a missing or looping file is skipped later, with its reason
 
 
+def read_rows(manifest: Path, *, to_score: bool = False) -> list[ManifestRow]:
+    """Every line of `manifest` that names an image, in the manifest's order, by training's rules or, with
+    `to_score`, by batch scoring's (see the module's docstring). Whether the files exist is left to the caller."""
+    lines = _Lines(manifest, to_score)
+    rows = _jsonl_rows(lines) if manifest.suffix.lower() == ".jsonl" else _table_rows(lines)
+    return [ManifestRow(line, lines.path_of(line, raw_path), labels, split, listed)
+            for line, raw_path, labels, split, listed in rows]
+
+
 def read_manifest(manifest: Path) -> tuple[list[Sample], list[Skipped]]:
     """The samples a manifest lists (in canonical order) and the lines skipped for a missing file."""
-    lines = _Lines(manifest)
-    rows = _jsonl_rows(lines) if manifest.suffix.lower() == ".jsonl" else _table_rows(lines)
+    base = manifest.parent.resolve()
     samples, skipped = [], []
-    for line, raw_path, labels, split, listed in rows:
-        path = lines.path_of(line, raw_path)
-        if not path.is_file():
-            rel = str(path.relative_to(lines.base))
-            skipped.append(Skipped(rel, f"line {line} of {manifest.name}: file not found", line))
+    for row in read_rows(manifest):
+        if not row.path.is_file():
+            rel = str(row.path.relative_to(base))
+            skipped.append(Skipped(rel, f"line {row.line} of {manifest.name}: file not found", row.line))
             continue
-        samples.append(Sample.of(path, labels, split, line, listed))
-    samples.sort(key=lambda s: walk_key(s.path.relative_to(lines.base)))
+        samples.append(Sample.of(row.path, row.labels, row.split, row.line, row.listed))
+    samples.sort(key=lambda s: walk_key(s.path.relative_to(base)))
     if not samples and skipped:
         first = skipped[0]
         raise DataError(f"None of the {len(skipped)} images listed in {str(manifest)!r} exists (the first: "
@@ -134,17 +168,18 @@ _Row = tuple[int, str, tuple[str, ...], str | None, bool]  # line, path, labels,
 def _table_rows(lines: _Lines) -> list[_Row]:
     manifest = lines.manifest
     delimiter = "\t" if manifest.suffix.lower() == ".tsv" else ","
-    rows = list(csv.reader(_read_text(lines, "with ImageSource and Label columns").splitlines(),
-                           delimiter=delimiter))
+    columns = "the column ImageSource" if lines.to_score else "the columns ImageSource and Label"
+    rows = list(csv.reader(_read_text(lines, f"with {columns}").splitlines(), delimiter=delimiter))
     header = [h.strip().lower() for h in rows[0]] if rows else []
     label_key = "label" if "label" in header else "labels"
-    if "imagesource" not in header or label_key not in header:
-        raise DataError(f"Line 1 of {str(manifest)!r} lacks the columns ImageSource and Label "
+    if "imagesource" not in header or (label_key not in header and not lines.to_score):
+        raise DataError(f"Line 1 of {str(manifest)!r} lacks {columns} "
                         f"(found: {', '.join(rows[0]) if rows else 'nothing'}).",
                         f"make its first line 'ImageSource{delimiter}Label' (separator "
                         f"{'tab' if delimiter == chr(9) else 'comma'}), or ImageSource and Labels for several "
-                        "labels per image.")
-    src_col, label_col = header.index("imagesource"), header.index(label_key)
+                        f"labels per image{' (Label is optional to score)' if lines.to_score else ''}.")
+    src_col = header.index("imagesource")
+    label_col = header.index(label_key) if label_key in header else None
     split_col = header.index("split") if "split" in header else None
     found = []
     for line, row in enumerate(rows[1:], start=2):
@@ -153,7 +188,8 @@ def _table_rows(lines: _Lines) -> list[_Row]:
         cells = row + [""] * (len(header) - len(row))
         if not cells[src_col].strip():
             raise lines.error(line, "has no image path", "give every line an ImageSource, or drop it.")
-        labels = lines.labels_of(line, cells[label_col], listed=label_key == "labels")
+        labels = lines.labels_of(line, cells[label_col] if label_col is not None else None,
+                                 listed=label_key == "labels")
         split = lines.split_of(line, cells[split_col]) if split_col is not None else None
         found.append((line, cells[src_col].strip(), labels, split, label_key == "labels"))
     return found
@@ -175,8 +211,8 @@ def _jsonl_rows(lines: _Lines) -> list[_Row]:
         url = item.get("image_url")
         if not isinstance(url, str) or not url.strip():
             raise lines.error(line, "has no image_url", 'give every line its image: "image_url": "cat/1.jpg".')
-        if "label" not in item:
+        if "label" not in item and not lines.to_score:
             raise lines.error(line, "has no label", 'give every line its label: "label": "cat".')
-        found.append((line, url.strip(), lines.labels_of(line, item["label"], listed=False),
-                      lines.split_of(line, item.get("split")), isinstance(item["label"], list)))
+        found.append((line, url.strip(), lines.labels_of(line, item.get("label"), listed=False),
+                      lines.split_of(line, item.get("split")), isinstance(item.get("label"), list)))
     return found
