@@ -297,7 +297,7 @@ class SweepDriver:
 
     def _tell(self, child: e.Run, number: int) -> None:
         value = result_of(child)
-        if child.termination_reason and child.status == e.COMPLETED:
+        if child.early_terminated:
             self.study.tell(number, state=optuna.trial.TrialState.PRUNED)
         elif child.status == e.COMPLETED and value is not None:
             self.study.tell(number, value)
@@ -309,7 +309,7 @@ class SweepDriver:
     def _finish(self, trials: list[e.Run]) -> None:
         runs, recorder, artifacts = self.services.runs, self.services.recorder, self.services.artifacts
         best = best_trial(trials)
-        pruned = [t for t in trials if t.termination_reason and t.status == e.COMPLETED]
+        pruned = [t for t in trials if t.early_terminated]
         saved = sum(saved_seconds(t) for t in pruned)
         counts = f"{len(trials)} trial(s), {len(pruned)} stopped early" + (
             f" (about {saved / 60:.1f} min of their planned training saved)" if pruned else "")

@@ -161,6 +161,11 @@ class Run:
         return trial_share(self.trial)
 
     @property
+    def early_terminated(self) -> bool:
+        """A trial its sweep stopped early (it ends Completed, with its best epoch exported)."""
+        return bool(self.termination_reason) and self.status == COMPLETED
+
+    @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
 

@@ -90,7 +90,7 @@ def leaderboard(services: Services, run: e.Run) -> list[Trial]:
         rows.append(Trial(number=int((child.trial or {}).get("number", -1)), run_id=child.id,
                           settings=dict((child.trial or {}).get("params", {})), accuracy=accuracy, seconds=seconds,
                           status=child.status, why=child.status_reason, stopped=_stopped(child),
-                          early_terminated=bool(child.termination_reason) and child.status == e.COMPLETED,
+                          early_terminated=child.early_terminated,
                           best=child.id == best_id, epochs=int(epochs) if isinstance(epochs, int | float) else None,
                           planned_epochs=int(planned) if isinstance(planned, int | float) else None,
                           ended_at=child.ended_at.isoformat() if child.ended_at else None))
@@ -99,7 +99,7 @@ def leaderboard(services: Services, run: e.Run) -> list[Trial]:
 
 
 def _stopped(child: e.Run) -> str:
-    if child.termination_reason and child.status == e.COMPLETED:
+    if child.early_terminated:
         return "early termination"
     # The worker ends a trained run with "validation accuracy A (best epoch N; <why training stopped>)".
     found = _TRAINING_STOPPED.search(child.status_reason) if child.status == e.COMPLETED else None
