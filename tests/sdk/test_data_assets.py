@@ -11,6 +11,9 @@ from fastapi.testclient import TestClient
 from modelbuilder import Workspace
 from modelbuilder.core.services import Services
 from modelbuilder.sdk import data
+from modelbuilder.training.prepare import prepare_data
+from modelbuilder.training.recipe import TrainConfig
+from modelbuilder.training.reporter import MemoryReporter
 from tests.cli.driver import Cli
 from tests.imagery import make_image_folder
 
@@ -115,3 +118,18 @@ def test_a_local_folder_of_the_asset_s_name_wins_for_the_cli_never_for_the_api(
     assert by_cli.recipe["data"] == str(images.resolve())  # the path: the CLI user means the folder here
     assert services.data.run_data(by_cli.id) is None
     assert services.data.run_data(by_api.id) == ("pets", 1)  # the API's paths are absolute: a name is an asset
+
+
+def test_a_run_on_an_asset_names_its_images_as_they_were_uploaded(services: Services, tmp_path: Path) -> None:
+    """An asset stores each image under its SHA-256; the data report, predictions.csv and the galleries name
+    it by its path in the upload (data.tsv's Name column), so a user can find the file that was wrong."""
+    folder = make_image_folder(tmp_path / "pets", per_label=5, odd_files=True)
+    data.upload(services, folder, "pets")
+    _, manifest = data.training_data(services, "pets:1", "default")
+    assert manifest.read_text().splitlines()[0] == "ImageSource\tLabel\tName"
+    prepared = prepare_data(TrainConfig(data=str(manifest), weights="none", image_size=32), tmp_path / "cache",
+                            MemoryReporter())
+    shown = {image.path for image in prepared.train_images + prepared.val_images}
+    uploaded = {p.relative_to(folder).as_posix() for p in folder.rglob("*.*")}
+    assert shown <= uploaded
+    assert {"cat/000.jpg", "dog/004.jpg", "cat/cmyk.jpg"} <= shown

@@ -31,7 +31,7 @@ from modelbuilder.errors import Conflict, NotFound, step
 
 DATA_FOLDER = "data"  # under the artifact root
 STAGING = ".staging"
-DATA_FILE = "data.tsv"  # a version's manifest as training reads it (ImageSource, Label)
+DATA_FILE = "data.tsv"  # a version's manifest as training reads it (ImageSource, Label, Name: the upload's path)
 
 
 class DataAssetService:

@@ -192,7 +192,8 @@ def ingest_zip(services: Services, workspace: str, name: str, archive_path: Path
         if len(counts) < 2:
             raise DataError(f"The upload has one label only ({next(iter(counts))!r}); a classifier needs two.",
                             "add a folder of images for at least one more label.")
-        (staged / DATA_FILE).write_text("ImageSource\tLabel\n" + "".join(f"{p}\t{label}\n" for p, label in rows))
+        (staged / DATA_FILE).write_text("ImageSource\tLabel\tName\n"
+                                        + "".join(f"{p}\t{label}\t{name}\n" for p, label, name in rows))
         (staged / MANIFEST).write_bytes(manifest_bytes(entries))
         report = upload_report(f"{name} (upload)", entries, skipped, hashes)
         if listed is not None:
@@ -205,7 +206,7 @@ def ingest_zip(services: Services, workspace: str, name: str, archive_path: Path
 
 
 def _unpack(archive: zipfile.ZipFile, candidates: list[Candidate], staged: Path, skipped: list[dict[str, str]]
-            ) -> tuple[list[Entry], list[tuple[str, str]], list[tuple[int, int]]]:
+            ) -> tuple[list[Entry], list[tuple[str, str, str]], list[tuple[int, int]]]:
     """Each image stored under its SHA-256, with its label, and its perceptual hashes (for the report)."""
     entries, rows, hashes, seen = [], [], [], set()
     for candidate in sorted(candidates, key=lambda c: c.path):
@@ -232,7 +233,8 @@ def _unpack(archive: zipfile.ZipFile, candidates: list[Candidate], staged: Path,
             skipped.append({"path": candidate.path, "reason": error.reason})
             continue
         hashes.append(picture_hashes(Image.fromarray(square_image(picture, HASHED_SIZE))))
-        rows.append((_store(staged, data, sha, candidate.path), candidate.label))
+        shown = re.sub(r"[\x00-\x1f\x7f]", "?", candidate.path)  # the name reports show: one line, one cell
+        rows.append((_store(staged, data, sha, candidate.path), candidate.label, shown))
         entries.append(Entry(candidate.path, candidate.label, sha, len(data)))
     return entries, rows, hashes
 

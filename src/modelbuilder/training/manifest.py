@@ -3,7 +3,8 @@
 Two kinds are read, both with paths relative to the manifest's own folder:
 
 - `.tsv` / `.csv` with the columns `ImageSource` and `Label` (or `Labels`: several labels of one image,
-  separated by `;` or by `,` inside quotes), and an optional `Split` column;
+  separated by `;` or by `,` inside quotes), and optional `Split` and `Name` columns (`Name`: what reports
+  call the image, where its file is named otherwise, as a data asset stores each image under its SHA-256);
 - `.jsonl` as Azure AutoML writes it: one `{"image_url": "...", "label": "cat"}` per line (a list of
   labels for several), with an optional `"split"`. `image_url` may be a path or a `file://` URI.
 
@@ -58,6 +59,7 @@ class ManifestRow:
     labels: tuple[str, ...]
     split: str | None
     listed: bool
+    name: str | None = None  # what to call the image where its file is stored under another name
 
 
 class _Lines:
@@ -131,8 +133,8 @@ def read_rows(manifest: Path, *, to_score: bool = False) -> list[ManifestRow]:
     `to_score`, by batch scoring's (see the module's docstring). Whether the files exist is left to the caller."""
     lines = _Lines(manifest, to_score)
     rows = _jsonl_rows(lines) if manifest.suffix.lower() == ".jsonl" else _table_rows(lines)
-    return [ManifestRow(line, lines.path_of(line, raw_path), labels, split, listed)
-            for line, raw_path, labels, split, listed in rows]
+    return [ManifestRow(line, lines.path_of(line, raw_path), labels, split, listed, name)
+            for line, raw_path, labels, split, listed, name in rows]
 
 
 def read_manifest(manifest: Path) -> tuple[list[Sample], list[Skipped]]:
@@ -144,7 +146,7 @@ def read_manifest(manifest: Path) -> tuple[list[Sample], list[Skipped]]:
             rel = str(row.path.relative_to(base))
             skipped.append(Skipped(rel, f"line {row.line} of {manifest.name}: file not found", row.line))
             continue
-        samples.append(Sample.of(row.path, row.labels, row.split, row.line, row.listed))
+        samples.append(Sample.of(row.path, row.labels, row.split, row.line, row.listed, row.name))
     samples.sort(key=lambda s: walk_key(s.path.relative_to(base)))
     if not samples and skipped:
         first = skipped[0]
@@ -162,7 +164,8 @@ def _read_text(lines: _Lines, what: str) -> str:
             from None
 
 
-_Row = tuple[int, str, tuple[str, ...], str | None, bool]  # line, path, labels, split, in multi-label form
+# line, path, labels, split, in multi-label form, the image's name (an optional Name column or "name" key)
+_Row = tuple[int, str, tuple[str, ...], str | None, bool, str | None]
 
 
 def _table_rows(lines: _Lines) -> list[_Row]:
@@ -181,6 +184,7 @@ def _table_rows(lines: _Lines) -> list[_Row]:
     src_col = header.index("imagesource")
     label_col = header.index(label_key) if label_key in header else None
     split_col = header.index("split") if "split" in header else None
+    name_col = header.index("name") if "name" in header else None
     found = []
     for line, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
@@ -191,7 +195,8 @@ def _table_rows(lines: _Lines) -> list[_Row]:
         labels = lines.labels_of(line, cells[label_col] if label_col is not None else None,
                                  listed=label_key == "labels")
         split = lines.split_of(line, cells[split_col]) if split_col is not None else None
-        found.append((line, cells[src_col].strip(), labels, split, label_key == "labels"))
+        name = cells[name_col].strip() or None if name_col is not None else None
+        found.append((line, cells[src_col].strip(), labels, split, label_key == "labels", name))
     return found
 
 
@@ -214,5 +219,6 @@ def _jsonl_rows(lines: _Lines) -> list[_Row]:
         if "label" not in item and not lines.to_score:
             raise lines.error(line, "has no label", 'give every line its label: "label": "cat".')
         found.append((line, url.strip(), lines.labels_of(line, item.get("label"), listed=False),
-                      lines.split_of(line, item.get("split")), isinstance(item.get("label"), list)))
+                      lines.split_of(line, item.get("split")), isinstance(item.get("label"), list),
+                      item["name"] if isinstance(item.get("name"), str) and item["name"].strip() else None))
     return found

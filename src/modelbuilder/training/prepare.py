@@ -50,8 +50,11 @@ def _base(source: str) -> Path:
     return root if root.is_dir() else root.parent
 
 
-def _relative(path: Path, base: Path) -> str:
-    return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
+def _shown(sample: data_mod.Sample, base: Path) -> str:
+    """What reports call a sample: its name where the data gives one, else its path relative to the data."""
+    if sample.name:
+        return sample.name
+    return str(sample.path.relative_to(base)) if sample.path.is_relative_to(base) else str(sample.path)
 
 
 def _decode(source: str, size: int, cache_root: Path, reporter: Reporter, threads: int | None,
@@ -70,7 +73,7 @@ def _decode(source: str, size: int, cache_root: Path, reporter: Reporter, thread
     for i, reason in sorted(cache.reasons.items()):
         line = samples[i].line
         where = f"line {line} of {Path(source).name}: " if line else ""
-        skipped.append(data_mod.Skipped(_relative(samples[i].path, base), where + reason, line))
+        skipped.append(data_mod.Skipped(_shown(samples[i], base), where + reason, line))
     return samples, skipped, cache
 
 
@@ -135,7 +138,7 @@ def prepare_data(recipe: TrainConfig, cache_root: Path, reporter: Reporter, *, c
     for side, split, side_samples, source in ((TRAINING, train, samples, recipe.data),
                                               (VALIDATION, val, v_samples, v_source)):
         base = _base(source)
-        images[side] = [DataImage(_relative(side_samples[int(r)].path, base), side_samples[int(r)].label, side)
+        images[side] = [DataImage(_shown(side_samples[int(r)], base), side_samples[int(r)].label, side)
                         for r in split.records]
     if check_duplicates:
         report.duplicates = _duplicates(train, val, samples, v_samples, images[TRAINING] + images[VALIDATION],

@@ -23,11 +23,12 @@ class Sample:
     split: str | None = None
     line: int | None = None
     labels: tuple[str, ...] = ()
+    name: str | None = None  # what reports call it where the file has another name (a data asset's SHA-256)
 
     @classmethod
     def of(cls, path: Path, labels: tuple[str, ...], split: str | None = None, line: int | None = None,
-           listed: bool = False) -> Sample:
-        return cls(path, LABELS_JOINED.join(labels), split, line, labels if listed or len(labels) > 1 else ())
+           listed: bool = False, name: str | None = None) -> Sample:
+        return cls(path, LABELS_JOINED.join(labels), split, line, labels if listed or len(labels) > 1 else (), name)
 
     @property
     def all_labels(self) -> tuple[str, ...]:
