@@ -174,6 +174,15 @@ class ComputeService:
             )
             return [r.compute(row) for row in rows]
 
+    def list_all(self) -> builtins.list[tuple[str, e.Compute]]:
+        """Every compute of every workspace, with its workspace's name, by workspace and name (the portal's
+        home page), in one query."""
+        with self.store.read() as session:
+            rows = session.execute(select(r.ComputeRow, r.WorkspaceRow.name)
+                                   .join(r.WorkspaceRow, r.WorkspaceRow.id == r.ComputeRow.workspace_id)
+                                   .order_by(r.WorkspaceRow.name, r.ComputeRow.name))
+            return [(workspace, r.compute(row)) for row, workspace in rows]
+
     def sizes(self) -> builtins.list[SizeSpec]:
         """The size catalog, `auto` (this host) last: for `modelbuilder compute sizes`."""
         return self.catalog.sizes()
