@@ -164,7 +164,8 @@ class ComputeService:
     # --- read ---------------------------------------------------------------------------------------
     def get(self, workspace: str, name: str) -> e.Compute:
         with self.store.read() as session:
-            return r.compute(_lookup.compute_row(session, _lookup.workspace_row(session, workspace), name))
+            ws = _lookup.workspace_row(session, workspace)
+            return r.compute(_lookup.named_row(session, _lookup.COMPUTES, ws, name))
 
     def list(self, workspace: str) -> list[e.Compute]:
         with self.store.read() as session:
@@ -200,7 +201,8 @@ class ComputeService:
         nothing to tear down, so deletion is one transaction.
         """
         with self.store.write() as session:
-            row = _lookup.compute_row(session, _lookup.workspace_row(session, workspace), name)
+            ws = _lookup.workspace_row(session, workspace)
+            row = _lookup.named_row(session, _lookup.COMPUTES, ws, name)
             active = list(
                 session.scalars(
                     select(r.RunRow)

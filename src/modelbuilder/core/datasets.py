@@ -58,7 +58,7 @@ class DataAssetService:
         try:
             with self.store.write() as session:
                 ws = _lookup.workspace_row(session, workspace)
-                asset = self._locked_asset(session, ws.id, name)
+                asset = _lookup.ensure_named_row(self.store, session, ASSETS, ws, name, "data", lock=True)
                 latest = session.scalars(select(r.DataVersionRow).where(r.DataVersionRow.asset_id == asset.id)
                                          .order_by(r.DataVersionRow.version.desc()).limit(1)).one_or_none()
                 if latest is not None and latest.digest == digest:
@@ -178,26 +178,9 @@ class DataAssetService:
             return self.folder(link.asset_id, link.version) / DATA_FILE if link is not None else None
 
     # --- inside a session ---------------------------------------------------------------------------
-    def _locked_asset(self, session: Session, workspace_id: str, name: str) -> r.DataAssetRow:
-        now = e.utcnow()
-        session.execute(self.store.insert(r.DataAssetRow)
-                        .values(id=e.new_id("data"), workspace_id=workspace_id, name=name, created_at=now,
-                                updated_at=now)
-                        .on_conflict_do_nothing(index_elements=["workspace_id", "name"]))
-        return session.scalars(select(r.DataAssetRow).where(r.DataAssetRow.workspace_id == workspace_id,
-                                                            r.DataAssetRow.name == name)
-                               .with_for_update()).one()
-
     def _asset(self, session: Session, workspace: str, name: str) -> r.DataAssetRow:
         names.data_name(name)
-        ws = _lookup.workspace_row(session, workspace)
-        row = session.scalars(select(r.DataAssetRow).where(r.DataAssetRow.workspace_id == ws.id,
-                                                           r.DataAssetRow.name == name)).one_or_none()
-        if row is None:
-            raise NotFound(f"There is no data asset {name!r} in workspace {workspace!r}.",
-                           "list the data assets ({list}), or upload this one.",
-                           {"list": step("list_data", workspace=workspace)})
-        return row
+        return _lookup.named_row(session, ASSETS, _lookup.workspace_row(session, workspace), name)
 
     def _entity(self, session: Session, row: r.DataAssetRow) -> e.DataAsset:
         versions = session.scalars(select(r.DataVersionRow).where(r.DataVersionRow.asset_id == row.id)
@@ -213,3 +196,12 @@ def _version(name: str, row: r.DataVersionRow) -> e.DataVersion:
 
 def _show(workspace: str, name: str) -> dict[str, Any]:
     return {"show": step("show_data", workspace=workspace, data=name)}
+
+
+def _no_asset(workspace: str, name: str) -> NotFound:
+    return NotFound(f"There is no data asset {name!r} in workspace {workspace!r}.",
+                    "list the data assets ({list}), or upload this one.",
+                    {"list": step("list_data", workspace=workspace)})
+
+
+ASSETS = _lookup.NamedKind(r.DataAssetRow, _no_asset)

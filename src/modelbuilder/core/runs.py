@@ -104,7 +104,7 @@ class RunService:
                 existing = self._idempotent(session, ws, idempotency_key, digest)
                 if existing is not None:
                     return existing
-            target = _lookup.compute_row(session, ws, request["compute"])
+            target = _lookup.named_row(session, _lookup.COMPUTES, ws, request["compute"])
             if target.state != e.SUCCEEDED:
                 raise self._unusable(target, ws.name)
             exp = _lookup.register_experiment(self.store, session, ws, request["experiment"])
