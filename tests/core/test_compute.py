@@ -85,6 +85,15 @@ def test_a_fitting_local_compute_succeeds(computes: ComputeService, ws: str) -> 
     assert [c.name for c in computes.list(ws)] == ["cpu"]
 
 
+def test_the_list_across_workspaces_is_by_workspace_then_name(
+        computes: ComputeService, workspaces: WorkspaceService, ws: str) -> None:
+    workspaces.create("another", "local", "ml-rg")
+    for workspace, name in ((ws, "gpu-2"), ("another", "cpu"), (ws, "cpu")):
+        computes.create(workspace, name, "auto")
+    assert [(workspace, c.name) for workspace, c in computes.list_all()] == [
+        ("another", "cpu"), ("team-vision", "cpu"), ("team-vision", "gpu-2")]
+
+
 def test_the_failed_compute_story(computes: ComputeService, ws: str) -> None:
     too_big = _too_big_for_this_host()
     failed = computes.create(ws, "gpu-1", too_big)

@@ -101,7 +101,18 @@ def test_unknown_names_and_versions_are_not_found(assets: DataAssetService) -> N
         assets.version("default", "pets", 7)
     with pytest.raises(NotFound, match="has no version 7"):
         assets.delete("default", "pets", 7)
-    assert [(ws, a.name) for ws, a in assets.list_all()] == [("default", "pets")]
+    assert [(a.workspace, a.name) for a in assets.list_all()] == [("default", "pets")]
+
+
+def test_the_list_across_workspaces_holds_each_asset_s_latest_version(assets: DataAssetService) -> None:
+    add(assets, "a")
+    add(assets, "b")
+    add(assets, "c", name="birds")
+    assets.delete("default", "birds", 1)  # an asset whose every version was deleted stays, empty
+    listed = {a.name: a for a in assets.list_all()}
+    assert listed["pets"].workspace == "default"
+    assert listed["pets"].latest == assets.version("default", "pets")[0]  # version 2, with its report
+    assert listed["birds"].latest is None
 
 
 def test_a_worker_finds_the_run_s_data_under_its_own_artifact_root(assets: DataAssetService, store: Store,

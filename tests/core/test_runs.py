@@ -10,6 +10,7 @@ from modelbuilder.core.compute import ComputeService
 from modelbuilder.core.entities import Run
 from modelbuilder.core.leases import LeaseService
 from modelbuilder.core.runs import RunService
+from modelbuilder.core.workspace import WorkspaceService
 from modelbuilder.errors import Conflict, InvalidInput, NotFound, step
 from tests.core.conftest import running as _running
 
@@ -60,6 +61,22 @@ def test_list_filters_and_limits(runs: RunService, team: Team, recipe: Recipe) -
         runs.list(team.workspace, status="Done")
     with pytest.raises(NotFound):
         runs.list("missing")
+
+
+def test_newest_per_workspace_caps_each_workspace_not_the_whole_list(
+        runs: RunService, computes: ComputeService, workspaces: WorkspaceService, team: Team, recipe: Recipe) -> None:
+    workspaces.create("other", "westeurope", "ml-rg")
+    computes.create("other", "gpu-1", "auto")
+    here = [runs.submit(team.workspace, "pets", team.dedicated, recipe) for _ in range(3)]
+    there = [runs.submit("other", "pets", "gpu-1", recipe) for _ in range(2)]
+    runs.request_cancel(here[2].id)
+    newest = runs.newest_per_workspace(2)
+    assert [r.id for r in newest] == [there[1].id, there[0].id, here[2].id, here[1].id]  # newest first
+    assert newest[0].experiment_name == "pets"
+    queued = runs.newest_per_workspace(2, {"Queued"})
+    assert [r.id for r in queued] == [there[1].id, there[0].id, here[1].id, here[0].id]
+    with pytest.raises(InvalidInput, match="Status"):
+        runs.newest_per_workspace(2, {"Done"})
 
 
 def test_submit_validates_its_input(runs: RunService, team: Team, recipe: Recipe) -> None:

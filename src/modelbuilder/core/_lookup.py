@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -22,40 +26,69 @@ def workspace_row(session: Session, name: str) -> r.WorkspaceRow:
     return row
 
 
-def compute_row(session: Session, workspace: r.WorkspaceRow, name: str) -> r.ComputeRow:
-    row = session.scalars(
-        select(r.ComputeRow).where(r.ComputeRow.workspace_id == workspace.id, r.ComputeRow.name == name)
-    ).one_or_none()
+Named = TypeVar("Named", r.ComputeRow, r.ExperimentRow, r.DataAssetRow, r.RegisteredModelRow)
+
+
+@dataclass(frozen=True)
+class NamedKind(Generic[Named]):
+    """Rows named uniquely per workspace (a unique (workspace_id, name)): their table, and the NotFound for a
+    name that has none, given the workspace's name and the name."""
+
+    table: type[Named]
+    missing: Callable[[str, str], NotFound]
+
+
+def named_row(session: Session, kind: NamedKind[Named], workspace: r.WorkspaceRow, name: str, *,
+              for_update: bool = False) -> Named:
+    """The row of `kind` named `name` in `workspace`, locked against concurrent writers when `for_update`
+    (PostgreSQL; SQLite locks the file); `kind.missing` when there is none."""
+    query = select(kind.table).where(kind.table.workspace_id == workspace.id, kind.table.name == name)
+    if for_update:
+        query = query.with_for_update()
+    row = session.scalars(query).one_or_none()
     if row is None:
-        raise NotFound(
-            f"Compute {name!r} does not exist in workspace {workspace.name!r}.",
-            "list the workspace's computes ({list}), or create this one ({create}).",
-            {"list": step("list_computes", workspace=workspace.name),
-             "create": step("create_compute", workspace=workspace.name, compute=name)},
-        )
+        raise kind.missing(workspace.name, name)
     return row
 
 
-def experiment_row(session: Session, workspace: r.WorkspaceRow, name: str) -> r.ExperimentRow:
-    row = session.scalars(
-        select(r.ExperimentRow).where(r.ExperimentRow.workspace_id == workspace.id, r.ExperimentRow.name == name)
-    ).one_or_none()
-    if row is None:
-        raise NotFound(
-            f"Experiment {name!r} does not exist in workspace {workspace.name!r}.",
-            "list the workspace's experiments ({list}); the first run under a new name registers it.",
-            {"list": step("list_experiments", workspace=workspace.name)},
-        )
-    return row
+def ensure_named_row(store: Store, session: Session, kind: NamedKind[Named], workspace: r.WorkspaceRow, name: str,
+                     id_prefix: str, *, lock: bool = False) -> Named:
+    """The row of `kind` named `name` in `workspace`, inserted now if there is none (safe against a concurrent
+    insert: the unique name decides which one stays), locked for the rest of the write when `lock` (for a caller
+    that numbers the row's versions next)."""
+    now = e.utcnow()
+    values = {"id": e.new_id(id_prefix), "workspace_id": workspace.id, "name": name, "created_at": now}
+    if hasattr(kind.table, "updated_at"):
+        values["updated_at"] = now
+    session.execute(store.insert(kind.table).values(**values)
+                    .on_conflict_do_nothing(index_elements=["workspace_id", "name"]))
+    return named_row(session, kind, workspace, name, for_update=lock)
+
+
+def _no_compute(workspace: str, name: str) -> NotFound:
+    return NotFound(
+        f"Compute {name!r} does not exist in workspace {workspace!r}.",
+        "list the workspace's computes ({list}), or create this one ({create}).",
+        {"list": step("list_computes", workspace=workspace),
+         "create": step("create_compute", workspace=workspace, compute=name)},
+    )
+
+
+def _no_experiment(workspace: str, name: str) -> NotFound:
+    return NotFound(
+        f"Experiment {name!r} does not exist in workspace {workspace!r}.",
+        "list the workspace's experiments ({list}); the first run under a new name registers it.",
+        {"list": step("list_experiments", workspace=workspace)},
+    )
+
+
+COMPUTES = NamedKind(r.ComputeRow, _no_compute)
+EXPERIMENTS = NamedKind(r.ExperimentRow, _no_experiment)
 
 
 def register_experiment(store: Store, session: Session, workspace: r.WorkspaceRow, name: str) -> r.ExperimentRow:
     """The experiment `name`, registered now if this is its first run (safe against a concurrent one)."""
-    insert = store.insert(r.ExperimentRow).values(
-        id=e.new_id("exp"), workspace_id=workspace.id, name=name, created_at=e.utcnow()
-    )
-    session.execute(insert.on_conflict_do_nothing(index_elements=["workspace_id", "name"]))
-    return experiment_row(session, workspace, name)
+    return ensure_named_row(store, session, EXPERIMENTS, workspace, name, "exp")
 
 
 def run_row(session: Session, run_id: str, *, for_update: bool = False) -> r.RunRow:

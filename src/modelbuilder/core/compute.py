@@ -164,7 +164,8 @@ class ComputeService:
     # --- read ---------------------------------------------------------------------------------------
     def get(self, workspace: str, name: str) -> e.Compute:
         with self.store.read() as session:
-            return r.compute(_lookup.compute_row(session, _lookup.workspace_row(session, workspace), name))
+            ws = _lookup.workspace_row(session, workspace)
+            return r.compute(_lookup.named_row(session, _lookup.COMPUTES, ws, name))
 
     def list(self, workspace: str) -> list[e.Compute]:
         with self.store.read() as session:
@@ -173,6 +174,15 @@ class ComputeService:
                 select(r.ComputeRow).where(r.ComputeRow.workspace_id == ws.id).order_by(r.ComputeRow.name)
             )
             return [r.compute(row) for row in rows]
+
+    def list_all(self) -> builtins.list[tuple[str, e.Compute]]:
+        """Every compute of every workspace, with its workspace's name, by workspace and name (the portal's
+        home page), in one query."""
+        with self.store.read() as session:
+            rows = session.execute(select(r.ComputeRow, r.WorkspaceRow.name)
+                                   .join(r.WorkspaceRow, r.WorkspaceRow.id == r.ComputeRow.workspace_id)
+                                   .order_by(r.WorkspaceRow.name, r.ComputeRow.name))
+            return [(workspace, r.compute(row)) for row, workspace in rows]
 
     def sizes(self) -> builtins.list[SizeSpec]:
         """The size catalog, `auto` (this host) last: for `modelbuilder compute sizes`."""
@@ -191,7 +201,8 @@ class ComputeService:
         nothing to tear down, so deletion is one transaction.
         """
         with self.store.write() as session:
-            row = _lookup.compute_row(session, _lookup.workspace_row(session, workspace), name)
+            ws = _lookup.workspace_row(session, workspace)
+            row = _lookup.named_row(session, _lookup.COMPUTES, ws, name)
             active = list(
                 session.scalars(
                     select(r.RunRow)

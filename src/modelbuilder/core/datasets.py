@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, select
 from sqlalchemy.orm import Session
 
 from modelbuilder import names
@@ -58,7 +58,7 @@ class DataAssetService:
         try:
             with self.store.write() as session:
                 ws = _lookup.workspace_row(session, workspace)
-                asset = self._locked_asset(session, ws.id, name)
+                asset = _lookup.ensure_named_row(self.store, session, ASSETS, ws, name, "data", lock=True)
                 latest = session.scalars(select(r.DataVersionRow).where(r.DataVersionRow.asset_id == asset.id)
                                          .order_by(r.DataVersionRow.version.desc()).limit(1)).one_or_none()
                 if latest is not None and latest.digest == digest:
@@ -123,13 +123,20 @@ class DataAssetService:
                                    .order_by(r.DataAssetRow.name))
             return [self._entity(session, row) for row in rows]
 
-    def list_all(self) -> builtins.list[tuple[str, e.DataAsset]]:
-        """Every asset of every workspace, with its workspace's name (the portal's home page)."""
+    def list_all(self) -> builtins.list[e.DataAssetSummary]:
+        """Every asset of every workspace with its latest version, last changed first (the portal's home page),
+        in one query."""
+        latest = (select(r.DataVersionRow.asset_id, func.max(r.DataVersionRow.version).label("version"))
+                  .group_by(r.DataVersionRow.asset_id).subquery())
+        query = (select(r.DataAssetRow.name, r.WorkspaceRow.name, r.DataVersionRow)
+                 .join(r.WorkspaceRow, r.WorkspaceRow.id == r.DataAssetRow.workspace_id)
+                 .outerjoin(latest, latest.c.asset_id == r.DataAssetRow.id)
+                 .outerjoin(r.DataVersionRow, and_(r.DataVersionRow.asset_id == latest.c.asset_id,
+                                                   r.DataVersionRow.version == latest.c.version))
+                 .order_by(r.DataAssetRow.updated_at.desc()))
         with self.store.read() as session:
-            rows = session.execute(select(r.DataAssetRow, r.WorkspaceRow.name)
-                                   .join(r.WorkspaceRow, r.WorkspaceRow.id == r.DataAssetRow.workspace_id)
-                                   .order_by(r.DataAssetRow.updated_at.desc())).all()
-            return [(workspace, self._entity(session, row)) for row, workspace in rows]
+            return [e.DataAssetSummary(workspace, name, _version(name, row) if row is not None else None)
+                    for name, workspace, row in session.execute(query)]
 
     def get(self, workspace: str, name: str) -> e.DataAsset:
         with self.store.read() as session:
@@ -164,26 +171,9 @@ class DataAssetService:
             return self.folder(link.asset_id, link.version) / DATA_FILE if link is not None else None
 
     # --- inside a session ---------------------------------------------------------------------------
-    def _locked_asset(self, session: Session, workspace_id: str, name: str) -> r.DataAssetRow:
-        now = e.utcnow()
-        session.execute(self.store.insert(r.DataAssetRow)
-                        .values(id=e.new_id("data"), workspace_id=workspace_id, name=name, created_at=now,
-                                updated_at=now)
-                        .on_conflict_do_nothing(index_elements=["workspace_id", "name"]))
-        return session.scalars(select(r.DataAssetRow).where(r.DataAssetRow.workspace_id == workspace_id,
-                                                            r.DataAssetRow.name == name)
-                               .with_for_update()).one()
-
     def _asset(self, session: Session, workspace: str, name: str) -> r.DataAssetRow:
         names.data_name(name)
-        ws = _lookup.workspace_row(session, workspace)
-        row = session.scalars(select(r.DataAssetRow).where(r.DataAssetRow.workspace_id == ws.id,
-                                                           r.DataAssetRow.name == name)).one_or_none()
-        if row is None:
-            raise NotFound(f"There is no data asset {name!r} in workspace {workspace!r}.",
-                           "list the data assets ({list}), or upload this one.",
-                           {"list": step("list_data", workspace=workspace)})
-        return row
+        return _lookup.named_row(session, ASSETS, _lookup.workspace_row(session, workspace), name)
 
     def _entity(self, session: Session, row: r.DataAssetRow) -> e.DataAsset:
         versions = session.scalars(select(r.DataVersionRow).where(r.DataVersionRow.asset_id == row.id)
@@ -199,3 +189,12 @@ def _version(name: str, row: r.DataVersionRow) -> e.DataVersion:
 
 def _show(workspace: str, name: str) -> dict[str, Any]:
     return {"show": step("show_data", workspace=workspace, data=name)}
+
+
+def _no_asset(workspace: str, name: str) -> NotFound:
+    return NotFound(f"There is no data asset {name!r} in workspace {workspace!r}.",
+                    "list the data assets ({list}), or upload this one.",
+                    {"list": step("list_data", workspace=workspace)})
+
+
+ASSETS = _lookup.NamedKind(r.DataAssetRow, _no_asset)

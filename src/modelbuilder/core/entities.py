@@ -289,3 +289,13 @@ class DataAsset:
     @property
     def latest(self) -> DataVersion | None:
         return self.versions[0] if self.versions else None
+
+
+@dataclass(frozen=True)
+class DataAssetSummary:
+    """A data asset as a list across workspaces shows it: its workspace's name, its name and its latest
+    version, the only one loaded (an asset's every version and report are many rows for one line)."""
+
+    workspace: str
+    name: str
+    latest: DataVersion | None

@@ -39,7 +39,7 @@ class ModelRegistry:
                 raise NotFound(f"Run {run_id} does not exist in workspace {workspace!r}.",
                                "list the workspace's runs ({list}) and register one of them.",
                                {"list": step("list_runs", workspace=workspace)})
-            model = self._locked_model(session, ws.id, name)
+            model = _lookup.ensure_named_row(self.store, session, MODELS, ws, name, "model", lock=True)
             latest = session.scalar(select(func.max(r.ModelVersionRow.version))
                                     .where(r.ModelVersionRow.model_id == model.id))
             now = e.utcnow()
@@ -99,26 +99,9 @@ class ModelRegistry:
                                _show(workspace, name))
 
     # --- inside a session ---------------------------------------------------------------------------
-    def _locked_model(self, session: Session, workspace_id: str, name: str) -> r.RegisteredModelRow:
-        now = e.utcnow()
-        session.execute(self.store.insert(r.RegisteredModelRow)
-                        .values(id=e.new_id("model"), workspace_id=workspace_id, name=name, created_at=now,
-                                updated_at=now)
-                        .on_conflict_do_nothing(index_elements=["workspace_id", "name"]))
-        return session.scalars(select(r.RegisteredModelRow).where(r.RegisteredModelRow.workspace_id == workspace_id,
-                                                                  r.RegisteredModelRow.name == name)
-                               .with_for_update()).one()
-
     def _model(self, session: Session, workspace: str, name: str) -> r.RegisteredModelRow:
         names.model_name(name)
-        ws = _lookup.workspace_row(session, workspace)
-        row = session.scalars(select(r.RegisteredModelRow).where(r.RegisteredModelRow.workspace_id == ws.id,
-                                                                 r.RegisteredModelRow.name == name)).one_or_none()
-        if row is None:
-            raise NotFound(f"There is no registered model {name!r} in workspace {workspace!r}.",
-                           "list the registered models ({list}), or register a run under this name.",
-                           {"list": step("list_models", workspace=workspace)})
-        return row
+        return _lookup.named_row(session, MODELS, _lookup.workspace_row(session, workspace), name)
 
     def _number(self, session: Session, model: r.RegisteredModelRow, which: int | str | None) -> int:
         if isinstance(which, int):
@@ -164,3 +147,12 @@ def _version(name: str, row: r.ModelVersionRow, aliases: dict[str, int]) -> e.Mo
 
 def _show(workspace: str, name: str) -> dict[str, Any]:
     return {"show": step("show_model", workspace=workspace, model=name)}
+
+
+def _no_model(workspace: str, name: str) -> NotFound:
+    return NotFound(f"There is no registered model {name!r} in workspace {workspace!r}.",
+                    "list the registered models ({list}), or register a run under this name.",
+                    {"list": step("list_models", workspace=workspace)})
+
+
+MODELS = _lookup.NamedKind(r.RegisteredModelRow, _no_model)

@@ -113,7 +113,8 @@ class WorkspaceService:
 
     def get_experiment(self, workspace: str, name: str) -> e.Experiment:
         with self.store.read() as session:
-            return r.experiment(_lookup.experiment_row(session, _lookup.workspace_row(session, workspace), name))
+            ws = _lookup.workspace_row(session, workspace)
+            return r.experiment(_lookup.named_row(session, _lookup.EXPERIMENTS, ws, name))
 
     def list_experiments(self, workspace: str) -> builtins.list[e.Experiment]:
         with self.store.read() as session:

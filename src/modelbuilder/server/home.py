@@ -26,31 +26,28 @@ from modelbuilder.core import entities as e
 from modelbuilder.sdk import data
 from modelbuilder.server.deps import ServicesDep, run_public
 from modelbuilder.server.portal import Workspace, page
-from modelbuilder.server.schemas import MODEL_NAME_PATTERN, WORKSPACE_PATTERN, RunPublic
+from modelbuilder.server.schemas import MODEL_NAME_PATTERN, WORKSPACE_PATTERN
 
 router = APIRouter(include_in_schema=False)
 RECENT = 10
-ACTIVE_LIMIT = 200
+ACTIVE_LIMIT = 200  # active runs shown per workspace
 
 
 @router.get("/")
 def home_page(request: Request, services: ServicesDep) -> Response:
+    """Five reads, each across every workspace, however many workspaces, runs and data versions there are.
+    A workspace made between them has no name in `names` yet: its runs show under none until the next view."""
     workspaces = services.workspaces.list()
-    active: list[RunPublic] = []
-    recent: list[RunPublic] = []
-    computes = []
-    for ws in workspaces:
-        names = {ws.id: ws.name}
-        here = [run for status in e.RUN_STATUSES if status not in e.TERMINAL
-                for run in services.runs.list(ws.name, status=status, limit=ACTIVE_LIMIT)]
-        active += [run_public(services, run, names) for run in here]
-        recent += [run_public(services, run, names) for run in services.runs.list(ws.name, limit=RECENT)
-                   if run.terminal]
-        running = Counter(run.compute_name for run in here if run.held)
-        waiting = Counter(run.compute_name for run in here if run.status == e.QUEUED)
-        computes += [(ws.name, c, running[c.name], waiting[c.name]) for c in services.computes.list(ws.name)]
-    active.sort(key=lambda run: run.created_at, reverse=True)
+    names = {ws.id: ws.name for ws in workspaces}
+    active_runs = services.runs.newest_per_workspace(ACTIVE_LIMIT, e.ACTIVE)
+    active = [run_public(services, run, names) for run in active_runs]
+    recent = [run_public(services, run, names) for run in services.runs.newest_per_workspace(RECENT)
+              if run.terminal]
     recent.sort(key=lambda run: run.ended_at or run.created_at, reverse=True)
+    running = Counter((names.get(run.workspace_id), run.compute_name) for run in active_runs if run.held)
+    waiting = Counter((names.get(run.workspace_id), run.compute_name) for run in active_runs
+                      if run.status == e.QUEUED)
+    computes = [(ws, c, running[ws, c.name], waiting[ws, c.name]) for ws, c in services.computes.list_all()]
     return page(request, "home.html", workspaces=workspaces, active=active, recent=recent[:RECENT],
                 computes=computes, assets=services.data.list_all(), title="Home")
 
