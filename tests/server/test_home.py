@@ -28,6 +28,10 @@ def test_home_shows_active_and_recent_runs_compute_load_and_data_assets(
     assert "0 running, 1 queued" in computes
     assert 'href="/workspaces/default/data/pets"' in page
     assert 'href="/new"' in page
+    for _ in range(12):  # more queued runs than the recent list is long: the finished one still shows
+        services.runs.submit("default", "pets", "local", {"data": "unused"})
+    page = client.get("/").text
+    assert completed_run in page[page.index('id="recent-runs"'):page.index('id="computes"')]
 
 
 def test_new_training_lists_assets_and_computes_and_the_data_page_shows_the_report(

@@ -41,8 +41,7 @@ def home_page(request: Request, services: ServicesDep) -> Response:
     names = {ws.id: ws.name for ws in workspaces}
     active_runs = services.runs.newest_per_workspace(ACTIVE_LIMIT, e.ACTIVE)
     active = [run_public(services, run, names) for run in active_runs]
-    recent = [run_public(services, run, names) for run in services.runs.newest_per_workspace(RECENT)
-              if run.terminal]
+    recent = [run_public(services, run, names) for run in services.runs.newest_per_workspace(RECENT, e.TERMINAL)]
     recent.sort(key=lambda run: run.ended_at or run.created_at, reverse=True)
     running = Counter((names.get(run.workspace_id), run.compute_name) for run in active_runs if run.held)
     waiting = Counter((names.get(run.workspace_id), run.compute_name) for run in active_runs
