@@ -51,6 +51,10 @@ def test_a_run_read_through_the_api_is_the_run_the_store_gives(client: TestClien
         followed = [seen(event) for event in runs.events(services, run_id, api)]
         assert followed == [seen(event) for event in runs.events(services, run_id)]
         assert {"metrics", "log", "status", "end"} <= {kind for kind, *_ in followed}
+        wrong_and_right = runs.errors(services, run_id, include_correct=True, client=api)
+        assert wrong_and_right == runs.errors(services, run_id, include_correct=True)
+        assert wrong_and_right
+        assert runs.data_report(services, run_id, api) == runs.data_report(services, run_id)
         fetched = runs.download(services, run_id, tmp_path / "fetched", api)
     copied = runs.download(services, run_id, tmp_path / "copied")
     assert sorted(fetched) == sorted(copied)
@@ -92,6 +96,7 @@ def test_a_remote_client_lists_shows_and_cancels_its_run(start_server: Callable[
     early = client("runs", "download", run_id, "-o", "out", rc=2)
     assert f"Run {run_id} has no results yet (Queued)" in early.stderr
     assert not (tmp_path / "out").exists()
+    assert f"Run {run_id}" in client("runs", "report", run_id, rc=2).stderr  # nothing read yet: 409, one line
 
     assert f"Run {run_id} canceled." in client("runs", "cancel", run_id).stdout
     assert f"{run_id}  Canceled" in client("runs", "show", run_id).stdout

@@ -2,8 +2,8 @@
 it got wrong (`errors`) and its data report (`report`).
 
 With MODELBUILDER_SERVER_URL set and no MODELBUILDER_DB_URL (a client with no store shared with the server),
-`list`, `show`, `logs`, `cancel` and `download` go through the server's REST API (`sdk.runs`), rendered as
-here; otherwise through this home's store.
+every command goes through the server's REST API (`sdk.runs`), rendered as here; otherwise through this
+home's store.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import typer
 from rich.cells import cell_len
 from rich.table import Table
 
-from modelbuilder.cli._common import faces, services
+from modelbuilder.cli._common import faces
 from modelbuilder.cli.console import ProgressDisplay, console, fmt_seconds, print_data_report, print_leaderboard
-from modelbuilder.sdk import insight, runs
+from modelbuilder.sdk import runs
 
 runs_app = typer.Typer(help="Runs: list, show, follow logs, cancel, download results.", no_args_is_help=True)
 
@@ -190,9 +190,9 @@ def errors(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The validation images a run got wrong, the most confidently wrong first."""
-    with services() as s:
-        rows = insight.errors(s, s.runs.get(run_id), label=label, true=true, predicted=predicted,
-                              include_correct=include_correct, limit=limit)
+    with faces() as (s, client):
+        rows = runs.errors(s, run_id, label=label, true=true, predicted=predicted, include_correct=include_correct,
+                           limit=limit, client=client)
     if as_json:
         typer.echo(json.dumps([asdict(row) for row in rows], indent=2))
         return
@@ -210,8 +210,8 @@ def errors(
 @runs_app.command("report")
 def report(run_id: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """A run's data report: duplicates, label balance, likely wrong labels, overfitting, skipped files."""
-    with services() as s:
-        found = insight.data_report(s, s.runs.get(run_id))
+    with faces() as (s, client):
+        found = runs.data_report(s, run_id, client)
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return

@@ -28,6 +28,7 @@ from modelbuilder.sdk import ingest
 from modelbuilder.sdk.client import Client
 from modelbuilder.sdk.submit import DEFAULT_EXPERIMENT, default_experiment, is_data_asset
 from modelbuilder.sdk.sweep import Trial
+from modelbuilder.training.predictions import Prediction
 
 POLL_S = 1.0
 
@@ -151,6 +152,18 @@ class RunsAPI:
 
     def trials(self, run_id: str) -> list[Trial]:
         return [Trial(**t) for t in self.client.json("GET", f"/runs/{run_id}/trials", retry=True)]
+
+    def errors(self, run_id: str, *, label: str | None = None, true: str | None = None,
+               predicted: str | None = None, include_correct: bool = False, limit: int | None = None
+               ) -> list[Prediction]:
+        """The validation images the run got wrong, as `sdk.insight.errors` selects and orders them."""
+        query = {"label": label, "true": true, "predicted": predicted, "all": include_correct, "limit": limit}
+        answer = self.client.json("GET", f"/runs/{run_id}/errors", retry=True,
+                                  params={k: v for k, v in query.items() if v is not None})
+        return [Prediction(**{k: v for k, v in row.items() if k != "correct"}) for row in answer]
+
+    def data_report(self, run_id: str) -> dict[str, Any]:
+        return dict(self.client.json("GET", f"/runs/{run_id}/data-report", retry=True))
 
     def metrics(self, run_id: str, key: str | None = None, after_step: int | None = None) -> list[e.MetricPoint]:
         """The run's metric points by key, then step; only `key`'s, and only the steps after `after_step`."""

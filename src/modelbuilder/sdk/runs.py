@@ -1,5 +1,5 @@
 """Runs, as the CLI reads them: list, show (status history, files, a sweep's trials), the log and its live
-events, cancel, download.
+events, cancel, download, the images it got wrong and its data report.
 
 With a `client` (`sdk.client.Client`: a server and no store shared with it) they go through the REST API
 and come back as the entities the store gives (`sdk.remote.RunsAPI`, `run_of`), so one renderer shows
@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from modelbuilder.core import entities as e
 from modelbuilder.core.follow import RunEvent, follow
 from modelbuilder.core.services import Services
 from modelbuilder.core.workspace import DEFAULT_WORKSPACE
-from modelbuilder.sdk import remote, results, sweep, wait
+from modelbuilder.sdk import insight, remote, results, sweep, wait
 from modelbuilder.sdk.client import Client
+from modelbuilder.training.predictions import Prediction
 
 LOG_LINES = 100_000  # the most lines `logs` gives
 LOG_PAGE = 10_000  # lines asked of the server at once (its most)
@@ -88,3 +90,21 @@ def download(services: Services, run_id: str, output: str | Path, client: Client
     if client is not None:
         return remote.download(client, run_id, output)
     return results.download(services, services.runs.get(run_id), output)
+
+
+def errors(services: Services, run_id: str, *, label: str | None = None, true: str | None = None,
+           predicted: str | None = None, include_correct: bool = False, limit: int | None = None,
+           client: Client | None = None) -> list[Prediction]:
+    """The validation images the run got wrong, the most confidently wrong first (`sdk.insight.errors`)."""
+    if client is not None:
+        return remote.RunsAPI(client).errors(run_id, label=label, true=true, predicted=predicted,
+                                             include_correct=include_correct, limit=limit)
+    return insight.errors(services, services.runs.get(run_id), label=label, true=true, predicted=predicted,
+                          include_correct=include_correct, limit=limit)
+
+
+def data_report(services: Services, run_id: str, client: Client | None = None) -> dict[str, Any]:
+    """The run's data report (`sdk.insight.data_report`)."""
+    if client is not None:
+        return remote.RunsAPI(client).data_report(run_id)
+    return insight.data_report(services, services.runs.get(run_id))
