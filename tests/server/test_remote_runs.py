@@ -21,6 +21,7 @@ from modelbuilder.core.follow import RunEvent
 from modelbuilder.core.services import Services
 from modelbuilder.sdk import runs
 from modelbuilder.sdk.client import Client
+from tests.completed import TINY_RECIPE
 from tests.imagery import make_image_folder
 
 from .conftest import TOKEN, LiveServer, server_env
@@ -59,6 +60,23 @@ def test_a_run_read_through_the_api_is_the_run_the_store_gives(client: TestClien
     copied = runs.download(services, run_id, tmp_path / "copied")
     assert sorted(fetched) == sorted(copied)
     assert all((tmp_path / "fetched" / name).exists() for name in copied)
+
+
+def test_a_sweeps_trials_through_the_api_are_its_leaderboard(client: TestClient, services: Services,
+                                                              tmp_path: Path) -> None:
+    services.workspaces.ensure_default()
+    recipe = {"data": str(tmp_path), **TINY_RECIPE}
+    parent = services.runs.submit("default", "pets", "local", recipe, sweep={"space": {"learning_rate": [0.1, 0.2]}})
+    for number in (0, 1):
+        services.runs.submit("default", "pets", "local", recipe, parent_run_id=parent.id,
+                             trial={"number": number, "params": {"learning_rate": 0.1 * (number + 1)}})
+    with Client(str(client.base_url), transport=client._transport) as api:  # noqa: SLF001 - the in-process server
+        through_api = runs.get(services, parent.id, api)
+        assert through_api.is_sweep
+        board = runs.trials(services, through_api, api)
+        assert [trial.number for trial in board] == [0, 1]
+        assert board == runs.trials(services, parent)
+        assert {run.parent_run_id for run in runs.list_runs(services, client=api)} == {None, parent.id}
 
 
 def test_a_remote_client_lists_shows_and_cancels_its_run(start_server: Callable[..., LiveServer],

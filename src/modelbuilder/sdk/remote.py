@@ -133,9 +133,8 @@ class RunsAPI:
     def list_runs(self, workspace: str, experiment: str | None = None, status: str | None = None,
                   limit: int = 100) -> list[e.Run]:
         """The workspace's runs, newest first."""
-        query = {"workspace": workspace, "experiment": experiment, "status": status, "limit": limit}
-        answer = self.client.json("GET", "/runs", params={k: v for k, v in query.items() if v is not None},
-                                  retry=True)
+        answer = self.client.json("GET", "/runs", retry=True, params=_given(
+            workspace=workspace, experiment=experiment, status=status, limit=limit))
         return [run_of(body) for body in answer]
 
     def get(self, run_id: str) -> e.Run:
@@ -157,9 +156,8 @@ class RunsAPI:
                predicted: str | None = None, include_correct: bool = False, limit: int | None = None
                ) -> list[Prediction]:
         """The validation images the run got wrong, as `sdk.insight.errors` selects and orders them."""
-        query = {"label": label, "true": true, "predicted": predicted, "all": include_correct, "limit": limit}
-        answer = self.client.json("GET", f"/runs/{run_id}/errors", retry=True,
-                                  params={k: v for k, v in query.items() if v is not None})
+        answer = self.client.json("GET", f"/runs/{run_id}/errors", retry=True, params=_given(
+            label=label, true=true, predicted=predicted, all=include_correct, limit=limit))
         return [Prediction(**{k: v for k, v in row.items() if k != "correct"}) for row in answer]
 
     def data_report(self, run_id: str) -> dict[str, Any]:
@@ -167,7 +165,7 @@ class RunsAPI:
 
     def metrics(self, run_id: str, key: str | None = None, after_step: int | None = None) -> list[e.MetricPoint]:
         """The run's metric points by key, then step; only `key`'s, and only the steps after `after_step`."""
-        points = self.client.json("GET", f"/runs/{run_id}/metrics", params={"key": key} if key else None, retry=True)
+        points = self.client.json("GET", f"/runs/{run_id}/metrics", params=_given(key=key), retry=True)
         return [e.MetricPoint(run_id, p["key"], p["step"], math.nan if p["value"] is None else p["value"],
                               datetime.fromisoformat(p["at"]))
                 for p in points if after_step is None or p["step"] > after_step]
@@ -187,13 +185,13 @@ def run_of(body: dict[str, Any]) -> e.Run:
         recipe=dict(body["recipe"]), project_name=body["project_name"],
         created_at=datetime.fromisoformat(body["created_at"]), started_at=_at(body["started_at"]),
         ended_at=_at(body["ended_at"]), attempt=body["attempt"], lease_owner=None, lease_expires_at=None,
-        preemptions=body["preemptions"],
-        error_retries=body["error_retries"], max_error_retries=body["max_error_retries"], max_preemptions=None,
+        preemptions=body["preemptions"], error_retries=body["error_retries"],
+        max_error_retries=body["max_error_retries"], max_preemptions=None,
         resume_from=None, progress=dict(body["progress"]), best_metrics=dict(body["best_metrics"]),
         error=body["error"], idempotency_key=None, request_hash="", compute_seconds=body["compute_seconds"],
         cost=body["cost"], cancel_requested=body["cancel_requested"], preempt_requested=False,
-        compute_size=body["compute_size"], priority=body["priority"], parent_run_id=body.get("parent_run_id"),
-        sweep=body.get("sweep"), trial=body.get("trial"))
+        compute_size=body["compute_size"], priority=body["priority"], parent_run_id=body["parent_run_id"],
+        sweep=body["sweep"], trial=body["trial"])
 
 
 def _change_of(run_id: str, body: dict[str, Any]) -> e.StatusChange:
@@ -212,3 +210,8 @@ def _line_of(run_id: str, body: dict[str, Any]) -> e.LogLine:
 
 def _at(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
+
+
+def _given(**query: Any) -> dict[str, Any]:
+    """A request's query without the parameters left unset (the server's defaults apply)."""
+    return {key: value for key, value in query.items() if value is not None}
