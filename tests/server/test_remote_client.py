@@ -1,7 +1,8 @@
 """From a second machine's point of view: a client process with its own empty MODELBUILDER_HOME talks to a
 `modelbuilder server` on 127.0.0.1 with a token, sharing no folder with it. It uploads a small set as a data
-asset, trains on it through the CLI and downloads the result; its home never gets a store. Given a local
-folder, `train` uploads it as an asset first (here: unchanged, so nothing is sent)."""
+asset, trains on it through the CLI, downloads the result (and again with `runs download`); its home never
+gets a store. Given a local folder, `train` uploads it as an asset first (here: unchanged, so nothing is
+sent)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ def test_a_client_with_its_own_home_uploads_trains_and_downloads(start_server: C
     trained = client("train", "--data", "pets", "--architecture", "tiny", "--weights", "none", "--epochs", "1",
                      "--image-size", "32", "--batch-size", "4", "--output", "out")
     assert "Done (Completed)" in trained.stdout
+    run_id = trained.stdout.split("Run ", 1)[1].split()[0]
+    assert f"{run_id}  Completed" in client("runs", "show", run_id).stdout
+    client("runs", "download", run_id, "-o", "fetched")  # the same bundle again, through `runs download`
+    assert (workdir / "fetched" / "MLModel.zip").is_file()
     with zipfile.ZipFile(workdir / "out" / "MLModel.zip") as package:
         assert {"pipeline.json", "bestModel.onnx", "bestModelMap.json"} <= set(package.namelist())
     assert (workdir / "out" / "Pets.ConsoleApp").is_dir()

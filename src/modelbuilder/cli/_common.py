@@ -1,7 +1,8 @@
 """What the commands share: the one services object of a command, the workspace it acts in, options, output.
 
 A command holds one `core.services.Services` for its duration (`services()`): the store is opened when
-first used and closed when the command ends.
+first used and closed when the command ends. A command that a client of a remote server sends through the
+REST API takes `faces()` instead: the same services, and the API client when there is a server to ask.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rich.markup import escape
 
 from modelbuilder.cli.console import console, err_console
 from modelbuilder.core.services import Services
+from modelbuilder.sdk.client import Client
 
 WORKSPACE_HELP = (
     "Workspace to act in. Default: the one chosen with 'modelbuilder workspace use', else 'default' "
@@ -44,6 +46,19 @@ def services() -> Iterator[Services]:
     for note in _notes:
         err_console.print(f"[dim]{escape(note)}[/]", highlight=False)
     _notes.clear()
+
+
+@contextmanager
+def faces() -> Iterator[tuple[Services, Client | None]]:
+    """The command's services and, for a client of a remote server (`sdk.client.remote_server`), its API
+    client: the sdk then goes through the server and this home's store is never opened."""
+    with services() as s:
+        client = Client.of(s.settings)
+        try:
+            yield s, client
+        finally:
+            if client is not None:
+                client.close()
 
 
 def workspace_in_use(services: Services, name: str | None) -> str:

@@ -7,8 +7,6 @@ this home's store.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,12 +15,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from modelbuilder.cli._common import JsonOption, WorkspaceOption, echo_json, out, plain, services, when
+from modelbuilder.cli._common import JsonOption, WorkspaceOption, echo_json, faces, out, plain, when
 from modelbuilder.cli.console import err_console
 from modelbuilder.core import entities as e
-from modelbuilder.core.services import Services
 from modelbuilder.sdk import data
-from modelbuilder.sdk.client import Client
 
 data_app = typer.Typer(
     help="Data assets: images uploaded once as versions 1, 2, ... of a name, trained on with "
@@ -31,18 +27,6 @@ data_app = typer.Typer(
 )
 Reference = Annotated[str, typer.Argument(help="NAME (its latest version) or NAME:VERSION (pets:2).",
                                           show_default=False)]
-
-
-@contextmanager
-def _faces() -> Iterator[tuple[Services, Client | None]]:
-    """The command's services and, for a client of a remote server, its API client."""
-    with services() as s:
-        client = Client.of(s.settings)
-        try:
-            yield s, client
-        finally:
-            if client is not None:
-                client.close()
 
 
 @data_app.command("upload")
@@ -56,7 +40,7 @@ def upload(
 ) -> None:
     """Pack the images with a manifest (each file's SHA-256) and upload them in resumable chunks as the next
     version of NAME; unchanged images make no new version. Run it again to resume an interrupted upload."""
-    with _faces() as (s, client), Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+    with faces() as (s, client), Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                                            TransferSpeedColumn(), TimeRemainingColumn(), console=err_console,
                                            transient=True, disable=as_json) as bar:
         task = bar.add_task(f"Uploading {name}", total=None)
@@ -79,7 +63,7 @@ def upload(
 @data_app.command("list")
 def list_(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """List the data assets of a workspace, with their latest version."""
-    with _faces() as (s, client):
+    with faces() as (s, client):
         found = data.assets(s, workspace, client)
     if as_json:
         echo_json([_asset(a) for a in found])
@@ -104,7 +88,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show a data asset's versions, and a version's labels, counts and data report."""
-    with _faces() as (s, client):
+    with faces() as (s, client):
         version = data.version(s, reference, workspace, client)
         asset = data.show(s, version.asset, workspace, client)
     if as_json:
@@ -131,7 +115,7 @@ def download(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Write a version's images into a folder, at the paths they were uploaded from."""
-    with _faces() as (s, client):
+    with faces() as (s, client):
         version, target = data.download(s, reference, output, workspace, client)
     out(f"Wrote {version.ref} ({version.images} images) to {target}.")
 
@@ -142,7 +126,7 @@ def delete(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Delete a version (pets:2) or every version (pets); refused while a queued or running run uses it."""
-    with _faces() as (s, client):
+    with faces() as (s, client):
         deleted = data.delete(s, reference, workspace, client)
     out(f"Deleted {reference}: version(s) {', '.join(map(str, deleted)) or 'none'}.")
 

@@ -1,5 +1,10 @@
 """`modelbuilder runs ...`: list, show, follow the log of, cancel, and download the results of runs; the images
-it got wrong (`errors`) and its data report (`report`)."""
+it got wrong (`errors`) and its data report (`report`).
+
+With MODELBUILDER_SERVER_URL set and no MODELBUILDER_DB_URL (a client with no store shared with the server),
+every command goes through the server's REST API (`sdk.runs`), rendered as here; otherwise through this
+home's store.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,9 @@ import typer
 from rich.cells import cell_len
 from rich.table import Table
 
-from modelbuilder.cli._common import services
+from modelbuilder.cli._common import faces
 from modelbuilder.cli.console import ProgressDisplay, console, fmt_seconds, print_data_report, print_leaderboard
-from modelbuilder.sdk import insight, results, sweep, wait
+from modelbuilder.sdk import runs
 
 runs_app = typer.Typer(help="Runs: list, show, follow logs, cancel, download results.", no_args_is_help=True)
 
@@ -32,8 +37,8 @@ def list_runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List runs, newest first."""
-    with services() as s:
-        items = s.runs.list(s.workspaces.resolve(workspace), experiment=experiment, status=status, limit=limit)
+    with faces() as (s, client):
+        items = runs.list_runs(s, workspace, experiment=experiment, status=status, limit=limit, client=client)
     if as_json:
         typer.echo(json.dumps([_run_json(run) for run in items], indent=2))
         return
@@ -101,11 +106,11 @@ def _run_json(run: Any) -> dict[str, Any]:
 @runs_app.command("show")
 def show(run_id: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """A run: status and its history, progress, metrics, compute time and cost, artifacts."""
-    with services() as s:
-        run = s.runs.get(run_id)
-        history = s.runs.history(run_id)
-        artifacts = s.recorder.artifacts(run_id)
-        trials = sweep.leaderboard(s, run) if run.is_sweep else None
+    with faces() as (s, client):
+        run = runs.get(s, run_id, client)
+        history = runs.history(s, run_id, client)
+        artifacts = runs.artifacts(s, run_id, client)
+        trials = runs.trials(s, run, client) if run.is_sweep else None
     if as_json:
         payload = _run_json(run)
         if trials is not None:
@@ -139,13 +144,13 @@ def show(run_id: str, as_json: Annotated[bool, typer.Option("--json", help="Prin
 def logs(run_id: str, follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep following until "
                                                            "the run ends.")] = False) -> None:
     """Print a run's log; with --follow, keep printing (and show progress) until it ends."""
-    with services() as s:
+    with faces() as (s, client):
         if follow:
             with ProgressDisplay() as display:
-                for event in wait.events(s, run_id):
+                for event in runs.events(s, run_id, client):
                     display.show(event)
             return
-        lines = s.recorder.logs(run_id, limit=100_000)
+        lines = runs.logs(s, run_id, client)
     for line in lines:
         console.print(f"{line.at:%H:%M:%S} {line.level:<7} {line.message}", highlight=False, soft_wrap=True)
 
@@ -153,8 +158,8 @@ def logs(run_id: str, follow: Annotated[bool, typer.Option("--follow", "-f", hel
 @runs_app.command("cancel")
 def cancel(run_id: str) -> None:
     """Cancel a run: a queued one ends now; a running one stops at its next step and keeps its best model."""
-    with services() as s:
-        run = s.runs.request_cancel(run_id)
+    with faces() as (s, client):
+        run = runs.cancel(s, run_id, client)
     if run.status == "Canceled":
         console.print(f"Run {run_id} canceled.")
     else:
@@ -162,10 +167,11 @@ def cancel(run_id: str) -> None:
 
 
 @runs_app.command("download")
-def download(run_id: str, output: Annotated[Path, typer.Option(help="Folder to write into.")] = Path(".")) -> None:
+def download(run_id: str, output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write into.")]
+             = Path(".")) -> None:
     """Write a run's <Name>.ConsoleApp, <Name>.Model, <Name>.WebApi and the three assets into a folder."""
-    with services() as s:
-        placed = results.download(s, s.runs.get(run_id), output)
+    with faces() as (s, client):
+        placed = runs.download(s, run_id, output, client)
     for key, path in placed.items():
         console.print(f"{key}: {path}", highlight=False)
 
@@ -184,9 +190,9 @@ def errors(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The validation images a run got wrong, the most confidently wrong first."""
-    with services() as s:
-        rows = insight.errors(s, s.runs.get(run_id), label=label, true=true, predicted=predicted,
-                              include_correct=include_correct, limit=limit)
+    with faces() as (s, client):
+        rows = runs.errors(s, run_id, label=label, true=true, predicted=predicted, include_correct=include_correct,
+                           limit=limit, client=client)
     if as_json:
         typer.echo(json.dumps([asdict(row) for row in rows], indent=2))
         return
@@ -204,8 +210,8 @@ def errors(
 @runs_app.command("report")
 def report(run_id: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """A run's data report: duplicates, label balance, likely wrong labels, overfitting, skipped files."""
-    with services() as s:
-        found = insight.data_report(s, s.runs.get(run_id))
+    with faces() as (s, client):
+        found = runs.data_report(s, run_id, client)
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return

@@ -12,7 +12,9 @@ needs, so they are written here once:
   again the epochs after the checkpoint it resumed from, so those are read again;
 - log lines are read after the run, so every line written before it ended is in.
 
-`follow` turns polls into a stream of `RunEvent`s, in the order they happened, until the run ends.
+`follow` turns polls into a stream of `RunEvent`s, in the order they happened, until the run ends. It reads
+through `RunReads` and `RecordReads`: the store's services, or the REST API for a client that shares no
+store with the server (`sdk.remote.RunsAPI`).
 """
 
 from __future__ import annotations
@@ -20,13 +22,27 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from modelbuilder.core import entities as e
-from modelbuilder.core.recording import RunRecorder
-from modelbuilder.core.runs import RunService
 
 LOG_PAGE = 1000
+
+
+class RunReads(Protocol):
+    """What following reads of a run itself (`core.runs.RunService` has it)."""
+
+    def get(self, run_id: str) -> e.Run: ...
+
+    def history(self, run_id: str) -> list[e.StatusChange]: ...
+
+
+class RecordReads(Protocol):
+    """What following reads of what a run recorded (`core.recording.RunRecorder` has it)."""
+
+    def metrics(self, run_id: str, key: str | None = None, after_step: int | None = None) -> list[e.MetricPoint]: ...
+
+    def logs(self, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[e.LogLine]: ...
 
 
 @dataclass
@@ -60,7 +76,7 @@ def _metrics_key(run: e.Run) -> tuple[Any, ...]:
             run.resume_step, run.terminal)
 
 
-def poll(runs: RunService, recorder: RunRecorder, run_id: str, seen: Seen, *, every_metric: bool = False,
+def poll(runs: RunReads, recorder: RecordReads, run_id: str, seen: Seen, *, every_metric: bool = False,
          logs: bool = True, log_tail: int | None = None) -> News:
     """Read the run and what is new since `seen`, and move `seen` on.
 
@@ -102,7 +118,7 @@ class RunEvent:
     progress: dict[str, Any] = field(default_factory=dict)
 
 
-def follow(runs: RunService, recorder: RunRecorder, run_id: str, poll_s: float = 0.5, logs: bool = True,
+def follow(runs: RunReads, recorder: RecordReads, run_id: str, poll_s: float = 0.5, logs: bool = True,
            timeout: float | None = None) -> Iterator[RunEvent]:
     """Events of `run_id` in order, until it ends (the last event has kind 'end'). TimeoutError when it
     has not ended `timeout` seconds from now."""

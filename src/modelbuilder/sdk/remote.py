@@ -1,5 +1,6 @@
 """Training through a server's REST API, for a client that shares no store and no folder with it
-(`sdk.client`): submit a run on a data asset, follow it, and fetch its result bundle.
+(`sdk.client`): submit a run on a data asset, follow it, and fetch its result bundle; and what the API
+answers about a run as the entities the store gives (`run_of`, ...), so every renderer shows either alike.
 
     with Client(url, token) as client:
         run = remote.submit(client, {"data": "pets:1", "epochs": 3})
@@ -9,20 +10,25 @@
 
 from __future__ import annotations
 
+import math
 import re
 import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from modelbuilder import names
+from modelbuilder.core import entities as e
 from modelbuilder.core.workspace import DEFAULT_WORKSPACE
 from modelbuilder.errors import InvalidInput
 from modelbuilder.sdk import ingest
 from modelbuilder.sdk.client import Client
 from modelbuilder.sdk.submit import DEFAULT_EXPERIMENT, default_experiment, is_data_asset
+from modelbuilder.sdk.sweep import Trial
+from modelbuilder.training.predictions import Prediction
 
 POLL_S = 1.0
 
@@ -89,8 +95,9 @@ def follow(client: Client, run_id: str, on_update: Callable[[dict[str, Any]], No
         time.sleep(poll_s)
 
 
-def download(client: Client, run_id: str, output: str | Path) -> list[str]:
-    """The run's result bundle (MLModel.zip, bestModel.onnx, bestModelMap.json, the projects) into `output`."""
+def download(client: Client, run_id: str, output: str | Path) -> dict[str, Path]:
+    """The run's result bundle (MLModel.zip, bestModel.onnx, bestModelMap.json, the projects) into `output`;
+    what it placed there, by name, as `sdk.results.download` answers."""
     target = Path(output).expanduser()
     with tempfile.TemporaryDirectory(prefix="modelbuilder-bundle-") as tmp:
         bundle = client.download(f"/runs/{run_id}/bundle", Path(tmp) / "bundle.zip")
@@ -111,4 +118,100 @@ def download(client: Client, run_id: str, output: str | Path) -> list[str]:
                 with archive.open(info) as source, path.open("wb") as out:
                     while chunk := source.read(1 << 20):
                         out.write(chunk)
-    return sorted({name.split("/", 1)[0] for name in (i.filename for i in infos)})
+    return {name: target / name for name in sorted({i.filename.split("/", 1)[0] for i in infos})}
+
+
+# --- what the API answers, as entities -----------------------------------------------------------------------
+class RunsAPI:
+    """Runs and what they recorded, through the API, answered as the store's services answer: the entities
+    of `core.entities`. Its reads are `core.follow`'s `RunReads` and `RecordReads`, so a client of a remote
+    server follows a run as a local one is followed."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def list_runs(self, workspace: str, experiment: str | None = None, status: str | None = None,
+                  limit: int = 100) -> list[e.Run]:
+        """The workspace's runs, newest first."""
+        answer = self.client.json("GET", "/runs", retry=True, params=_given(
+            workspace=workspace, experiment=experiment, status=status, limit=limit))
+        return [run_of(body) for body in answer]
+
+    def get(self, run_id: str) -> e.Run:
+        return run_of(self.client.json("GET", f"/runs/{run_id}", retry=True))
+
+    def cancel(self, run_id: str) -> e.Run:
+        return run_of(self.client.json("POST", f"/runs/{run_id}/cancel"))
+
+    def history(self, run_id: str) -> list[e.StatusChange]:
+        return [_change_of(run_id, c) for c in self.client.json("GET", f"/runs/{run_id}/history", retry=True)]
+
+    def artifacts(self, run_id: str) -> list[e.ArtifactRecord]:
+        return [_artifact_of(run_id, a) for a in self.client.json("GET", f"/runs/{run_id}/artifacts", retry=True)]
+
+    def trials(self, run_id: str) -> list[Trial]:
+        return [Trial(**t) for t in self.client.json("GET", f"/runs/{run_id}/trials", retry=True)]
+
+    def errors(self, run_id: str, *, label: str | None = None, true: str | None = None,
+               predicted: str | None = None, include_correct: bool = False, limit: int | None = None
+               ) -> list[Prediction]:
+        """The validation images the run got wrong, as `sdk.insight.errors` selects and orders them."""
+        answer = self.client.json("GET", f"/runs/{run_id}/errors", retry=True, params=_given(
+            label=label, true=true, predicted=predicted, all=include_correct, limit=limit))
+        return [Prediction(**{k: v for k, v in row.items() if k != "correct"}) for row in answer]
+
+    def data_report(self, run_id: str) -> dict[str, Any]:
+        return dict(self.client.json("GET", f"/runs/{run_id}/data-report", retry=True))
+
+    def metrics(self, run_id: str, key: str | None = None, after_step: int | None = None) -> list[e.MetricPoint]:
+        """The run's metric points by key, then step; only `key`'s, and only the steps after `after_step`."""
+        points = self.client.json("GET", f"/runs/{run_id}/metrics", params=_given(key=key), retry=True)
+        return [e.MetricPoint(run_id, p["key"], p["step"], math.nan if p["value"] is None else p["value"],
+                              datetime.fromisoformat(p["at"]))
+                for p in points if after_step is None or p["step"] > after_step]
+
+    def logs(self, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[e.LogLine]:
+        answer = self.client.json("GET", f"/runs/{run_id}/logs", params={"after_seq": after_seq, "limit": limit},
+                                  retry=True)
+        return [_line_of(run_id, line) for line in answer["lines"]]
+
+
+def run_of(body: dict[str, Any]) -> e.Run:
+    """A run as the API sends it (RunPublic), as the entity the store gives. What the API does not show (the
+    rows' ids, the lease, the request's hash) is left empty; `workspace_id` holds the workspace's name."""
+    return e.Run(
+        id=body["id"], workspace_id=body["workspace"], experiment_id="", experiment_name=body["experiment"],
+        compute_id=None, compute_name=body["compute"], status=body["status"], status_reason=body["status_reason"],
+        recipe=dict(body["recipe"]), project_name=body["project_name"],
+        created_at=datetime.fromisoformat(body["created_at"]), started_at=_at(body["started_at"]),
+        ended_at=_at(body["ended_at"]), attempt=body["attempt"], lease_owner=None, lease_expires_at=None,
+        preemptions=body["preemptions"], error_retries=body["error_retries"],
+        max_error_retries=body["max_error_retries"], max_preemptions=None,
+        resume_from=None, progress=dict(body["progress"]), best_metrics=dict(body["best_metrics"]),
+        error=body["error"], idempotency_key=None, request_hash="", compute_seconds=body["compute_seconds"],
+        cost=body["cost"], cancel_requested=body["cancel_requested"], preempt_requested=False,
+        compute_size=body["compute_size"], priority=body["priority"], parent_run_id=body["parent_run_id"],
+        sweep=body["sweep"], trial=body["trial"])
+
+
+def _change_of(run_id: str, body: dict[str, Any]) -> e.StatusChange:
+    return e.StatusChange(run_id, body["status"], body["reason"], datetime.fromisoformat(body["at"]), body["attempt"])
+
+
+def _artifact_of(run_id: str, body: dict[str, Any]) -> e.ArtifactRecord:
+    return e.ArtifactRecord(run_id, body["path"], body["size"], body["sha256"],
+                            datetime.fromisoformat(body["created_at"]))
+
+
+def _line_of(run_id: str, body: dict[str, Any]) -> e.LogLine:
+    return e.LogLine(run_id, body["seq"], datetime.fromisoformat(body["at"]), body["level"], body["message"],
+                     body["attempt"])
+
+
+def _at(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _given(**query: Any) -> dict[str, Any]:
+    """A request's query without the parameters left unset (the server's defaults apply)."""
+    return {key: value for key, value in query.items() if value is not None}

@@ -262,6 +262,8 @@ class RunPublic(BaseModel):
     attempt: int
     preemptions: int
     error_retries: int
+    max_error_retries: int = Field(description="How many times an attempt that fails is retried (error_retries: "
+                                               "how many were).")
     cancel_requested: bool
     created_at: datetime
     started_at: datetime | None
@@ -286,8 +288,9 @@ class RunPublic(BaseModel):
             status_reason=run.status_reason, terminal=run.terminal, project_name=run.project_name,
             recipe=run.recipe, progress=run.progress, best_metrics=run.best_metrics, error=run.error,
             attempt=run.attempt, preemptions=run.preemptions, error_retries=run.error_retries,
-            cancel_requested=run.cancel_requested, created_at=run.created_at, started_at=run.started_at,
-            ended_at=run.ended_at, duration_s=duration, compute_seconds=run.compute_seconds, cost=run.cost,
+            max_error_retries=run.max_error_retries, cancel_requested=run.cancel_requested,
+            created_at=run.created_at, started_at=run.started_at, ended_at=run.ended_at, duration_s=duration,
+            compute_seconds=run.compute_seconds, cost=run.cost,
             has_results=has_results, portal_path=f"/workspaces/{workspace}/runs/{run.id}",
             parent_run_id=run.parent_run_id, trial=run.trial, sweep=run.sweep,
         )
