@@ -29,8 +29,9 @@ from modelbuilder.results.files import (
     project_folders,
 )
 from modelbuilder.results.runtime import PredictionEngine, read_model_package
-from modelbuilder.sdk import scoring
+from modelbuilder.sdk import insight, scoring
 from modelbuilder.sdk.export import export_int8
+from modelbuilder.server.api import create_app
 from modelbuilder.server.model_server import create_model_app
 from modelbuilder.training import data
 from modelbuilder.training.engine import run_training
@@ -41,6 +42,7 @@ from modelbuilder.training.prepare import prepare_data
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
 from tests.cli.driver import in_process
+from tests.completed import TrainedRun, make_completed_run
 from tests.imagery import make_image_folder, make_multilabel_set
 
 
@@ -238,6 +240,52 @@ def test_a_multilabel_row_is_about_its_most_wrong_label(tmp_path):
     write_predictions(tmp_path / PREDICTIONS_FILE, rows)
     assert read_predictions(tmp_path / PREDICTIONS_FILE) == rows
     assert about(rows[3], "cat", dict(zip(LABELS, CUTS, strict=True))).mistake == "missed"
+
+
+def test_the_images_behind_a_multilabel_runs_numbers(multilabel_run, home, capsys, monkeypatch):
+    manifest, result = multilabel_run
+    trained = TrainedRun(manifest, result.run_dir, json.loads((result.run_dir / METRICS_FILE).read_text()))
+    with Services() as services:
+        run_id = make_completed_run(services, trained)
+        folder = services.artifacts.run_dir(run_id)
+        write_predictions(folder / PREDICTIONS_FILE,  # known scores, so the order is checked against a known answer
+                          multilabel_predictions_of([f"x/{i}.png" for i in range(5)], TRUE, PROBS, LABELS, CUTS))
+        metrics = {**trained.metrics, "thresholds": dict(zip(LABELS, CUTS, strict=True))}
+        (folder / METRICS_FILE).write_text(json.dumps(metrics))
+        run = services.runs.get(run_id)
+
+        def indices(**query):
+            return [r.index for r in insight.errors(services, run, **query)]
+
+        assert indices() == [2, 3, 1]  # every image whose labels are not its true ones, the most wrong first
+        assert indices(include_correct=True) == [2, 3, 1, 4, 0]  # then the right ones, the least sure first
+        assert indices(label="cat") == [2, 1, 3]  # cat missed or falsely found, by cat's own margin
+        assert [r.mistake for r in insight.errors(services, run, label="cat")] == ["false alarm", "missed", "missed"]
+        assert indices(label="bright") == []
+        assert indices(label="bright", include_correct=True) == [1, 0]  # images with bright right, least sure first
+        assert indices(label="dog", include_correct=True) == [3, 2]
+        assert indices(true="cat") == [3, 1]
+        with pytest.raises(InvalidInput, match="has no label 'cow'"):
+            insight.errors(services, run, label="cow")
+    cli = in_process(capsys, monkeypatch)
+    assert [r["index"] for r in cli("runs", "errors", run_id, "--label", "cat", "--json").json()] == [2, 1, 3]
+    table = cli("runs", "errors", run_id).ok().rows()
+    assert [row[:6] for row in table] == [["2", "x/2.png", "dog", "cat;dog", "cat", "false alarm"],
+                                          ["3", "x/3.png", "cat", "dog", "dog", "false alarm"],
+                                          ["1", "x/1.png", "bright;cat", "bright", "cat", "missed"]]
+    assert "not checked: the check is for multi-class runs" in cli("runs", "report", run_id).ok().stdout
+    with TestClient(create_app(start_agents=False), base_url="http://127.0.0.1") as client:
+        answer = client.get(f"/api/v1/runs/{run_id}/errors", params={"label": "cat"})
+        assert answer.status_code == 200
+        items = answer.json()
+        assert [(r["index"], r["scored_label"], r["correct"]) for r in items] == [
+            (2, "cat", False), (1, "cat", False), (3, "cat", False)]
+        assert items[0]["predicted_labels"] == ["cat", "dog"]
+        assert items[0]["label_scores"] == {"bright": 0.2, "cat": 0.95, "dog": 0.65}
+        assert client.get(f"/api/v1/runs/{run_id}/thumbnails/predictions/0").headers["content-type"] == "image/jpeg"
+        page = client.get(f"/workspaces/default/runs/{run_id}/gallery", params={"label": "cat", "all": "1"})
+        assert page.status_code == 200
+        assert "cat: false alarm" in page.text
 
 
 def test_the_head_phase_trains_a_multilabel_head_on_frozen_features(tmp_path):
