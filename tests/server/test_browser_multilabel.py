@@ -1,5 +1,5 @@
-"""The run page of a multi-label run in headless Chromium (its thresholds, mAP and per-label table), and the link
-from a run started from another to that run."""
+"""The run page of a multi-label run in headless Chromium (its thresholds, mAP and per-label table, each label
+linked to its images), and the link from a run started from another to that run."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from modelbuilder.results.files import METRICS_FILE
+from modelbuilder.results.files import METRICS_FILE, PREDICTIONS_FILE
 from modelbuilder.results.runtime import PredictionEngine
 from modelbuilder.training.engine import run_training
+from modelbuilder.training.predictions import read_predictions
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import NullReporter
 from tests.completed import TINY_RECIPE, TrainedRun, make_completed_run
@@ -73,6 +74,20 @@ def test_a_multilabel_runs_page_shows_thresholds_and_map(services: Any, tagged: 
             page.goto(f"{server.url}/workspaces/default/runs/{child}")
             page.locator("#parent-run").click()
             page.wait_for_url(f"**/runs/{parent}", timeout=30_000)
+            page.wait_for_selector("#evaluation:not([hidden])", timeout=30_000)
+            page.locator("#per-label tbody tr").first.locator("a").click()  # bright's images
+            page.wait_for_url("**/gallery?label=bright&all=1", timeout=30_000)
+            shown = page.locator("#gallery li")
+            rows = read_predictions(tagged.folder / PREDICTIONS_FILE)
+            assert shown.count() == sum("bright" in (*r.true_labels, *r.predicted_labels) for r in rows) > 0
+            shown.last.locator("img").scroll_into_view_if_needed()  # lazy thumbnails: each must load
+            loaded = "(imgs) => imgs.every((img) => img.complete && img.naturalWidth > 0)"
+            for _ in range(100):
+                if page.eval_on_selector_all("#gallery img", loaded):
+                    break
+                page.wait_for_timeout(100)
+            assert page.eval_on_selector_all("#gallery img", loaded)
+            assert "bright: " in shown.first.inner_text()
             assert not problems, problems
         finally:
             browser.close()

@@ -7,6 +7,7 @@ import csv
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +17,27 @@ import torchvision
 from fastapi.testclient import TestClient
 
 from modelbuilder.core.services import Services
-from modelbuilder.errors import DataError, InvalidInput, NotFound
-from modelbuilder.results.files import MAP_FILE, METRICS_FILE, RECIPE_FILE, ZIP_FILE, project_folders
+from modelbuilder.errors import DataError, InvalidInput
+from modelbuilder.results.files import (
+    DATA_REPORT_FILE,
+    MAP_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    RECIPE_FILE,
+    THUMBNAILS_FILE,
+    ZIP_FILE,
+    project_folders,
+)
 from modelbuilder.results.runtime import PredictionEngine, read_model_package
 from modelbuilder.sdk import insight, scoring
 from modelbuilder.sdk.export import export_int8
+from modelbuilder.server.api import create_app
 from modelbuilder.server.model_server import create_model_app
 from modelbuilder.training import data
 from modelbuilder.training.engine import run_training
 from modelbuilder.training.evaluate import best_thresholds, multilabel_metrics
 from modelbuilder.training.explain import Explainer
+from modelbuilder.training.predictions import about, multilabel_predictions_of, read_predictions, write_predictions
 from modelbuilder.training.prepare import prepare_data
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
@@ -184,13 +196,96 @@ def test_the_int8_export_refuses_a_multilabel_model(multilabel_run, home):
         export_int8(services, str(result.run_dir / ZIP_FILE), validation_data=str(result.run_dir))
 
 
-def test_the_images_behind_the_numbers_say_why_a_multilabel_run_has_none(multilabel_run, home):
+def test_a_multilabel_runs_predictions_are_its_validation_images_as_the_model_sees_them(multilabel_run):
+    manifest, result = multilabel_run
+    metrics = json.loads((result.run_dir / METRICS_FILE).read_text())
+    rows = read_predictions(result.run_dir / PREDICTIONS_FILE)
+    assert [row.index for row in rows] == list(range(metrics["num_images"]))  # one per validation image
+    given = {line["image_url"]: line["label"] for line in map(json.loads, manifest.read_text().splitlines())}
+    engine = PredictionEngine.load(result.run_dir / ZIP_FILE)
+    for row in rows:
+        assert row.multilabel
+        assert row.true_label == ";".join(sorted(given[row.path]))  # the run's label order is sorted
+        assert list(row.predicted_labels) == engine.predict(manifest.parent / row.path).predicted_labels
+        assert row.label_scores == pytest.approx(dict(zip(engine.labels, engine.predict(manifest.parent / row.path)
+                                                          .score, strict=True)), abs=1e-5)
+        assert row.correct == (row.true_labels == row.predicted_labels)
+    assert sum(row.correct for row in rows) / len(rows) == pytest.approx(metrics["subset_accuracy"])
+    with zipfile.ZipFile(result.run_dir / THUMBNAILS_FILE) as archive:
+        assert {f"predictions/{i}.jpg" for i in range(len(rows))} == set(archive.namelist())
+    suspects = json.loads((result.run_dir / DATA_REPORT_FILE).read_text())["suspects"]
+    assert suspects["count"] == 0
+    assert "multi-class" in suspects["note"]  # cleanlab's check needs one label per image
+
+
+LABELS = ["bright", "cat", "dog"]
+CUTS = [0.5, 0.4, 0.6]
+TRUE = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 1, 0], [0, 0, 0]], dtype=np.float32)
+PROBS = np.array([[0.9, 0.1, 0.2],  # right; its closest call: cat, 0.3 under its threshold
+                  [0.7, 0.3, 0.1],  # cat missed by 0.1
+                  [0.2, 0.95, 0.65],  # cat a false alarm by 0.55
+                  [0.45, 0.35, 0.9],  # cat missed by 0.05, dog a false alarm by 0.3
+                  [0.1, 0.2, 0.3]])  # right (no label at all); closest call: cat, 0.2
+
+
+def test_a_multilabel_row_is_about_its_most_wrong_label(tmp_path):
+    rows = multilabel_predictions_of([f"x/{i}.png" for i in range(5)], TRUE, PROBS, LABELS, CUTS)
+    assert [(r.true_label, r.predicted_label) for r in rows] == [
+        ("bright", "bright"), ("bright;cat", "bright"), ("dog", "cat;dog"), ("cat", "dog"), ("", "")]
+    assert [(r.scored_label, r.score, r.mistake) for r in rows] == [
+        ("cat", pytest.approx(0.3), None), ("cat", pytest.approx(0.1), "missed"),
+        ("cat", pytest.approx(0.55), "false alarm"), ("dog", pytest.approx(0.3), "false alarm"),
+        ("cat", pytest.approx(0.2), None)]
+    assert [r.correct for r in rows] == [True, False, False, False, True]
+    write_predictions(tmp_path / PREDICTIONS_FILE, rows)
+    assert read_predictions(tmp_path / PREDICTIONS_FILE) == rows
+    assert about(rows[3], "cat", dict(zip(LABELS, CUTS, strict=True))).mistake == "missed"
+
+
+def test_the_images_behind_a_multilabel_runs_numbers(multilabel_run, home, capsys, monkeypatch):
     manifest, result = multilabel_run
     trained = TrainedRun(manifest, result.run_dir, json.loads((result.run_dir / METRICS_FILE).read_text()))
     with Services() as services:
-        run = services.runs.get(make_completed_run(services, trained))
-        with pytest.raises(NotFound, match="is multi-label"):
-            insight.errors(services, run)
+        run_id = make_completed_run(services, trained)
+        folder = services.artifacts.run_dir(run_id)
+        write_predictions(folder / PREDICTIONS_FILE,  # known scores, so the order is checked against a known answer
+                          multilabel_predictions_of([f"x/{i}.png" for i in range(5)], TRUE, PROBS, LABELS, CUTS))
+        metrics = {**trained.metrics, "thresholds": dict(zip(LABELS, CUTS, strict=True))}
+        (folder / METRICS_FILE).write_text(json.dumps(metrics))
+        run = services.runs.get(run_id)
+
+        def indices(**query):
+            return [r.index for r in insight.errors(services, run, **query)]
+
+        assert indices() == [2, 3, 1]  # every image whose labels are not its true ones, the most wrong first
+        assert indices(include_correct=True) == [2, 3, 1, 4, 0]  # then the right ones, the least sure first
+        assert indices(label="cat") == [2, 1, 3]  # cat missed or falsely found, by cat's own margin
+        assert [r.mistake for r in insight.errors(services, run, label="cat")] == ["false alarm", "missed", "missed"]
+        assert indices(label="bright") == []
+        assert indices(label="bright", include_correct=True) == [1, 0]  # images with bright right, least sure first
+        assert indices(label="dog", include_correct=True) == [3, 2]
+        assert indices(true="cat") == [3, 1]
+        with pytest.raises(InvalidInput, match="has no label 'cow'"):
+            insight.errors(services, run, label="cow")
+    cli = in_process(capsys, monkeypatch)
+    assert [r["index"] for r in cli("runs", "errors", run_id, "--label", "cat", "--json").json()] == [2, 1, 3]
+    table = cli("runs", "errors", run_id).ok().rows()
+    assert [row[:6] for row in table] == [["2", "x/2.png", "dog", "cat;dog", "cat", "false alarm"],
+                                          ["3", "x/3.png", "cat", "dog", "dog", "false alarm"],
+                                          ["1", "x/1.png", "bright;cat", "bright", "cat", "missed"]]
+    assert "not checked: the check is for multi-class runs" in cli("runs", "report", run_id).ok().stdout
+    with TestClient(create_app(start_agents=False), base_url="http://127.0.0.1") as client:
+        answer = client.get(f"/api/v1/runs/{run_id}/errors", params={"label": "cat"})
+        assert answer.status_code == 200
+        items = answer.json()
+        assert [(r["index"], r["scored_label"], r["correct"]) for r in items] == [
+            (2, "cat", False), (1, "cat", False), (3, "cat", False)]
+        assert items[0]["predicted_labels"] == ["cat", "dog"]
+        assert items[0]["label_scores"] == {"bright": 0.2, "cat": 0.95, "dog": 0.65}
+        assert client.get(f"/api/v1/runs/{run_id}/thumbnails/predictions/0").headers["content-type"] == "image/jpeg"
+        page = client.get(f"/workspaces/default/runs/{run_id}/gallery", params={"label": "cat", "all": "1"})
+        assert page.status_code == 200
+        assert "cat: false alarm" in page.text
 
 
 def test_the_head_phase_trains_a_multilabel_head_on_frozen_features(tmp_path):

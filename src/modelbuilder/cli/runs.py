@@ -179,7 +179,8 @@ def download(run_id: str, output: Annotated[Path, typer.Option("--output", "-o",
 @runs_app.command("errors")
 def errors(
     run_id: str,
-    label: Annotated[str | None, typer.Option(help="Only images whose true or predicted label is this.",
+    label: Annotated[str | None, typer.Option(help="Only images whose true or predicted label is this (multi-label: "
+                                              "where this label is wrong, missed or a false alarm).",
                                               show_default=False)] = None,
     true: Annotated[str | None, typer.Option(help="Only images of this true label.", show_default=False)] = None,
     predicted: Annotated[str | None, typer.Option(help="Only images predicted as this label.",
@@ -200,10 +201,16 @@ def errors(
         console.print("No such images: the model got every one of them right." if not include_correct
                       else "No such images.", highlight=False)
         return
-    table = Table("#", "image", "true", "predicted", "score", "true score")
-    for row in rows:
-        table.add_row(str(row.index), row.path, row.true_label, row.predicted_label, f"{row.score:.3f}",
-                      f"{row.true_score:.3f}")
+    if rows[0].multilabel:  # a label's score and its margin from the label's threshold, the worst label by default
+        table = Table("#", "image", "true", "predicted", "label", "wrong", "its score", "margin")
+        for row in rows:
+            table.add_row(str(row.index), row.path, row.true_label or "-", row.predicted_label or "-",
+                          row.scored_label, row.mistake or "", f"{row.true_score:.3f}", f"{row.score:.3f}")
+    else:
+        table = Table("#", "image", "true", "predicted", "score", "true score")
+        for row in rows:
+            table.add_row(str(row.index), row.path, row.true_label, row.predicted_label, f"{row.score:.3f}",
+                          f"{row.true_score:.3f}")
     console.print(table)
 
 

@@ -17,20 +17,15 @@ from modelbuilder import names
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.errors import Conflict, InvalidInput, NotFound, step
-from modelbuilder.results.files import DATA_REPORT_FILE, PREDICTIONS_FILE, RECIPE_FILE, THUMBNAILS_FILE
-from modelbuilder.sdk.results import require_results
-from modelbuilder.training.predictions import KINDS, Prediction, read_predictions, thumbnail_name
-from modelbuilder.training.recipe import MULTILABEL
+from modelbuilder.results.files import DATA_REPORT_FILE, PREDICTIONS_FILE, THUMBNAILS_FILE
+from modelbuilder.sdk.results import evaluation, require_results
+from modelbuilder.training.predictions import KINDS, Prediction, about, read_predictions, thumbnail_name
 
 
 def predictions(services: Services, run: e.Run) -> list[Prediction]:
     """Every validation image of a finished run with its prediction, in validation order (the index)."""
     folder = require_results(services, run)
     if not (folder / PREDICTIONS_FILE).is_file():
-        recipe = json.loads((folder / RECIPE_FILE).read_text()) if (folder / RECIPE_FILE).is_file() else {}
-        if recipe.get("task") == MULTILABEL:
-            raise NotFound(f"Run {run.id} is multi-label: its images have no one label, right or wrong, to list.",
-                           "see each label's precision, recall, F1 and threshold in its metrics (or its page).")
         raise NotFound(f"Run {run.id} has no {PREDICTIONS_FILE}: it was trained before predictions were kept.",
                        "train it again to see the images behind its numbers.")
     return read_predictions(folder / PREDICTIONS_FILE)
@@ -49,17 +44,23 @@ def errors(services: Services, run: e.Run, *, label: str | None = None, true: st
     then the right ones, the least sure first.
 
     `true` / `predicted` keep the images of that true / predicted label (both: one confusion-matrix
-    cell); `label` keeps those whose true or predicted label it is.
+    cell); `label` keeps those whose true or predicted label it is. A multi-label run's image is wrong
+    when its predicted labels are not its true ones; with `label`, when that label is (missed, or a false
+    alarm), each row then scored by that label's margin from its threshold (`predictions.about`).
     """
     if limit is not None:
         names.positive_int(limit, "limit", maximum=1_000_000)
     rows = predictions(services, run)
-    labels = sorted({r.true_label for r in rows} | {r.predicted_label for r in rows} | set(_labels(services, run)))
+    labels = sorted({name for r in rows for name in (*r.true_labels, *r.predicted_labels)}
+                    | set(_labels(services, run)))
     for value, what in ((label, "label"), (true, "true"), (predicted, "predicted")):
         _check_label(value, labels, what, run)
+    if label is not None and any(r.multilabel for r in rows):
+        thresholds = evaluation(services, run)["thresholds"]  # as exported, as the rows were predicted
+        rows = [about(r, label, thresholds) for r in rows]
     chosen = [r for r in rows if (include_correct or not r.correct)
-              and (true is None or r.true_label == true) and (predicted is None or r.predicted_label == predicted)
-              and (label is None or label in (r.true_label, r.predicted_label))]
+              and (true is None or true in r.true_labels) and (predicted is None or predicted in r.predicted_labels)
+              and (label is None or label in (*r.true_labels, *r.predicted_labels))]
     chosen.sort(key=lambda r: (r.correct, -r.score if not r.correct else r.score, r.index))
     return chosen[:limit] if limit is not None else chosen
 

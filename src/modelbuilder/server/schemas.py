@@ -215,7 +215,10 @@ class RunCreate(Strict):
 
 
 class ValidationImagePublic(BaseModel):
-    """One validation image: its index (for its thumbnail), path relative to the data, labels and scores."""
+    """One validation image: its index (for its thumbnail), path relative to the data, labels and scores. A
+    multi-label run's: `true_label` / `predicted_label` its labels joined by ';' (also listed), `score` the
+    margin of `scored_label`'s score from its threshold, `true_score` that label's score, `label_scores`
+    every label's."""
 
     index: int
     path: str
@@ -224,11 +227,17 @@ class ValidationImagePublic(BaseModel):
     score: float
     true_score: float
     correct: bool
+    true_labels: list[str]
+    predicted_labels: list[str]
+    scored_label: str | None = None
+    label_scores: dict[str, float] | None = None
 
     @classmethod
     def of(cls, row: Prediction) -> ValidationImagePublic:
         return cls(index=row.index, path=row.path, true_label=row.true_label, predicted_label=row.predicted_label,
-                   score=row.score, true_score=row.true_score, correct=row.correct)
+                   score=row.score, true_score=row.true_score, correct=row.correct, true_labels=list(row.true_labels),
+                   predicted_labels=list(row.predicted_labels), scored_label=row.scored_label,
+                   label_scores=row.label_scores or None)
 
 
 class StatusChangePublic(BaseModel):

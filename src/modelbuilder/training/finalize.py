@@ -56,8 +56,10 @@ def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path,
         _, _, probs = evaluate(loop, data.val)
     multilabel = data.task == MULTILABEL
     metrics = (multilabel_metrics if multilabel else classification_metrics)(probs, data.val.targets, data.labels)
+    thresholds = [metrics["thresholds"][label] for label in data.labels] if multilabel else None
     history = result.state.history
-    review(loop, data, probs, torch.cat(val_features).numpy(), history, run_dir, recipe.seed, reporter, frozen)
+    review(loop, data, probs, torch.cat(val_features).numpy(), history, run_dir, recipe.seed, reporter, frozen,
+           thresholds)
     metrics.update({"best_epoch": result.state.best_epoch, "epochs_run": len(history), "stopped": result.stopped,
                     "weights": weights, "image_size": data.image_size, "architecture": recipe.architecture,
                     "train_images": len(data.train), "training_seconds": round(result.state.elapsed_s, 2),
@@ -78,8 +80,7 @@ def finalize(loop: Loop, data: PreparedData, recipe: TrainConfig, run_dir: Path,
     summary = {k: metrics[k] for k in (*(MULTILABEL_SUMMARY if multilabel else MULTICLASS_SUMMARY), "log_loss",
                                        "best_epoch", "num_images", "architecture", "image_size")}
     zip_path = write_model_package(run_dir / ZIP_FILE, onnx_path, data.labels, spec, summary, INPUT_NAME, OUTPUT_NAME,
-                                   thresholds=[metrics["thresholds"][label] for label in data.labels]
-                                   if multilabel else None)
+                                   thresholds=thresholds)
     projects = generate_projects(recipe.name or "MLModel", run_dir, zip_path, data.sample_image, overwrite=True)
     if multilabel:
         reporter.log(f"Validation subset accuracy {metrics['accuracy']:.4f}, micro F1 {metrics['micro_f1']:.4f}, "

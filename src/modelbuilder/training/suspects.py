@@ -33,7 +33,12 @@ from sklearn.preprocessing import StandardScaler
 
 from modelbuilder.results.files import DATA_REPORT_FILE, PREDICTIONS_FILE, THUMBNAILS_FILE
 from modelbuilder.training.loop import Loop, Split, eval_batches
-from modelbuilder.training.predictions import predictions_of, write_predictions, write_thumbnails
+from modelbuilder.training.predictions import (
+    multilabel_predictions_of,
+    predictions_of,
+    write_predictions,
+    write_thumbnails,
+)
 from modelbuilder.training.prepare import PreparedData
 from modelbuilder.training.reporter import Reporter
 
@@ -45,6 +50,8 @@ SUSPECTS_KEPT = 200  # the most suspects listed (and given thumbnails); all are 
 OVERFIT_GAP = 0.15  # warn when training accuracy is this far ahead of validation accuracy
 TRAINED = "the trained network's penultimate features"
 FROZEN = "the pretrained backbone's features (frozen in the head phase: they never saw the labels)"
+MULTILABEL_NOT_CHECKED = ("not checked: the check is for multi-class runs, whose images have one label each; "
+                          "see each label's missed images and false alarms in its gallery instead")
 
 
 @torch.no_grad()
@@ -133,19 +140,28 @@ def head_inputs(loop: Loop) -> Iterator[list[torch.Tensor]]:
 
 def review(loop: Loop, data: PreparedData, val_probs: np.ndarray, val_features: np.ndarray,
            history: Sequence[dict[str, float]], run_dir: Path, seed: int, reporter: Reporter,
-           frozen: Sequence[np.ndarray] | None = None) -> None:
+           frozen: Sequence[np.ndarray] | None = None, thresholds: Sequence[float] | None = None) -> None:
     """After training, with the best weights loaded: predictions.csv, the likely wrong labels and the
     overfitting check in data_report.json, and thumbnails.zip for the portal's galleries.
 
     The label check uses `frozen` (the pretrained backbone's features of the training and validation
     images, from the head phase) where there are some: they owe nothing to the labels. Otherwise it uses
-    the trained network's penultimate features (`val_features` came with the final evaluation)."""
-    if data.val.targets.ndim == 2:  # multi-label: no one label per image to check or to gallery by
+    the trained network's penultimate features (`val_features` came with the final evaluation).
+    A multi-label run (`thresholds`: its exported per-label thresholds) gets its predictions and thumbnails
+    but no label check: confident learning needs one given label per image to doubt."""
+    paths = [image.path for image in data.val_images]
+    if thresholds is not None:
+        rows = multilabel_predictions_of(paths, data.val.targets, val_probs, data.labels, thresholds)
+    else:
+        rows = predictions_of(paths, data.val.targets, val_probs, data.labels)
+    write_predictions(run_dir / PREDICTIONS_FILE, rows)
+    validation = [(data.val.cache, int(r)) for r in data.val.records]
+    if thresholds is not None:
+        data.report.suspects = {"checked_images": 0, "count": 0, "suspects": [], "note": MULTILABEL_NOT_CHECKED}
         data.report.overfitting = overfitting_finding(history)
         (run_dir / DATA_REPORT_FILE).write_text(json.dumps(data.report.to_dict(), indent=2))
+        write_thumbnails(run_dir / THUMBNAILS_FILE, {"predictions": validation, "suspects": []})
         return
-    rows = predictions_of([image.path for image in data.val_images], data.val.targets, val_probs, data.labels)
-    write_predictions(run_dir / PREDICTIONS_FILE, rows)
     reporter.log(f"Checking the labels of {len(data.train) + len(data.val)} images ({FOLDS}-fold logistic "
                  f"regression over {FROZEN if frozen is not None else TRAINED}).")
     if frozen is not None:
@@ -162,8 +178,7 @@ def review(loop: Loop, data: PreparedData, val_probs: np.ndarray, val_features: 
     n = len(data.train)
     where = [(data.train.cache, int(data.train.records[i])) if i < n else (data.val.cache, int(data.val.records[i - n]))
              for i in kept]
-    write_thumbnails(run_dir / THUMBNAILS_FILE, {
-        "predictions": [(data.val.cache, int(r)) for r in data.val.records], "suspects": where})
+    write_thumbnails(run_dir / THUMBNAILS_FILE, {"predictions": validation, "suspects": where})
     for line in data.report.summary():
         if line["topic"] in ("suspects", "overfitting"):
             reporter.log(line["text"], "warning" if line["level"] == "warning" else "info")

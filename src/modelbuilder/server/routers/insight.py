@@ -33,7 +33,8 @@ def list_errors(
 ) -> list[ValidationImagePublic]:
     """The validation images the run got wrong, the most confidently wrong first (with `all`, then the right
     ones, the least sure first); `true` and `predicted` select a confusion-matrix cell, `label` a row and
-    column. 409 until the run has results."""
+    column (multi-label: the images where that label is missed or falsely found, by its margin from its
+    threshold). 409 until the run has results."""
     rows = insight.errors(services, run, label=label, true=true, predicted=predicted,
                           include_correct=include_correct, limit=limit)
     return [ValidationImagePublic.of(row) for row in rows]

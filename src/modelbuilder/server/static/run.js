@@ -138,8 +138,8 @@ document.addEventListener("DOMContentLoaded", () => {
     $("eval-summary").textContent = `${reached}, ` +
       `log loss ${MB.fmt(m.log_loss)} on ${m.num_images} images; best epoch ${m.best_epoch} of ${m.epochs_run} ` +
       `(${String(m.stopped).replace(/_/g, " ")}), ${MB.fmt(m.images_per_s, 0)} images/s.`;
-    if (m.task === "multilabel") return showLabels(m);
     const gallery = (query) => `${root.dataset.page}/gallery?${new URLSearchParams(query)}`;
+    if (m.task === "multilabel") return showLabels(m, gallery);
     $("per-label").tBodies[0].replaceChildren(...(m.per_label || []).map((row) => MB.el("tr", {},
       MB.el("td", {}, MB.el("a", { href: gallery({ true: row.label, all: "1" }), text: row.label })),
       MB.el("td", { text: MB.fmt(row.precision) }),
@@ -156,13 +156,15 @@ document.addEventListener("DOMContentLoaded", () => {
         title: `${count} images of ${labels[i]} predicted as ${labels[j]}` }) : "0")))));
   }
 
-  function showLabels(m) {
+  function showLabels(m, gallery) {
     // A multi-label model: each label's threshold (chosen on validation to maximise its F1) and average
     // precision beside precision, recall and F1 at that threshold; no confusion matrix (labels overlap).
+    // A label links to its images: those it missed or falsely found first, the most confidently wrong first.
     $("per-label").tHead.replaceChildren(MB.el("tr", {}, ...["label", "threshold", "precision", "recall", "F1",
       "AP", "images"].map((name) => MB.el("th", { text: name }))));
     $("per-label").tBodies[0].replaceChildren(...(m.per_label || []).map((row) => MB.el("tr", {},
-      MB.el("td", { text: row.label }), MB.el("td", { text: MB.fmt(row.threshold) }),
+      MB.el("td", {}, MB.el("a", { href: gallery({ label: row.label, all: "1" }), text: row.label })),
+      MB.el("td", { text: MB.fmt(row.threshold) }),
       MB.el("td", { text: MB.fmt(row.precision) }), MB.el("td", { text: MB.fmt(row.recall) }),
       MB.el("td", { text: MB.fmt(row.f1) }), MB.el("td", { text: MB.fmt(row.average_precision) }),
       MB.el("td", { text: String(row.support) }))));
