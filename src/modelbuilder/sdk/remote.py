@@ -158,7 +158,7 @@ class RunsAPI:
         """The validation images the run got wrong, as `sdk.insight.errors` selects and orders them."""
         answer = self.client.json("GET", f"/runs/{run_id}/errors", retry=True, params=_given(
             label=label, true=true, predicted=predicted, all=include_correct, limit=limit))
-        return [Prediction(**{k: v for k, v in row.items() if k != "correct"}) for row in answer]
+        return [_prediction_of(row) for row in answer]
 
     def data_report(self, run_id: str) -> dict[str, Any]:
         return dict(self.client.json("GET", f"/runs/{run_id}/data-report", retry=True))
@@ -196,6 +196,13 @@ def run_of(body: dict[str, Any]) -> e.Run:
 
 def _change_of(run_id: str, body: dict[str, Any]) -> e.StatusChange:
     return e.StatusChange(run_id, body["status"], body["reason"], datetime.fromisoformat(body["at"]), body["attempt"])
+
+
+def _prediction_of(row: dict[str, Any]) -> Prediction:
+    """A validation image as the API sends it (`ValidationImagePublic`), as the run's predictions.csv gives it:
+    the API's derived fields (`correct`, the label lists) are the Prediction's own properties."""
+    return Prediction(row["index"], row["path"], row["true_label"], row["predicted_label"], row["score"],
+                      row["true_score"], row.get("scored_label"), dict(row.get("label_scores") or {}))
 
 
 def _artifact_of(run_id: str, body: dict[str, Any]) -> e.ArtifactRecord:
