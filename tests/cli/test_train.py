@@ -89,6 +89,7 @@ def test_train_cli_end_to_end_with_default_workspace(plane, tmp_path):
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Done" in result.stdout
+    assert "leaked semaphore" not in result.stderr  # the worker's tqdm lock, once left to the resource tracker
     # the data report, one line each with its counts, after the summary
     report = result.stdout[result.stdout.index("Data report"):]
     for line in ("Label balance: smallest 'cat' 8, largest 'dog' 8 training images (ratio 1.00); loss weighted by "

@@ -22,6 +22,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from modelbuilder.backends._pause import PausePoint
 from modelbuilder.backends.sweep import drive_sweep
 from modelbuilder.core import entities as e
@@ -180,10 +182,18 @@ def execute(run_id: str, attempt: int, owner: str, *, restartable: bool = False)
     unexpected error is raised to it with the run still held, for the restarted workers to resume from
     the last checkpoint, instead of being settled here.
     """
+    _own_progress_bars()
     with Services() as services:
         if int(os.environ.get("RANK", "0")) > 0:
             return _follow_rank_zero(services, run_id)
         return _attempt(services, run_id, attempt, owner, restartable)
+
+
+def _own_progress_bars() -> None:
+    """tqdm (the ONNX exporter's graph passes use it) guards its bars with a multiprocessing lock by default.
+    A worker that ends with os._exit leaves that lock to the resource tracker, which then warned of "1 leaked
+    semaphore" at the end of every `modelbuilder train`. A worker's bars are its own: a thread lock will do."""
+    tqdm.set_lock(threading.RLock())
 
 
 def training_recipe(services: Services, run: e.Run) -> TrainConfig:
