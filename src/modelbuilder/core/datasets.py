@@ -85,7 +85,7 @@ class DataAssetService:
         while a run that has not ended trains on one of them."""
         with self.store.write() as session:
             asset = self._asset(session, workspace, name)
-            numbers = [v for v in session.scalars(select(r.DataVersionRow.version)  # locked: see RunService.submit
+            numbers = [v for v in session.scalars(select(r.DataVersionRow.version)  # locked: see link_run
                                                   .where(r.DataVersionRow.asset_id == asset.id).with_for_update())
                        if version is None or v == version]
             if version is not None and not numbers:
@@ -189,6 +189,17 @@ def _version(name: str, row: r.DataVersionRow) -> e.DataVersion:
 
 def _show(workspace: str, name: str) -> dict[str, Any]:
     return {"show": step("show_data", workspace=workspace, data=name)}
+
+
+def link_run(session: Session, workspace: r.WorkspaceRow, run_id: str, name: str, version: int) -> None:
+    """Inside the transaction that queues a run: note that it trains on `name:version`, which must still
+    exist. The version's row is locked for sharing (PostgreSQL; SQLite's writers take turns anyway), as
+    `DataAssetService.delete` locks it for update before it looks for the runs that use it."""
+    asset = _lookup.named_row(session, ASSETS, workspace, name)
+    if session.get(r.DataVersionRow, (asset.id, version), with_for_update={"read": True}) is None:
+        raise NotFound(f"Data asset {name}:{version} no longer exists in workspace {workspace.name!r} (it was "
+                       "deleted).", "pick one of its versions ({show}).", _show(workspace.name, name))
+    session.add(r.RunDataRow(run_id=run_id, asset_id=asset.id, version=version))
 
 
 def _no_asset(workspace: str, name: str) -> NotFound:

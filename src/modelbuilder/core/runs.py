@@ -21,9 +21,10 @@ from modelbuilder import names
 from modelbuilder.core import _lifecycle, _lookup
 from modelbuilder.core import _rows as r
 from modelbuilder.core import entities as e
+from modelbuilder.core.datasets import link_run
 from modelbuilder.core.recording import json_dict
 from modelbuilder.core.store import Store
-from modelbuilder.errors import AlreadyExists, Conflict, InvalidInput, NotFound, step
+from modelbuilder.errors import AlreadyExists, Conflict, InvalidInput, step
 
 StopRequest = Literal["cancel", "preempt"]
 _NEWEST_FIRST = (r.RunRow.created_at.desc(), r.RunRow.id.desc())  # how run lists are ordered
@@ -140,7 +141,7 @@ class RunService:
             session.add(r.StatusChangeRow(run_id=row.id, status=e.QUEUED, reason=reason, at=now, attempt=0, details={}))
             session.flush()  # fills the column defaults
             if "data_asset" in request:
-                _link_data(session, ws, row.id, *request["data_asset"])
+                link_run(session, ws, row.id, *request["data_asset"])
             return r.run(row, exp.name)
 
     @staticmethod
@@ -321,20 +322,6 @@ class RunService:
             row.preempt_requested = True
             row.preempt_reason = reason[: _lifecycle.MAX_REASON]
             return _lookup.run_entity(session, row)
-
-
-def _link_data(session: Any, ws: r.WorkspaceRow, run_id: str, name: str, version: int) -> None:
-    """Note that the run trains on `name:version`, which must still exist. The version's row is locked for
-    sharing (PostgreSQL; SQLite's writers take turns anyway), as `DataService.delete` locks it for update."""
-    asset_id = session.scalar(
-        select(r.DataVersionRow.asset_id).join(r.DataAssetRow, r.DataAssetRow.id == r.DataVersionRow.asset_id)
-        .where(r.DataAssetRow.workspace_id == ws.id, r.DataAssetRow.name == name, r.DataVersionRow.version == version)
-        .with_for_update(read=True))
-    if asset_id is None:
-        raise NotFound(f"Data asset {name}:{version} no longer exists in workspace {ws.name!r} (it was deleted).",
-                       "list the data assets ({list}), and train on one that exists.",
-                       {"list": step("list_data", workspace=ws.name)})
-    session.add(r.RunDataRow(run_id=run_id, asset_id=asset_id, version=version))
 
 
 def _known_status(status: str) -> None:
