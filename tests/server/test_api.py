@@ -213,6 +213,8 @@ def test_metrics_all_per_key_per_step(client: TestClient, completed_run: str, tr
     assert step["values"]["val_loss"] == pytest.approx(history[1]["val_loss"])
     filtered = client.get(f"/api/v1/runs/{completed_run}/metrics", params={"key": "val_loss", "step": 1}).json()
     assert [(p["key"], p["step"]) for p in filtered] == [("val_loss", 1)]
+    newer = client.get(f"/api/v1/runs/{completed_run}/metrics", params={"key": "val_loss", "after_step": 1}).json()
+    assert [(p["key"], p["step"]) for p in newer] == [("val_loss", 2)]  # what a follower has not seen yet
     assert client.get(f"/api/v1/runs/{completed_run}/metrics/nothing").json() == []
     error_of(client.get(f"/api/v1/runs/{completed_run}/steps/-1/metrics"), 422)
 

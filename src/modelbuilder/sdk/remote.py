@@ -165,10 +165,10 @@ class RunsAPI:
 
     def metrics(self, run_id: str, key: str | None = None, after_step: int | None = None) -> list[e.MetricPoint]:
         """The run's metric points by key, then step; only `key`'s, and only the steps after `after_step`."""
-        points = self.client.json("GET", f"/runs/{run_id}/metrics", params=_given(key=key), retry=True)
+        points = self.client.json("GET", f"/runs/{run_id}/metrics", params=_given(key=key, after_step=after_step),
+                                  retry=True)
         return [e.MetricPoint(run_id, p["key"], p["step"], math.nan if p["value"] is None else p["value"],
-                              datetime.fromisoformat(p["at"]))
-                for p in points if after_step is None or p["step"] > after_step]
+                              datetime.fromisoformat(p["at"])) for p in points]
 
     def logs(self, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[e.LogLine]:
         answer = self.client.json("GET", f"/runs/{run_id}/logs", params={"after_seq": after_seq, "limit": limit},

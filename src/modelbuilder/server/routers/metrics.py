@@ -22,9 +22,11 @@ def list_metrics(
     services: ServicesDep,
     key: Annotated[str | None, Query(min_length=1, max_length=250)] = None,
     step: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
+    after_step: Annotated[int | None, Query(ge=0, le=1_000_000, description="Only the steps after this one: "
+                                            "what a follower has not seen yet.")] = None,
 ) -> list[MetricPointPublic]:
-    """Every metric point, by key then step; optionally only one key and/or one step."""
-    points = services.recorder.metrics(run.id, key=key)
+    """Every metric point, by key then step; optionally only one key, one step, and/or the steps after one."""
+    points = services.recorder.metrics(run.id, key=key, after_step=after_step)
     return [MetricPointPublic.of(p) for p in points if step is None or p.step == step]
 
 
