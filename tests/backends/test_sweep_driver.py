@@ -6,14 +6,13 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+from modelbuilder.backends.ranking import best_trial, standing
 from modelbuilder.backends.sweep import (
     EXPORT_RESERVE_S,
     FINAL_SHARE,
     MIN_TRIAL_S,
     SweepDriver,
-    best_trial,
     saved_seconds,
-    standing,
     trial_budget,
 )
 from modelbuilder.core import entities as e

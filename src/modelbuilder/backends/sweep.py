@@ -30,6 +30,7 @@ from typing import Any
 
 import optuna
 
+from modelbuilder.backends.ranking import best_trial, result_of
 from modelbuilder.core import entities as e
 from modelbuilder.core.leases import LeaseRenewal
 from modelbuilder.core.scheduler import local_pool, need_of
@@ -109,28 +110,6 @@ def saved_seconds(trial: e.Run) -> float:
     if not done or not planned or trial.started_at is None or trial.ended_at is None:
         return 0.0
     return max(0, planned - done) * (trial.ended_at - trial.started_at).total_seconds() / done
-
-
-def result_of(trial: e.Run) -> float | None:
-    """A finished trial's validation accuracy (its exported best), or None when it has no result."""
-    if trial.status not in (e.COMPLETED, e.CANCELED):
-        return None
-    value = trial.best_metrics.get("accuracy")
-    return float(value) if value is not None else None
-
-
-def standing(trial: e.Run) -> tuple[bool, bool, float, float]:
-    """Sort key of a trial, best first: with a result before without, Completed before Canceled (a canceled
-    trial was cut short), then validation accuracy, ties to the faster model. The leaderboard's order."""
-    result = result_of(trial)
-    return (result is None, trial.status != e.COMPLETED,
-            *search.rank_key(result, str(trial.recipe.get("architecture")), trial.recipe.get("image_size")))
-
-
-def best_trial(trials: list[e.Run]) -> e.Run | None:
-    """The best trial with a result (`standing`): a canceled one only when none completed."""
-    ranked = [t for t in trials if result_of(t) is not None]
-    return min(ranked, key=standing) if ranked else None
 
 
 class SweepDriver:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelbuilder.backends import sweep as sweep_driver
+from modelbuilder.backends.ranking import standing
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.errors import InvalidInput
@@ -73,7 +73,7 @@ class Trial:
 
 
 def leaderboard(services: Services, run: e.Run) -> list[Trial]:
-    """A sweep's trials, best first (`backends.sweep.standing`: the order the best trial is chosen by)."""
+    """A sweep's trials, best first (`backends.ranking.standing`: the order the best trial is chosen by)."""
     if not run.is_sweep:
         raise InvalidInput(f"Run {run.id} is not a sweep.", "show the leaderboard of a run submitted with --search.")
     children = services.runs.children(run.id)
@@ -94,7 +94,7 @@ def leaderboard(services: Services, run: e.Run) -> list[Trial]:
                           best=child.id == best_id, epochs=int(epochs) if isinstance(epochs, int | float) else None,
                           planned_epochs=int(planned) if isinstance(planned, int | float) else None,
                           ended_at=child.ended_at.isoformat() if child.ended_at else None))
-    standings = {c.id: sweep_driver.standing(c) for c in children}
+    standings = {c.id: standing(c) for c in children}
     return sorted(rows, key=lambda t: (standings[t.run_id], t.number))
 
 
