@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from modelbuilder.core import entities as e
 from modelbuilder.core.datasets import DataAssetService
@@ -127,3 +128,33 @@ def test_a_worker_finds_the_run_s_data_under_its_own_artifact_root(assets: DataA
     assert found.is_relative_to(tmp_path / "mounted-elsewhere")
     here = assets.version("default", "pets", 1)[1]
     assert found.relative_to(elsewhere.root) == here.relative_to(assets.root) / "data.tsv"
+
+
+def test_a_workspace_s_list_reads_every_asset_and_version_in_the_same_few_statements(
+        assets: DataAssetService, store: Store) -> None:
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    def listing() -> tuple[list[e.DataAsset], int]:
+        statements.clear()
+        event.listen(store.engine, "before_cursor_execute", count)
+        try:
+            return assets.list("default"), len(statements)
+        finally:
+            event.remove(store.engine, "before_cursor_execute", count)
+
+    add(assets, "a")
+    one, few = listing()
+    assert [(a.name, [v.version for v in a.versions]) for a in one] == [("pets", [1])]
+    for digest in "bcd":
+        add(assets, digest)
+        add(assets, digest, name=f"set-{digest}")
+    add(assets, "e", name="birds")
+    assets.delete("default", "birds", 1)  # an asset with no version left is listed, empty
+    many, counted = listing()
+    assert counted == few  # it was one query per asset more
+    assert [(a.name, [v.version for v in a.versions]) for a in many] == [
+        ("birds", []), ("pets", [4, 3, 2, 1]), ("set-b", [1]), ("set-c", [1]), ("set-d", [1])]
+    assert many[1].versions[0] == assets.version("default", "pets")[0]  # with its report, as `version` reads it

@@ -16,6 +16,7 @@ import builtins
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -117,11 +118,17 @@ class DataAssetService:
 
     # --- reading ------------------------------------------------------------------------------------
     def list(self, workspace: str) -> builtins.list[e.DataAsset]:
+        """The workspace's assets by name, each with its versions, in two queries however many there are."""
         with self.store.read() as session:
             ws = _lookup.workspace_row(session, workspace)
             rows = session.scalars(select(r.DataAssetRow).where(r.DataAssetRow.workspace_id == ws.id)
-                                   .order_by(r.DataAssetRow.name))
-            return [self._entity(session, row) for row in rows]
+                                   .order_by(r.DataAssetRow.name)).all()
+            versions: dict[str, builtins.list[r.DataVersionRow]] = {row.id: [] for row in rows}
+            for version in session.scalars(
+                    select(r.DataVersionRow).join(r.DataAssetRow, r.DataAssetRow.id == r.DataVersionRow.asset_id)
+                    .where(r.DataAssetRow.workspace_id == ws.id).order_by(r.DataVersionRow.version.desc())):
+                versions[version.asset_id].append(version)
+            return [_asset_entity(row, versions[row.id]) for row in rows]
 
     def list_all(self) -> builtins.list[e.DataAssetSummary]:
         """Every asset of every workspace with its latest version, last changed first (the portal's home page),
@@ -176,10 +183,14 @@ class DataAssetService:
         return _lookup.named_row(session, ASSETS, _lookup.workspace_row(session, workspace), name)
 
     def _entity(self, session: Session, row: r.DataAssetRow) -> e.DataAsset:
-        versions = session.scalars(select(r.DataVersionRow).where(r.DataVersionRow.asset_id == row.id)
-                                   .order_by(r.DataVersionRow.version.desc()))
-        return e.DataAsset(row.id, row.workspace_id, row.name, row.created_at, row.updated_at,
-                           tuple(_version(row.name, v) for v in versions))
+        return _asset_entity(row, session.scalars(select(r.DataVersionRow).where(r.DataVersionRow.asset_id == row.id)
+                                                  .order_by(r.DataVersionRow.version.desc())))
+
+
+def _asset_entity(row: r.DataAssetRow, versions: Iterable[r.DataVersionRow]) -> e.DataAsset:
+    """An asset with its versions (newest first)."""
+    return e.DataAsset(row.id, row.workspace_id, row.name, row.created_at, row.updated_at,
+                       tuple(_version(row.name, v) for v in versions))
 
 
 def _version(name: str, row: r.DataVersionRow) -> e.DataVersion:
