@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import socket
@@ -192,7 +193,7 @@ def _connect(address: str) -> str | None:
 
     def init() -> None:
         try:
-            ray.init(address=address, runtime_env={"env_vars": WORKER_ENV}, logging_level="WARNING")
+            ray.init(address=address, runtime_env={"env_vars": WORKER_ENV}, logging_level=logging.WARNING)
         except Exception as exc:  # noqa: BLE001 - reported as the run's error
             failure.append(f"{type(exc).__name__}: {exc}")
 

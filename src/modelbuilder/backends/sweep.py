@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 
 import optuna
+import optuna.storages.journal
 
 from modelbuilder.backends.ranking import best_trial, result_of
 from modelbuilder.core import entities as e
@@ -203,7 +204,7 @@ class SweepDriver:
         """Whether the final trial should start now: the search is over, one trial has a result, none
         was the final one yet, and there is time to train it."""
         return (self.final_reserve > 0 and not self.cancel and best_trial(trials) is not None
-                and not any((t.trial or {}).get("final") for t in trials) and self._left() >= MIN_TRIAL_S)
+                and not any(_is_final(t) for t in trials) and self._left() >= MIN_TRIAL_S)
 
     def start_final(self, trials: list[e.Run]) -> None:
         """Train the best trial's settings once more with all the time left."""
@@ -267,7 +268,7 @@ class SweepDriver:
                 self.reported[child.id] = point.step
             if child.terminal:
                 self._tell(child, number)
-            elif points and not child.cancel_requested and not child.trial.get("final") and handle.should_prune():
+            elif points and not child.cancel_requested and not _is_final(child) and handle.should_prune():
                 epoch, value = points[-1].step, points[-1].value
                 why = (f"{self.settings.early_termination} policy at epoch {epoch}: validation accuracy "
                        f"{value:.4f} is behind the other trials")
@@ -383,3 +384,8 @@ def drive_sweep(services: Services, parent: e.Run, owner: str) -> int:
         except ModelBuilderError:
             pass  # fenced, or the store is gone: the reaper settles the lease
     return 0
+
+
+def _is_final(trial: e.Run) -> bool:
+    """The sweep's final trial: the best settings trained once more with the time left, never pruned."""
+    return bool((trial.trial or {}).get("final"))

@@ -137,7 +137,7 @@ def generate_projects(name: str, output_dir: str | os.PathLike[str], mlmodel_zip
                             "pass overwrite=True (--force) to replace them, or choose another output folder.")
 
     package_dir = package_name(name)
-    context = {
+    context: dict[str, Any] = {
         "name": name,
         "package": package_dir,
         "dist_name": f"{name.lower()}-model",

@@ -206,7 +206,7 @@ def calibration_of(path: str | os.PathLike[str]) -> tuple[str, dict[str, dict[st
 def predict_logits(model: str | os.PathLike[str] | Any, images: np.ndarray, batch_size: int = 32,
                    threads: int | None = None) -> np.ndarray:
     """Logits of an ONNX model (a path or an onnxruntime session) for N x 3 x H x W images in [0, 1]."""
-    session = model if hasattr(model, "run") else make_session(model, providers=["CPUExecutionProvider"],
+    session: Any = model if hasattr(model, "run") else make_session(model, providers=["CPUExecutionProvider"],
                                                                 threads=threads)
     images = _check_images(images, "input")
     input_name, output_name = session.get_inputs()[0].name, session.get_outputs()[0].name
@@ -227,7 +227,7 @@ def evaluate_onnx(model: str | os.PathLike[str] | Any, images: np.ndarray, targe
 def seconds_per_image(model: str | os.PathLike[str] | Any, images: np.ndarray, batch_size: int = 32,
                       repeats: int = 3, threads: int | None = None) -> float:
     """Best-of-`repeats` seconds per image of one batch of `batch_size` images, after a warm-up run."""
-    session = model if hasattr(model, "run") else make_session(model, providers=["CPUExecutionProvider"],
+    session: Any = model if hasattr(model, "run") else make_session(model, providers=["CPUExecutionProvider"],
                                                                 threads=threads)
     images = _check_images(images, "timing")
     batch = np.ascontiguousarray(np.resize(images, (batch_size, *images.shape[1:])))

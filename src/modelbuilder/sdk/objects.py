@@ -21,6 +21,7 @@ the process exits; pass `services=` to use another store.
 from __future__ import annotations
 
 import atexit
+import builtins
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,10 +84,10 @@ class Workspace:
         """An experiment of this workspace; it is registered by its first run."""
         return Experiment(self, names.experiment_name(name))
 
-    def experiments(self) -> list[Experiment]:
+    def experiments(self) -> builtins.list[Experiment]:
         return [Experiment(self, x.name) for x in self.services.workspaces.list_experiments(self.name)]
 
-    def runs(self, experiment: str | None = None, status: str | None = None, limit: int = 100) -> list[Run]:
+    def runs(self, experiment: str | None = None, status: str | None = None, limit: int = 100) -> builtins.list[Run]:
         listed = self.services.runs.list(self.name, experiment=experiment, status=status, limit=limit)
         return [Run(r, self) for r in listed]
 
@@ -109,10 +110,10 @@ class Computes:
     def get(self, name: str) -> e.Compute:
         return self.services.computes.get(self.ws.name, name)
 
-    def list(self) -> list[e.Compute]:
+    def list(self) -> builtins.list[e.Compute]:
         return self.services.computes.list(self.ws.name)
 
-    def delete(self, name: str, force: bool = False) -> list[str]:
+    def delete(self, name: str, force: bool = False) -> builtins.list[str]:
         return self.services.computes.delete(self.ws.name, name, force=force)
 
 

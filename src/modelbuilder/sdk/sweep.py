@@ -35,9 +35,9 @@ def sweep_settings(search_: str | Path | dict[str, Any] | None, **options: Any) 
     if unknown:
         raise InvalidInput(f"Unknown sweep option(s): {', '.join(unknown)}.", f"use only: {', '.join(SWEEP_OPTIONS)}.")
     if search_ is None:
-        given = sorted(key for key, value in options.items() if value is not None)
-        if given:
-            raise InvalidInput(f"{', '.join(given)} {'is an option' if len(given) == 1 else 'are options'} of a "
+        stray = sorted(key for key, value in options.items() if value is not None)
+        if stray:
+            raise InvalidInput(f"{', '.join(stray)} {'is an option' if len(stray) == 1 else 'are options'} of a "
                                "search, but no search was asked for.",
                                "add search 'auto' (or a space file), or leave the search options out.")
         return None

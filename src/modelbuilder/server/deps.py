@@ -85,7 +85,7 @@ def run_in(services: Services, workspace: str, run_id: str) -> e.Run:
 
 
 def get_state(request: Request) -> ServerState:
-    return request.app.state.server  # type: ignore[no-any-return]
+    return request.app.state.server
 
 
 def get_services(request: Request) -> Services:

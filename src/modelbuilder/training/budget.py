@@ -97,8 +97,8 @@ def measure(loop: Loop, train: Split, val: Split, scratch: Path) -> Costs:
     follows trains exactly as it would have without the probe.
     """
     clock = loop.budget.clock
-    saved = copy.deepcopy((loop.model.state_dict(), loop.optimizer.state_dict(), loop.scheduler.state_dict(),
-                           loop.ema.state_dict() if loop.ema is not None else None))
+    saved = copy.deepcopy((loop.model.state_dict(), loop.optimizer.state_dict(), loop.scheduler.state_dict()))
+    saved_ema = copy.deepcopy(loop.ema.state_dict()) if loop.ema is not None else None
     randomness = rng_states()
     loop.trained.train()
     times = []
@@ -116,8 +116,8 @@ def measure(loop: Loop, train: Split, val: Split, scratch: Path) -> Costs:
     loop.model.load_state_dict(saved[0])
     loop.optimizer.load_state_dict(saved[1])
     loop.scheduler.load_state_dict(saved[2])
-    if loop.ema is not None:
-        loop.ema.load_state_dict(saved[3])
+    if loop.ema is not None and saved_ema is not None:
+        loop.ema.load_state_dict(saved_ema)
     restore_rng(randomness)
     timed = times[1:] or times
     return Costs(step_s=sum(timed) / len(timed), eval_images_per_s=rate, checkpoint_s=checkpoint_s)

@@ -42,7 +42,7 @@ class DecodedCache:
     def ok(self, index: int) -> bool:
         return index not in self.reasons
 
-    def read(self, indices: Sequence[int], out: np.ndarray | None = None) -> np.ndarray:
+    def read(self, indices: Sequence[int] | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Records `indices` as a (k, size, size, 3) uint8 array."""
         n, rb = len(indices), self.record_bytes
         if out is None or out.shape[0] < n:
@@ -51,7 +51,7 @@ class DecodedCache:
         fd = os.open(self.path, os.O_RDONLY)
         try:
             for k, i in enumerate(indices):
-                view = memoryview(flat[k * rb : (k + 1) * rb])
+                view = flat[k * rb : (k + 1) * rb].data
                 if os.preadv(fd, [view], int(i) * rb) != rb:
                     raise OSError(f"decoded cache {self.path} is shorter than expected")
         finally:

@@ -126,7 +126,7 @@ def find_duplicates(images: Sequence[DataImage], prints: Fingerprints) -> dict[s
     for group in by_digest.values():
         exact.update(itertools.islice(itertools.combinations(group, 2), PAIRS_COUNTED - len(exact)))
     near = _near_pairs(prints.phash, prints.dhash, PAIRS_COUNTED) - exact
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     for kind, found in (("exact", exact), ("near", near)):
         for a, b in found:
             one, other = images[a], images[b]

@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
+from torch import nn
 
 from modelbuilder import names
 from modelbuilder.config import get_settings
@@ -154,7 +155,7 @@ def run_training(recipe: TrainConfig, run_dir: str | os.PathLike[str], reporter:
                  f"{f' x {d.world} processes' if d.enabled else ''}, {'bf16' if loop.amp_dtype else 'float32'}"
                  f"{', channels_last' if loop.channels_last else ''}, {len(data.train)} training / {len(data.val)} "
                  f"validation images at {data.image_size} px, {loop.epochs} epochs of "
-                 f"{steps_per_epoch(len(data.train), recipe.batch_size)} steps, {where}.")
+                 f"{steps_per_epoch(len(data.train), recipe.planned_batch_size)} steps, {where}.")
     if "full" in phases and not stopped:
         result = fit(loop, data.train, data.val, state, run_dir, recipe.to_dict(), data.labels,
                      recipe.bn_recalibration_images, recipe.early_stopping_patience)
@@ -247,7 +248,7 @@ def plan_time(recipe: TrainConfig, loop: Loop, data: PreparedData, worked_s: flo
     costs = replace(d.share(budget_mod.measure(loop, data.train, data.val, run_dir / CHECKPOINT_DIR)),
                     review_images=len(data.train))  # the label check's forward pass after training
     seconds = recipe.time_budget_s - (clock() - started) - worked_s
-    steps = steps_per_epoch(len(data.train), recipe.batch_size)
+    steps = steps_per_epoch(len(data.train), recipe.planned_batch_size)
     eval_images = len(data.val) + min(recipe.bn_recalibration_images, len(data.train))
     fits = budget_mod.epochs_that_fit(costs, seconds, steps, eval_images)
     if recipe.epochs is None:
@@ -264,7 +265,7 @@ def plan_time(recipe: TrainConfig, loop: Loop, data: PreparedData, worked_s: flo
 
 def schedule(optimizer: torch.optim.Optimizer, recipe: TrainConfig, train_images: int, epochs: int) -> Any:
     """Warm-up, then cosine decay to zero at the end of the last epoch."""
-    steps = steps_per_epoch(train_images, recipe.batch_size)
+    steps = steps_per_epoch(train_images, recipe.planned_batch_size)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(epochs * steps, max(1, round(recipe.warmup_epochs * steps))))
 
@@ -290,14 +291,15 @@ def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: D
                          + (f"; learning rates x {recipe.continue_lr_scale}." if weights.source == CONTINUE else "."))
     if weights.warning and d.main:
         reporter.log(weights.warning, "warning")
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    trained = None
+    model = model.to(device).to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    trained: nn.Module | None = None
     if d.enabled:
         trained = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if recipe.compile:
         if device.type == "cuda":
-            trained = torch.compile(trained if trained is not None else model)  # evaluation stays eager
+            # evaluation stays eager
+            trained = cast(nn.Module, torch.compile(trained if trained is not None else model))
         elif d.main:
             reporter.log(f"--compile applies on CUDA only; training eagerly on {device.type}.", "warning")
     optimizer = _optimizer(model, recipe, weights, device)
@@ -312,7 +314,7 @@ def build_loop(recipe: TrainConfig, data: PreparedData, reporter: Reporter, d: D
             data.task, weights_by_label, recipe.label_smoothing),
         device=device, amp_dtype=amp,
         channels_last=channels_last, train_preset=augment, eval_preset=ClassificationPresetEval(data.image_size),
-        batch_size=recipe.batch_size, seed=recipe.seed, epochs=epochs, reporter=reporter, budget=budget, dist=d,
+        batch_size=recipe.planned_batch_size, seed=recipe.seed, epochs=epochs, reporter=reporter, budget=budget, dist=d,
         train_model=trained, mix=mix if mix else None,
         ema=moving_average(model, recipe.ema_decay) if recipe.ema_decay > 0 else None)
     return loop, weights
@@ -326,12 +328,15 @@ def loss_weights(recipe: TrainConfig, data: PreparedData, device: torch.device |
     return None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
 
 
+Tensors = list[torch.Tensor] | tuple[torch.Tensor, ...]  # AveragedModel's multi_avg_fn gets either
+
+
 def moving_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
     """An exponential moving average of the weights and buffers, with timm's warm-up of the decay
     ((1 + n) / (10 + n) until it reaches `decay`) so the first steps' random weights fade quickly."""
 
     @torch.no_grad()
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], count: Any) -> None:
+    def update(averaged: Tensors, current: Tensors, count: torch.Tensor | int) -> None:
         rate = min(decay, (1 + int(count)) / (10 + int(count)))
         if torch.is_floating_point(averaged[0]):
             torch._foreach_lerp_(averaged, current, 1.0 - rate)

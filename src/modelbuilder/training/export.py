@@ -59,7 +59,7 @@ def warm_exporter() -> None:
 def export_onnx(model: torch.nn.Module, image_size: int, path: Path, opset: int = 18) -> Path:
     """Write `model` (CPU, float32, eval mode) to `path` atomically as one self-contained file."""
     warm_exporter()
-    model = model.to("cpu", memory_format=torch.contiguous_format).float().eval()
+    model = model.to("cpu").to(memory_format=torch.contiguous_format).float().eval()
     example = torch.rand(2, 3, image_size, image_size)  # a batch of 2, or the batch size gets fixed
     tmp = path.with_name(path.name + ".tmp")
     with warnings.catch_warnings():
@@ -78,7 +78,7 @@ def export_onnx(model: torch.nn.Module, image_size: int, path: Path, opset: int 
 
 def verify_onnx(path: Path, model: torch.nn.Module, images: torch.Tensor) -> ExportCheck:
     """Compare onnxruntime with PyTorch eager (float32) on `images` (N x 3 x H x W in [0, 1])."""
-    model = model.to("cpu", memory_format=torch.contiguous_format).float().eval()
+    model = model.to("cpu").to(memory_format=torch.contiguous_format).float().eval()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         expected = softmax(model(images).numpy())

@@ -98,7 +98,9 @@ def train_head(head: nn.Linear, train_x: np.ndarray, train_y: np.ndarray, val_x:
     steps = epochs * max(1, -(-len(xs) // batch_size))
     scheduler = _one_cycle(optimizer, lr, steps)
     criterion = objective.criterion(MULTILABEL if ys.ndim == 2 else MULTICLASS, class_weights, label_smoothing)
-    history, best, stopped = [], (-1.0, float("inf"), None), None
+    history: list[dict[str, float]] = []
+    stopped: str | None = None
+    best: tuple[float, float, dict[str, torch.Tensor] | None] = (-1.0, float("inf"), None)
     for epoch in range(1, epochs + 1):
         order = torch.randperm(len(xs), generator=g)
         seen, loss_sum, correct, t0 = 0, 0.0, 0, time.perf_counter()

@@ -27,6 +27,7 @@ from modelbuilder.training.balance import reweight_from
 from modelbuilder.training.cache import DecodedCache
 from modelbuilder.training.checkpoint import TrainState, atomic_save, restore_rng, save_checkpoint
 from modelbuilder.training.distributed import CONTINUE, STOP_CODES, STOP_NAMES, Dist
+from modelbuilder.training.model import Classifier
 from modelbuilder.training.presets import (
     ClassificationPresetEval,
     ClassificationPresetTrain,
@@ -78,7 +79,7 @@ class Budget:
 class Loop:
     """The fixed parts of one training: what every function below is handed."""
 
-    model: nn.Module
+    model: Classifier
     optimizer: torch.optim.Optimizer
     scheduler: Any
     criterion: nn.Module

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 import torchvision
@@ -45,6 +46,9 @@ class WeightsInfo:
 
 class Classifier(nn.Module):
     """Normalisation + a backbone whose last layer is `head`."""
+
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
 
     def __init__(self, body: nn.Module, mean: tuple[float, ...] = IMAGENET_MEAN,
                  std: tuple[float, ...] = IMAGENET_STD) -> None:
@@ -92,7 +96,7 @@ def _replace_head(body: nn.Module, num_classes: int) -> None:
     if name == "fc":
         body.fc = new
     else:
-        body.classifier[-1] = new  # type: ignore[index]
+        cast(nn.Sequential, body.classifier)[-1] = new  # _head_of found it a Sequential
 
 
 def head_prefix(model: Classifier) -> str:

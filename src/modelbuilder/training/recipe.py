@@ -116,6 +116,13 @@ class TrainConfig:
         images so that an epoch still has a dozen or more steps to learn from."""
         return int(min(64, max(16, train_images // 20 // 8 * 8)))
 
+    @property
+    def planned_batch_size(self) -> int:
+        """The batch size training uses: the engine sets it (`auto_batch_size`) once the data is read."""
+        if self.batch_size is None:
+            raise RuntimeError("the batch size is planned from the data before training (auto_batch_size)")
+        return self.batch_size
+
     def check_task(self, task: str) -> None:
         """Refuse settings a multi-label training cannot take: at submission for `--task multilabel`, and for
         `auto` as soon as the data is found to be multi-label (before any image is decoded)."""

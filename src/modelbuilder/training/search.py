@@ -190,17 +190,17 @@ def _entry(name: str, spec: Any, where: str) -> dict[str, Any]:
     if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
         raise InvalidInput(f"{where}: {name}: {kind} needs numeric min_value and max_value, got {low!r} and "
                            f"{high!r}.", f"write {kind}(low, high) with two numbers.")
-    if not low < high:  # type: ignore[operator]
+    if not low < high:
         raise InvalidInput(f"{where}: {name}: {kind}({low}, {high}) is empty: the low bound must be below the "
                            "high one.", f"write {kind}(low, high) with low < high.")
-    if kind == "loguniform" and max(abs(low), abs(high)) > 700:  # type: ignore[arg-type]
+    if kind == "loguniform" and max(abs(low), abs(high)) > 700:
         raise InvalidInput(f"{where}: {name}: loguniform({low}, {high}) takes natural logs of the values (as Azure's "
                            "does), and these are out of range.", f"write loguniform(ln(low), ln(high)), e.g. "
                            f"loguniform({math.log(1e-4):.2f}, {math.log(1e-2):.2f}) for 1e-4 to 1e-2.")
-    ends = (math.exp(low), math.exp(high)) if kind == "loguniform" else (low, high)  # type: ignore[arg-type]
+    ends = (math.exp(low), math.exp(high)) if kind == "loguniform" else (low, high)
     for end in ends:
         _check_value(name, _typed(setting, end), where)
-    return {"type": kind, "min_value": float(low), "max_value": float(high)}  # type: ignore[arg-type]
+    return {"type": kind, "min_value": float(low), "max_value": float(high)}
 
 
 def _split(text: str) -> list[str]:

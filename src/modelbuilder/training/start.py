@@ -86,7 +86,7 @@ def apply_start(model: Classifier, start: StartingPoint, labels: list[str]) -> W
     head = head_prefix(model)
     own = model.state_dict()
     if start.same_labels(labels):
-        wanted = own.keys()
+        wanted = list(own)
         source, detail = CONTINUE, f"continued from {start.path} (same {len(labels)} labels)"
     else:
         wanted = [k for k in own if not k.startswith(head)]

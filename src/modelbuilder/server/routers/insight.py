@@ -18,7 +18,7 @@ from modelbuilder.server.schemas import ValidationImagePublic
 
 router = APIRouter(prefix="/runs/{run_id}", tags=["insight"])
 Label = Annotated[str | None, Query(min_length=1, max_length=200)]
-_JPEG = {200: {"content": {"image/jpeg": {}}, "description": "A JPEG thumbnail."}}
+_JPEG: dict[int | str, dict[str, Any]] = {200: {"content": {"image/jpeg": {}}, "description": "A JPEG thumbnail."}}
 
 
 @router.get("/errors")
