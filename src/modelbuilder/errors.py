@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 # Every step a fix can name; each face words each of them (or leaves it out), which a test checks.
 ACTIONS = frozenset({
@@ -23,6 +24,8 @@ ACTIONS = frozenset({
     "delete_with_force", "upgrade_store", "choose_home", "give_data", "give_validation_data",
     "list_models", "show_model", "list_data", "show_data",
 })
+# Steps only whoever runs the server can take: a client of a server shows them as the server words them.
+HOST_ACTIONS = frozenset({"upgrade_store", "choose_home"})
 _PLACE = re.compile(r" ?\(\{(\w+)\}\)")
 
 
@@ -67,8 +70,31 @@ class ModelBuilderError(Exception):
     def __str__(self) -> str:
         return f"{self.message} Fix: {self.hint}" if self.hint else self.message
 
-    def to_dict(self, words: Callable[[Step], str | None] | None = None) -> dict[str, str]:
-        return {"code": self.code, "message": self.message, "hint": self.hint_in(words) if words else self.hint}
+    def to_dict(self, words: Callable[[Step], str | None] | None = None) -> dict[str, Any]:
+        """The error as the API answers it: `hint` worded by `words`, and, where the hint names steps, `fix`:
+        the hint with each step's place ({name}) and the steps, for a client to word them in its own terms."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message,
+                                "hint": self.hint_in(words) if words else self.hint}
+        if self.steps:
+            body["fix"] = {"hint": self._hint, "steps": {name: {"action": s.action, "args": dict(s.args)}
+                                                         for name, s in self.steps.items()}}
+        return body
+
+
+def fix_of(body: Any) -> tuple[str, dict[str, Step]] | None:
+    """The hint and its steps from an error's `fix` (`ModelBuilderError.to_dict`), for a client to word them;
+    None when there is none, it is malformed, or a step is one only the server's host can take."""
+    try:
+        hint, given = body["hint"], body["steps"]
+        steps = {str(name): Step(s["action"], {str(k): str(v) for k, v in s["args"].items()})
+                 for name, s in given.items()}
+    except (TypeError, KeyError, AttributeError, ValueError):
+        return None
+    if not isinstance(hint, str) or any(s.action in HOST_ACTIONS for s in steps.values()):
+        return None
+    if any(name not in steps for name in _PLACE.findall(hint)):
+        return None
+    return hint, steps
 
 
 class InvalidInput(ModelBuilderError):

@@ -20,10 +20,14 @@ from .conftest import TINY_RECIPE, TrainedRun
 
 
 def error_of(response, status: int, code: str | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """The `{code, message, hint}` body of an error response, after checking its status."""
+    """The `{code, message, hint}` body of an error response (and `fix` where the hint names a step), after
+    checking its status."""
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"code", "message", "hint"}, body
+    assert set(body) - {"fix"} == {"code", "message", "hint"}, body
+    if "fix" in body:  # the hint again with each step's place, for a client to word them: the same steps
+        assert set(body["fix"]) == {"hint", "steps"}, body
+        assert body["fix"]["hint"].count("({") == len(body["fix"]["steps"]) >= 1, body
     assert body["message"], body
     assert body["hint"], body
     if code is not None:

@@ -124,5 +124,7 @@ def test_a_remote_client_lists_shows_and_cancels_its_run(start_server: Callable[
 
     unknown = client("runs", "show", "run-000000000000", rc=2)
     assert "run-000000000000" in unknown.stderr
+    assert "'modelbuilder runs list'" in unknown.stderr  # the fix worded as this client's command, not a request
+    assert "/api/v1" not in unknown.stderr
     assert "not" in client("runs", "cancel", "run-000000000000", rc=2).stderr
     assert not (client_home / "modelbuilder.db").exists()  # every command went through the server

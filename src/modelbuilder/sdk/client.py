@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from modelbuilder.config import Settings
-from modelbuilder.errors import ModelBuilderError, StoreUnavailable
+from modelbuilder.errors import ModelBuilderError, Step, StoreUnavailable, fix_of
 
 API = "/api/v1"
 TIMEOUT_S = 120.0
@@ -26,10 +26,12 @@ RETRIES = 5
 
 
 class RemoteError(ModelBuilderError):
-    """An error the server answered, as it said it."""
+    """An error the server answered, as it said it; the steps its hint names (`fix`) are this client's to
+    word (the CLI as its commands), those only the server's host can take as the server worded them."""
 
-    def __init__(self, code: str, status: int, message: str, hint: str) -> None:
-        super().__init__(message, hint)
+    def __init__(self, code: str, status: int, message: str, hint: str,
+                 steps: dict[str, Step] | None = None) -> None:
+        super().__init__(message, hint, steps)
         self.code, self.http_status = code, status
 
 
@@ -104,7 +106,8 @@ class Client:
 def _error(response: httpx.Response) -> RemoteError:
     try:
         body = response.json()
-        return RemoteError(str(body["code"]), response.status_code, str(body["message"]), str(body.get("hint", "")))
+        hint, steps = fix_of(body.get("fix")) or (str(body.get("hint", "")), None)
+        return RemoteError(str(body["code"]), response.status_code, str(body["message"]), hint, steps)
     except (ValueError, KeyError, TypeError):
         hint = "set MODELBUILDER_TOKEN to the server's token." if response.status_code == 401 else ""
         return RemoteError("http_error", response.status_code,

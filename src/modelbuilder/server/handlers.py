@@ -51,10 +51,10 @@ class BadPath(InvalidInput):
     http_status = 400
 
 
-ErrorPage = Callable[[Request, int, dict[str, str], dict[str, str] | None], Response]
+ErrorPage = Callable[[Request, int, dict[str, Any], dict[str, str] | None], Response]
 
 
-def error_response(request: Request, status: int, body: dict[str, str], headers: dict[str, str] | None = None
+def error_response(request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
                    ) -> Response:
     """A portal page gets the portal's error page; everything else (the API, the schema) JSON."""
     if is_page(request.url.path):

@@ -64,10 +64,23 @@ class Strict(BaseModel):
 
 
 # --- errors ---------------------------------------------------------------------------------------------
+class StepPublic(BaseModel):
+    action: str = Field(description="What to do, e.g. list_runs, create_workspace.")
+    args: dict[str, str] = Field(description="What it acts on: workspace, compute, run, model, data.")
+
+
+class FixPublic(BaseModel):
+    hint: str = Field(description="The hint with ' ({name})' where `steps[name]` goes, for a client to word "
+                                  "each step in its own terms (the CLI as its command).")
+    steps: dict[str, StepPublic]
+
+
 class ErrorPublic(BaseModel):
     code: str = Field(description="Stable machine-readable code, e.g. not_found, invalid_input.")
     message: str = Field(description="What was wrong.")
     hint: str = Field(description="How to fix it, in one line.")
+    fix: FixPublic | None = Field(default=None, description="Where the hint names steps (a request to send, "
+                                  "a command to run): the hint with each step's place, and the steps.")
 
 
 # --- workspaces and experiments -------------------------------------------------------------------------
