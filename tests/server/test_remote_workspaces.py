@@ -18,7 +18,9 @@ from pathlib import Path
 import httpx
 from fastapi.testclient import TestClient
 
+from modelbuilder.config import Settings
 from modelbuilder.core.services import Services
+from modelbuilder.core.workspace import DEFAULT_WORKSPACE
 from modelbuilder.sdk import computes, workspaces
 from modelbuilder.sdk.client import Client
 from tests.imagery import make_image_folder
@@ -52,6 +54,17 @@ def test_workspaces_experiments_and_computes_through_the_api_are_the_stores(clie
         assert made == replace(computes.get(services, "team", "cpu2"), workspace_id="team")
         assert computes.delete(services, "team", "cpu2", client=api) == []
         assert [c.name for c in services.computes.list("team")] == ["cpu1"]
+
+
+def test_the_workspace_in_use_is_read_and_remembered_without_a_store(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "client-home", db_url=None)
+    with Services(settings) as s, Client("http://127.0.0.1:9") as api:  # never asked: nothing here needs a server
+        assert s.workspaces.resolve(None) == DEFAULT_WORKSPACE
+        workspaces.context(s).remember("team")
+        assert s.workspaces.resolve(None) == "team"
+        assert workspaces.in_use(s, None, api) == ("team", None)
+        assert workspaces.in_use(s, "other", api) == ("other", None)
+    assert not (tmp_path / "client-home" / "modelbuilder.db").exists()
 
 
 def _row(text: str, *cells: str) -> bool:

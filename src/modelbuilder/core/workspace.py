@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 
 from sqlalchemy import delete, select
 
@@ -67,10 +68,18 @@ class WorkspaceContext:
 
 
 class WorkspaceService:
-    def __init__(self, store: Store, settings: Settings | None = None) -> None:
-        self.store = store
+    def __init__(self, store: Store | Callable[[], Store], settings: Settings | None = None) -> None:
+        """Over `store`, or over the one `store()` opens when first needed: `resolve` and the workspace in use
+        (`context`) need none, so a client of a remote server reads its choice without making a store."""
+        self._store = store
         self.settings = settings or get_settings()
         self.context = WorkspaceContext(self.settings)
+
+    @property
+    def store(self) -> Store:
+        if not isinstance(self._store, Store):
+            self._store = self._store()
+        return self._store
 
     # --- workspaces ---------------------------------------------------------------------------------
     def create(self, name: str, region: str, resource_group: str) -> e.Workspace:

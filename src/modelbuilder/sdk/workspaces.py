@@ -36,7 +36,7 @@ class ExperimentSummary:
 
 def context(services: Services) -> WorkspaceContext:
     """This home's choice of workspace (read and written without opening the store)."""
-    return WorkspaceContext(services.settings)
+    return services.workspaces.context
 
 
 def current(services: Services) -> str | None:
