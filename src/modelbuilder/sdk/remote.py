@@ -10,6 +10,7 @@ answers about a run as the entities the store gives (`run_of`, ...), so every re
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import tempfile
@@ -277,7 +278,7 @@ class WorkspacesAPI:
     def sizes(self) -> list[tuple[SizeSpec, float]]:
         """The server's size catalog (`auto`: the server's host), each with its low-priority hourly price."""
         answer = self.client.json("GET", "/sizes", retry=True)
-        return [(SizeSpec(**{k: v for k, v in body.items() if k != "price_per_hour_low_priority"}),
+        return [(SizeSpec(**{f.name: body[f.name] for f in dataclasses.fields(SizeSpec)}),
                  body["price_per_hour_low_priority"]) for body in answer]
 
 
