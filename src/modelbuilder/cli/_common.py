@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from modelbuilder.cli.console import console, err_console
 from modelbuilder.core.services import Services
+from modelbuilder.sdk import workspaces
 from modelbuilder.sdk.client import Client
 
 WORKSPACE_HELP = (
@@ -61,9 +62,9 @@ def faces() -> Iterator[tuple[Services, Client | None]]:
                 client.close()
 
 
-def workspace_in_use(services: Services, name: str | None) -> str:
-    """The workspace a command acts in (see WORKSPACE_HELP); `default` is made when it is missing."""
-    resolved, made = services.workspaces.in_use(name)
+def workspace_in_use(services: Services, name: str | None, client: Client | None = None) -> str:
+    """The workspace a command acts in (see WORKSPACE_HELP); locally `default` is made when it is missing."""
+    resolved, made = workspaces.in_use(services, name, client)
     if made is not None:
         _notes.append(f"Made workspace '{resolved}' with the local compute '{made.name}' (size {made.size}, "
                       f"{made.state}).")

@@ -1,4 +1,8 @@
-"""`modelbuilder compute ...`: create, list, show and delete computes; the size catalog."""
+"""`modelbuilder compute ...`: create, list, show and delete computes; the size catalog.
+
+With MODELBUILDER_SERVER_URL set and no MODELBUILDER_DB_URL, they go through the server's REST API (the
+sizes are then the server's, `auto` its host); `evict` is a drill run on the server's host.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +12,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from modelbuilder import names
 from modelbuilder.cli._common import (
     JsonOption,
     WorkspaceOption,
     echo_json,
+    faces,
     out,
     plain,
-    services,
     styled,
     when,
     workspace_in_use,
 )
 from modelbuilder.cli.console import fail
-from modelbuilder.core.scheduler import evict as evict_compute
-from modelbuilder.core.sizes import default_catalog
+from modelbuilder.sdk import computes
 
 compute_app = typer.Typer(help="Computes: where runs train (this host, or an existing Ray cluster).",
                           no_args_is_help=True)
@@ -47,9 +49,9 @@ def create(
     When it cannot, the compute stays in state Failed with the reason (exit code 1); delete it before
     creating one under the same name again.
     """
-    with services() as s:
-        workspace = workspace_in_use(s, workspace)
-        compute = s.computes.create(workspace, name, size, priority, kind, address)
+    with faces() as (s, client):
+        workspace = workspace_in_use(s, workspace, client)
+        compute = computes.create(s, workspace, name, size, priority, kind, address, client)
     if compute.error is not None or compute.state != "Succeeded":
         fail(escape(f"Compute {compute.name!r} is {compute.state}: {compute.error or 'no reason recorded'} "
                     f"It stays listed as {compute.state} until 'modelbuilder compute delete {compute.name}'."),
@@ -62,18 +64,18 @@ def create(
 @compute_app.command("list")
 def list_(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """List the computes of a workspace, failed ones with their error."""
-    with services() as s:
-        workspace = workspace_in_use(s, workspace)
-        computes = s.computes.list(workspace)
+    with faces() as (s, client):
+        workspace = workspace_in_use(s, workspace, client)
+        listed = computes.list_computes(s, workspace, client)
     if as_json:
-        echo_json([plain(c) for c in computes])
+        echo_json([plain(c) for c in listed])
         return
-    if not computes:
+    if not listed:
         out(f"No computes in workspace {workspace}. Create one with 'modelbuilder compute create NAME --size auto'.")
         return
     table = Table("name", "size", "priority", "kind", "state", "error", header_style="bold",
                   title=f"Computes of {workspace}", title_justify="left")
-    for c in computes:
+    for c in listed:
         table.add_row(c.name, c.size, c.priority, c.kind, styled(c.state), escape(c.error or ""))
     out(table)
 
@@ -81,9 +83,9 @@ def list_(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> Non
 @compute_app.command("show")
 def show(name: NameArgument, workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """Show one compute: size, priority, kind, state and error."""
-    with services() as s:
-        workspace = workspace_in_use(s, workspace)
-        compute = s.computes.get(workspace, names.compute_name(name))
+    with faces() as (s, client):
+        workspace = workspace_in_use(s, workspace, client)
+        compute = computes.get(s, workspace, name, client)
     if as_json:
         echo_json({**plain(compute), "workspace": workspace})
         return
@@ -106,9 +108,9 @@ def delete(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Delete a compute in any state (a Failed one too). Its past runs stay, with their results."""
-    with services() as s:
-        workspace = workspace_in_use(s, workspace)
-        canceled = s.computes.delete(workspace, names.compute_name(name), force=force)
+    with faces() as (s, client):
+        workspace = workspace_in_use(s, workspace, client)
+        canceled = computes.delete(s, workspace, name, force=force, client=client)
     note = f"; canceled {len(canceled)} run(s): {', '.join(canceled)}" if canceled else ""
     out(f"Deleted compute [bold]{name}[/] from workspace {workspace}{note}.")
 
@@ -116,10 +118,10 @@ def delete(
 @compute_app.command("evict")
 def evict(name: NameArgument, workspace: WorkspaceOption = None) -> None:
     """Interrupt the running runs of a low-priority compute, as a spot eviction would (a drill): each
-    checkpoints at its next step, goes back to the queue and resumes from there."""
-    with services() as s:
-        workspace = workspace_in_use(s, workspace)
-        evicted = evict_compute(s.store, workspace, names.compute_name(name))
+    checkpoints at its next step, goes back to the queue and resumes from there. On the store's host only."""
+    with faces() as (s, client):
+        workspace = workspace_in_use(s, workspace, client)
+        evicted = computes.evict(s, workspace, name, client)
     if evicted:
         out(f"Evicting {len(evicted)} run(s) from [bold]{name}[/]: {', '.join(evicted)}; each resumes from its "
             "checkpoint when capacity allows.")
@@ -129,13 +131,12 @@ def evict(name: NameArgument, workspace: WorkspaceOption = None) -> None:
 
 @compute_app.command("sizes")
 def sizes(as_json: JsonOption = False) -> None:
-    """The size catalog with hourly list prices (USD); 'auto' is this host. Needs no store."""
-    catalog = default_catalog()
-    rows = [
-        {**plain(spec), "price_per_hour_dedicated": catalog.price_per_hour(spec.name, "dedicated"),
-         "price_per_hour_low_priority": catalog.price_per_hour(spec.name, "low-priority")}
-        for spec in catalog.sizes()
-    ]
+    """The size catalog with hourly list prices (USD); 'auto' is this host (through a server, the server's).
+    Needs no store."""
+    with faces() as (s, client):
+        priced = computes.sizes(s, client)
+    rows = [{**plain(size.spec), "price_per_hour_dedicated": size.dedicated,
+             "price_per_hour_low_priority": size.low_priority} for size in priced]
     if as_json:
         echo_json(rows)
         return

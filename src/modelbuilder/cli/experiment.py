@@ -1,27 +1,29 @@
-"""`modelbuilder experiment ...`: the experiments of a workspace and their runs."""
+"""`modelbuilder experiment ...`: the experiments of a workspace and their runs.
+
+With MODELBUILDER_SERVER_URL set and no MODELBUILDER_DB_URL, they are read through the server's REST API.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from modelbuilder import names
 from modelbuilder.cli._common import (
     JsonOption,
     WorkspaceOption,
     echo_json,
+    faces,
     out,
     plain,
-    services,
     styled,
     when,
     workspace_in_use,
 )
 from modelbuilder.cli.console import fmt_seconds
+from modelbuilder.sdk import workspaces
 
 if TYPE_CHECKING:
     from modelbuilder.core.entities import Run
@@ -30,9 +32,6 @@ experiment_app = typer.Typer(
     help="Experiments: named groups of runs. The first run under a new name registers the experiment.",
     no_args_is_help=True,
 )
-
-# Runs are read through the run listing, whose page tops out here.
-RUN_LIMIT = 10_000
 
 
 def accuracy(run: Run) -> float | None:
@@ -51,16 +50,11 @@ def duration_s(run: Run) -> float | None:
 @experiment_app.command("list")
 def list_(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """List the experiments of a workspace with their number of runs and the latest run's status."""
-    with services() as s:
-        workspace = workspace_in_use(s, workspace)
-        experiments = s.workspaces.list_experiments(workspace)
-        runs = s.runs.list(workspace, limit=RUN_LIMIT)
-    counts = Counter(run.experiment_name for run in runs)
-    latest: dict[str, str] = {}
-    for run in runs:  # newest first
-        latest.setdefault(run.experiment_name, run.status)
+    with faces() as (s, client):
+        workspace = workspace_in_use(s, workspace, client)
+        experiments = workspaces.experiments(s, workspace, client)
     if as_json:
-        echo_json([{**plain(x), "runs": counts[x.name], "latest_status": latest.get(x.name)} for x in experiments])
+        echo_json([{**plain(x.experiment), "runs": x.runs, "latest_status": x.latest_status} for x in experiments])
         return
     if not experiments:
         out(f"No experiments in workspace {workspace} yet; the first run under a new name registers one.")
@@ -68,8 +62,8 @@ def list_(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> Non
     table = Table("name", "runs", "latest run", "created", header_style="bold",
                   title=f"Experiments of {workspace}", title_justify="left")
     for x in experiments:
-        table.add_row(x.name, str(counts[x.name]), styled(latest[x.name]) if x.name in latest else "-",
-                      when(x.created_at))
+        table.add_row(x.experiment.name, str(x.runs), styled(x.latest_status) if x.latest_status else "-",
+                      when(x.experiment.created_at))
     out(table)
 
 
@@ -80,10 +74,10 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show an experiment's runs, newest first: status, compute, accuracy, when and how long."""
-    with services() as s:
-        workspace = workspace_in_use(s, workspace)
-        experiment = s.workspaces.get_experiment(workspace, names.experiment_name(name))
-        runs = s.runs.list(workspace, experiment=experiment.name, limit=RUN_LIMIT)
+    with faces() as (s, client):
+        workspace = workspace_in_use(s, workspace, client)
+        experiment = workspaces.experiment(s, workspace, name, client)
+        runs = workspaces.runs(s, workspace, experiment.name, client)
     if as_json:
         echo_json({"experiment": {**plain(experiment), "workspace": workspace},
                    "runs": [_run_summary(run) for run in runs]})

@@ -1,4 +1,8 @@
-"""`modelbuilder workspace ...`: create, list, show, use and delete workspaces."""
+"""`modelbuilder workspace ...`: create, list, show, use and delete workspaces.
+
+With MODELBUILDER_SERVER_URL set and no MODELBUILDER_DB_URL, they go through the server's REST API; `use`
+remembers the workspace in this home either way.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +13,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from modelbuilder.cli._common import JsonOption, echo_json, out, plain, services, styled, when, workspace_in_use
+from modelbuilder.cli._common import JsonOption, echo_json, faces, out, plain, styled, when, workspace_in_use
 from modelbuilder.config import get_settings
+from modelbuilder.sdk import computes, workspaces
 
 workspace_app = typer.Typer(
     help="Workspaces: the central place for experiments, computes and runs.", no_args_is_help=True
 )
 
 NameArgument = Annotated[str, typer.Argument(help="3 to 33 letters, digits and hyphens.", show_default=False)]
-
-# A workspace's runs are counted through the run listing, whose page tops out here.
-RUN_COUNT_LIMIT = 10_000
 
 
 @workspace_app.command("create")
@@ -31,8 +33,8 @@ def create(
                                                 "'.', '(' and ')', not ending in '.'.", show_default=False)],
 ) -> None:
     """Create a workspace."""
-    with services() as s:
-        workspace = s.workspaces.create(name, region, resource_group)
+    with faces() as (s, client):
+        workspace = workspaces.create(s, name, region, resource_group, client)
     out(
         f"Created workspace [bold]{workspace.name}[/] (region {workspace.region}, resource group "
         f"{escape(workspace.resource_group)}). Make it the default with 'modelbuilder workspace use {workspace.name}'."
@@ -42,18 +44,18 @@ def create(
 @workspace_app.command("list")
 def list_(as_json: JsonOption = False) -> None:
     """List the workspaces (the one in use is marked)."""
-    with services() as s:
-        workspaces = s.workspaces.list()
-        current = s.workspaces.current_workspace()
+    with faces() as (s, client):
+        found = workspaces.list_workspaces(s, client)
+        current = workspaces.current(s)
     if as_json:
-        echo_json([{**plain(w), "in_use": w.name == current} for w in workspaces])
+        echo_json([{**plain(w), "in_use": w.name == current} for w in found])
         return
-    if not workspaces:
+    if not found:
         out("No workspaces yet. Create one with 'modelbuilder workspace create NAME --region local "
                     "--resource-group default'.")
         return
     table = Table("", "name", "region", "resource group", "created", header_style="bold")
-    for w in workspaces:
+    for w in found:
         table.add_row("*" if w.name == current else "", w.name, w.region, escape(w.resource_group), when(w.created_at))
     out(table)
 
@@ -65,19 +67,18 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show a workspace: its computes (with state and error), experiments and runs by status."""
-    with services() as s:
-        name = workspace_in_use(s, name)
-        workspace = s.workspaces.get(name)
-        computes = s.computes.list(name)
-        experiments = s.workspaces.list_experiments(name)
-        runs = s.runs.list(name, limit=RUN_COUNT_LIMIT)
+    with faces() as (s, client):
+        name = workspace_in_use(s, name, client)
+        workspace = workspaces.get(s, name, client)
+        listed = computes.list_computes(s, name, client)
+        experiments = workspaces.experiments(s, name, client)
+        runs = workspaces.runs(s, name, client=client)
     by_status = dict(sorted(Counter(run.status for run in runs).items()))
-    per_experiment = Counter(run.experiment_name for run in runs)
     if as_json:
         echo_json({
             "workspace": plain(workspace),
-            "computes": [plain(c) for c in computes],
-            "experiments": [{**plain(x), "runs": per_experiment[x.name]} for x in experiments],
+            "computes": [plain(c) for c in listed],
+            "experiments": [{**plain(x.experiment), "runs": x.runs} for x in experiments],
             "runs_by_status": by_status,
         })
         return
@@ -85,12 +86,12 @@ def show(
                 f"{escape(workspace.resource_group)}, created {when(workspace.created_at)}")
     table = Table("compute", "size", "priority", "kind", "state", "error", title="Computes", title_justify="left",
                   header_style="bold")
-    for c in computes:
+    for c in listed:
         table.add_row(c.name, c.size, c.priority, c.kind, styled(c.state), escape(c.error or ""))
-    out(table if computes else "No computes. Create one with 'modelbuilder compute create NAME --size auto'.")
+    out(table if listed else "No computes. Create one with 'modelbuilder compute create NAME --size auto'.")
     table = Table("experiment", "runs", "created", title="Experiments", title_justify="left", header_style="bold")
     for x in experiments:
-        table.add_row(x.name, str(per_experiment[x.name]), when(x.created_at))
+        table.add_row(x.experiment.name, str(x.runs), when(x.experiment.created_at))
     out(table if experiments else "No experiments yet; the first run under a new name registers one.")
     counts = ", ".join(f"{styled(status)} {count}" for status, count in by_status.items())
     out(f"Runs: {len(runs)}" + (f" ({counts})" if counts else ""))
@@ -103,18 +104,17 @@ def delete(
     = False,
 ) -> None:
     """Delete a workspace with its experiments, computes, runs and their artifacts."""
-    with services() as s:
-        run_ids = s.workspaces.delete(name, force=force)
-        for run_id in run_ids:
-            s.artifacts.delete_run(run_id)
+    with faces() as (s, client):
+        run_ids = workspaces.delete(s, name, force=force, client=client)
     out(f"Deleted workspace [bold]{name}[/] and its {len(run_ids)} run(s).")
 
 
 @workspace_app.command("use")
 def use(name: NameArgument) -> None:
-    """Make NAME the workspace later commands act in when --workspace is not given."""
-    with services() as s:
-        workspace = s.workspaces.use_workspace(workspace_in_use(s, name))
+    """Make NAME the workspace later commands act in when --workspace is not given (remembered in this home;
+    through a server, NAME must exist there)."""
+    with faces() as (s, client):
+        workspace = workspaces.use(s, workspace_in_use(s, name, client), client)
     out(f"Using workspace [bold]{workspace.name}[/] for later commands.")
 
 

@@ -62,7 +62,7 @@ class Services:
 
     @cached_property
     def workspaces(self) -> WorkspaceService:
-        return WorkspaceService(self.store, self.settings)
+        return WorkspaceService(lambda: self.store, self.settings)  # the workspace in use needs no store
 
     @cached_property
     def computes(self) -> ComputeService:

@@ -2,7 +2,8 @@
 
 A workspace is the central place for every resource of training: its experiments, computes and
 runs. Names are unique per store. `workspace use NAME` remembers a default in the home folder's
-`context.json`; `ensure_default()` gives the one-command path a workspace and a compute to run on.
+`context.json` (`WorkspaceContext`, which needs no store: a client of a remote server remembers its choice
+the same way); `ensure_default()` gives the one-command path a workspace and a compute to run on.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 
 from sqlalchemy import delete, select
 
@@ -30,10 +32,54 @@ DEFAULT_RESOURCE_GROUP = "default"
 DEFAULT_COMPUTE = "local"
 
 
-class WorkspaceService:
-    def __init__(self, store: Store, settings: Settings | None = None) -> None:
-        self.store = store
+class WorkspaceContext:
+    """The workspace a home acts in when a command names none: the one `workspace use` remembered in the
+    home's `context.json`, else `default`. Read and written without the store."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
+
+    def current(self) -> str | None:
+        """The workspace chosen with `workspace use`, or None."""
+        try:
+            data = json.loads(self.settings.context_file.read_text())
+        except (OSError, ValueError):
+            return None
+        value = data.get("workspace") if isinstance(data, dict) else None
+        return value if isinstance(value, str) else None
+
+    def resolve(self, name: str | None = None) -> str:
+        """The workspace to act on: the one given, else the one in use, else `default`."""
+        return name or self.current() or DEFAULT_WORKSPACE
+
+    def remember(self, name: str | None) -> None:
+        """Make `name` the workspace in use (None: none), replacing the file at once (never half-written)."""
+        path = self.settings.context_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".context-", suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"workspace": name} if name else {}, handle)
+        os.replace(tmp, path)
+
+    def forget(self, name: str) -> None:
+        """`name` was deleted: it is no longer the workspace in use."""
+        if self.current() == name:
+            self.remember(None)
+
+
+class WorkspaceService:
+    def __init__(self, store: Store | Callable[[], Store], settings: Settings | None = None) -> None:
+        """Over `store`, or over the one `store()` opens when first needed: `resolve` and the workspace in use
+        (`context`) need none, so a client of a remote server reads its choice without making a store."""
+        self._store = store
+        self.settings = settings or get_settings()
+        self.context = WorkspaceContext(self.settings)
+
+    @property
+    def store(self) -> Store:
+        if not isinstance(self._store, Store):
+            self._store = self._store()
+        return self._store
 
     # --- workspaces ---------------------------------------------------------------------------------
     def create(self, name: str, region: str, resource_group: str) -> e.Workspace:
@@ -99,8 +145,7 @@ class WorkspaceService:
             session.flush()
             # ON DELETE CASCADE takes its experiments, computes, runs and what the runs recorded.
             session.execute(delete(r.WorkspaceRow).where(r.WorkspaceRow.id == ws.id))
-        if self.current_workspace() == name:
-            self._write_context(None)
+        self.context.forget(name)
         return [run.id for run in runs]
 
     # --- experiments --------------------------------------------------------------------------------
@@ -128,21 +173,16 @@ class WorkspaceService:
     def use_workspace(self, name: str) -> e.Workspace:
         """Make `name` the workspace later commands use when none is given."""
         workspace = self.get(name)
-        self._write_context(name)
+        self.context.remember(name)
         return workspace
 
     def current_workspace(self) -> str | None:
-        """The workspace chosen with `use_workspace`, or None."""
-        try:
-            data = json.loads(self.settings.context_file.read_text())
-        except (OSError, ValueError):
-            return None
-        value = data.get("workspace") if isinstance(data, dict) else None
-        return value if isinstance(value, str) else None
+        """The workspace chosen with `use_workspace`, or None (`WorkspaceContext.current`)."""
+        return self.context.current()
 
     def resolve(self, name: str | None = None) -> str:
-        """The workspace to act on: the one given, else the one in use, else `default`."""
-        return name or self.current_workspace() or DEFAULT_WORKSPACE
+        """The workspace to act on: the one given, else the one in use, else `default` (reads no store)."""
+        return self.context.resolve(name)
 
     def in_use(self, name: str | None = None) -> tuple[str, e.Compute | None]:
         """The workspace to act in (`resolve`). `default` is made, with its local compute, the first time
@@ -155,14 +195,6 @@ class WorkspaceService:
         except NotFound:
             return resolved, self.ensure_default()[1]
         return resolved, None
-
-    def _write_context(self, name: str | None) -> None:
-        path = self.settings.context_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".context-", suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"workspace": name} if name else {}, handle)
-        os.replace(tmp, path)
 
     def ensure_default(self) -> tuple[e.Workspace, e.Compute]:
         """Workspace `default` with the local compute `local` (size auto, dedicated), made if absent.

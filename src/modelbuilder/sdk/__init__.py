@@ -4,6 +4,8 @@ the REST API alike, so the same input gets the same answer and the same error fr
     submit.py   the recipe from its sources, the full data check, the workspace, idempotency
     wait.py     a run's events, with an agent running the queue while waiting when no server does
     runs.py     runs listed, shown, followed, canceled, downloaded, examined: from the store or a server's API
+    workspaces.py  workspaces (create, list, show, delete, the one in use) and their experiments: the same
+    computes.py    computes (create, list, show, delete, evict) and the size catalog: the same
     results.py  whether a run has results, its evaluation, a copy of them
     export.py   an int8 version of a trained model, measured against the float one
     explain.py  heatmaps of where a run's network finds a label in an image (Captum; needs its checkpoint)

@@ -1,7 +1,8 @@
 """The REST API as a client sees it: for a process that has no store of its own to share with the server
 (its own empty MODELBUILDER_HOME, a server elsewhere). Set MODELBUILDER_SERVER_URL (and MODELBUILDER_TOKEN
 when the server has one) and leave MODELBUILDER_DB_URL unset: `modelbuilder data ...`, `modelbuilder
-train --data ASSET` and `modelbuilder runs ...` then go through the server.
+train --data ASSET`, `modelbuilder runs ...`, `modelbuilder workspace ...`, `modelbuilder experiment ...` and
+`modelbuilder compute ...` then go through the server.
 
 An error answered by the server comes back as the same one-line error, with the server's code, message and
 hint (worded as API requests); a server that cannot be reached is one line too.

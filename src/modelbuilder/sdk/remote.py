@@ -10,6 +10,7 @@ answers about a run as the entities the store gives (`run_of`, ...), so every re
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import tempfile
@@ -22,6 +23,7 @@ from typing import Any
 
 from modelbuilder import names
 from modelbuilder.core import entities as e
+from modelbuilder.core.sizes import SizeSpec
 from modelbuilder.core.workspace import DEFAULT_WORKSPACE
 from modelbuilder.errors import InvalidInput
 from modelbuilder.sdk import ingest
@@ -222,3 +224,74 @@ def _at(value: str | None) -> datetime | None:
 def _given(**query: Any) -> dict[str, Any]:
     """A request's query without the parameters left unset (the server's defaults apply)."""
     return {key: value for key, value in query.items() if value is not None}
+
+
+# --- workspaces, experiments, computes and sizes through the API ------------------------------------------------
+class WorkspacesAPI:
+    """Workspaces, their experiments and computes, and the size catalog through the API, answered as the
+    store's services answer them (`core.entities`, `core.sizes.SizeSpec`). An experiment's or a compute's
+    `workspace_id` holds the workspace's name (the API shows no row ids but the entity's own)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def create(self, name: str, region: str, resource_group: str) -> e.Workspace:
+        body = {"name": name, "region": region, "resource_group": resource_group}
+        return _workspace_of(self.client.json("POST", "/workspaces", json=body))
+
+    def workspaces(self) -> list[e.Workspace]:
+        return [_workspace_of(body) for body in self.client.json("GET", "/workspaces", retry=True)]
+
+    def get(self, name: str) -> e.Workspace:
+        return _workspace_of(self.client.json("GET", f"/workspaces/{name}", retry=True))
+
+    def delete(self, name: str, force: bool = False) -> list[str]:
+        """The ids of the runs deleted with it."""
+        return list(self.client.json("DELETE", f"/workspaces/{name}", params={"force": force})["runs_deleted"])
+
+    def experiments(self, workspace: str) -> list[tuple[e.Experiment, int]]:
+        """The workspace's experiments by name, each with its number of runs (as the server counts them)."""
+        answer = self.client.json("GET", f"/workspaces/{workspace}/experiments", retry=True)
+        return [(_experiment_of(body), body["runs"]) for body in answer]
+
+    def experiment(self, workspace: str, name: str) -> tuple[e.Experiment, int]:
+        body = self.client.json("GET", f"/workspaces/{workspace}/experiments/{name}", retry=True)
+        return _experiment_of(body), body["runs"]
+
+    def create_compute(self, workspace: str, name: str, size: str, priority: str, kind: str,
+                       address: str | None) -> e.Compute:
+        body = _given(name=name, size=size, priority=priority, kind=kind, address=address)
+        return _compute_of(self.client.json("POST", f"/workspaces/{workspace}/computes", json=body))
+
+    def computes(self, workspace: str) -> list[e.Compute]:
+        return [_compute_of(body) for body in self.client.json("GET", f"/workspaces/{workspace}/computes",
+                                                               retry=True)]
+
+    def compute(self, workspace: str, name: str) -> e.Compute:
+        return _compute_of(self.client.json("GET", f"/workspaces/{workspace}/computes/{name}", retry=True))
+
+    def delete_compute(self, workspace: str, name: str, force: bool = False) -> list[str]:
+        """The ids of the runs `force` canceled."""
+        answer = self.client.json("DELETE", f"/workspaces/{workspace}/computes/{name}", params={"force": force})
+        return list(answer["canceled_runs"])
+
+    def sizes(self) -> list[tuple[SizeSpec, float]]:
+        """The server's size catalog (`auto`: the server's host), each with its low-priority hourly price."""
+        answer = self.client.json("GET", "/sizes", retry=True)
+        return [(SizeSpec(**{f.name: body[f.name] for f in dataclasses.fields(SizeSpec)}),
+                 body["price_per_hour_low_priority"]) for body in answer]
+
+
+def _workspace_of(body: dict[str, Any]) -> e.Workspace:
+    return e.Workspace(body["id"], body["name"], body["region"], body["resource_group"],
+                       datetime.fromisoformat(body["created_at"]))
+
+
+def _experiment_of(body: dict[str, Any]) -> e.Experiment:
+    return e.Experiment(body["id"], body["workspace"], body["name"], datetime.fromisoformat(body["created_at"]))
+
+
+def _compute_of(body: dict[str, Any]) -> e.Compute:
+    return e.Compute(body["id"], body["workspace"], body["name"], body["size"], body["priority"], body["kind"],
+                     body["address"], body["state"], body["error"], datetime.fromisoformat(body["created_at"]),
+                     datetime.fromisoformat(body["updated_at"]))

@@ -160,8 +160,9 @@ class SizePublic(BaseModel):
     gpu_memory_gib: float
     max_data_disks: int
     max_nics: int
-    price_per_hour: float
+    price_per_hour: float = Field(description="USD per hour, dedicated.")
     gpu_model: str
+    price_per_hour_low_priority: float = Field(description="USD per hour, low-priority.")
 
 
 # --- runs -----------------------------------------------------------------------------------------------

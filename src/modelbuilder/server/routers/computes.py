@@ -54,4 +54,6 @@ def delete_compute(
 @router.get("/sizes")
 def list_sizes(services: ServicesDep) -> list[SizePublic]:
     """The size catalog; `auto` (this host) last."""
-    return [SizePublic(**dataclasses.asdict(size)) for size in services.computes.sizes()]
+    return [SizePublic(**dataclasses.asdict(size),
+                       price_per_hour_low_priority=services.computes.price_per_hour(size.name, "low-priority"))
+            for size in services.computes.sizes()]
