@@ -113,10 +113,14 @@ def test_a_remote_client_works_in_the_workspace_it_uses(start_server: Callable[.
     assert "No experiments in workspace team yet" in cli("experiment", "list").stdout
 
     folder = make_image_folder(tmp_path / "client-files" / "pets", per_label=3)
-    cli("data", "upload", str(folder), "--name", "pets", "--workspace", "team")
-    started = cli("train", "--data", "pets", "--workspace", "team", "--experiment", "cats", "--compute", "cpu1",
+    cli("data", "upload", str(folder), "--name", "pets")
+    assert [a["name"] for a in on_server.get("/workspaces/team/data").json()] == ["pets"]
+    assert [a["name"] for a in json.loads(cli("data", "list", "--json").stdout)] == ["pets"]
+    started = cli("train", "--data", "pets", "--experiment", "cats", "--compute", "cpu1",
                   "--architecture", "tiny", "--weights", "none", "--epochs", "1", "--image-size", "32", "--detach")
     run_id = re.search(r"Run (run-[0-9a-f]{12}) queued", started.stdout).group(1)  # type: ignore[union-attr]
+    assert "workspace team" in started.stdout
+    assert [r["id"] for r in json.loads(cli("runs", "list", "--json").stdout)] == [run_id]
     experiments = json.loads(cli("experiment", "list", "--json").stdout)
     assert [(x["name"], x["runs"], x["latest_status"]) for x in experiments] == [("cats", 1, "Queued")]
     assert _row(cli("experiment", "list").stdout, "cats", "1", "Queued")

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from modelbuilder.cli.console import console, err_console, fail, fmt_seconds
 from modelbuilder.core.services import Services
 from modelbuilder.errors import InvalidInput
-from modelbuilder.sdk import data, remote
+from modelbuilder.sdk import data, remote, workspaces
 from modelbuilder.sdk.client import Client
 
 
@@ -27,6 +27,7 @@ def train_remote(services: Services, client: Client, settings: dict[str, Any], *
         raise InvalidInput("A sweep cannot be started through a server from this client yet.",
                            "start it on the server's host (modelbuilder train --search ...), or send POST "
                            "/api/v1/runs with 'search'.")
+    workspace = workspaces.in_use(services, workspace, client)[0]  # the one given, else the one in use
     folder = remote.local_data(settings)
     if folder is not None:  # a local folder: uploaded as a data asset first (resumable; unchanged: not sent)
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),

@@ -49,8 +49,8 @@ class WorkspaceContext:
         return value if isinstance(value, str) else None
 
     def resolve(self, name: str | None = None) -> str:
-        """The workspace to act on: the one given, else the one in use, else `default`."""
-        return name or self.current() or DEFAULT_WORKSPACE
+        """The workspace to act on: the one given (its name checked), else the one in use, else `default`."""
+        return names.workspace_name(name) if name is not None else self.current() or DEFAULT_WORKSPACE
 
     def remember(self, name: str | None) -> None:
         """Make `name` the workspace in use (None: none), replacing the file at once (never half-written)."""
@@ -187,7 +187,7 @@ class WorkspaceService:
     def in_use(self, name: str | None = None) -> tuple[str, e.Compute | None]:
         """The workspace to act in (`resolve`). `default` is made, with its local compute, the first time
         it is used; the compute comes back when this call made it, else None."""
-        resolved = self.resolve(names.workspace_name(name) if name is not None else None)
+        resolved = self.resolve(name)
         if resolved != DEFAULT_WORKSPACE:
             return resolved, None
         try:

@@ -29,7 +29,6 @@ from modelbuilder.config import UPLOAD_CHUNK
 from modelbuilder.core import entities as e
 from modelbuilder.core.datasets import DATA_FILE
 from modelbuilder.core.services import Services
-from modelbuilder.core.workspace import DEFAULT_WORKSPACE
 from modelbuilder.errors import Busy, InvalidInput, NotFound
 from modelbuilder.sdk import datapack, ingest, uploads
 from modelbuilder.sdk.client import Client, RemoteError
@@ -66,7 +65,7 @@ def upload(services: Services, source: str | Path, name: str, *, workspace: str 
     if client is None:
         session = uploads.start(services, name, pack.size, pack.sha256, workspace=workspace, digest=pack.digest)
     else:
-        session = _upload_of(client.json("POST", f"/workspaces/{workspace or DEFAULT_WORKSPACE}/data/uploads",
+        session = _upload_of(client.json("POST", f"/workspaces/{_in_use(services, workspace, client)}/data/uploads",
                                          json={"name": name, "size": pack.size, "sha256": pack.sha256,
                                                "digest": pack.digest}, retry=True))
     if session.existing is not None:
@@ -92,13 +91,19 @@ def _latest(services: Services, name: str, workspace: str | None, client: Client
     """The asset's latest version, or None when it has none yet."""
     try:
         if client is None:
-            return services.data.version(services.workspaces.in_use(workspace)[0], name)[0]
-        return version_of(client.json("GET", f"/workspaces/{workspace or DEFAULT_WORKSPACE}/data/{name}/versions/"
+            return services.data.version(_in_use(services, workspace, None), name)[0]
+        return version_of(client.json("GET", f"/workspaces/{_in_use(services, workspace, client)}/data/{name}/versions/"
                                               "latest", retry=True))
     except (NotFound, RemoteError) as error:
         if isinstance(error, RemoteError) and error.code != NotFound.code:
             raise
         return None
+
+
+def _in_use(services: Services, workspace: str | None, client: Client | None) -> str:
+    """The workspace acted in: the one given, else the one chosen with `workspace use`, else `default` (made
+    on first use in a local store; a server makes its own)."""
+    return services.workspaces.in_use(workspace)[0] if client is None else services.workspaces.resolve(workspace)
 
 
 def _complete(client: Client, session: uploads.Upload) -> tuple[e.DataVersion, bool]:
@@ -151,15 +156,15 @@ def asset_of(body: dict[str, Any]) -> e.DataAsset:
 # --- reading and deleting ---------------------------------------------------------------------------------
 def assets(services: Services, workspace: str | None = None, client: Client | None = None) -> list[e.DataAsset]:
     if client is not None:
-        return [asset_of(a) for a in client.json("GET", f"/workspaces/{workspace or DEFAULT_WORKSPACE}/data")]
-    return services.data.list(services.workspaces.in_use(workspace)[0])
+        return [asset_of(a) for a in client.json("GET", f"/workspaces/{_in_use(services, workspace, client)}/data")]
+    return services.data.list(_in_use(services, workspace, None))
 
 
 def show(services: Services, name: str, workspace: str | None = None, client: Client | None = None) -> e.DataAsset:
     names.data_name(name)
     if client is not None:
-        return asset_of(client.json("GET", f"/workspaces/{workspace or DEFAULT_WORKSPACE}/data/{name}"))
-    return services.data.get(services.workspaces.in_use(workspace)[0], name)
+        return asset_of(client.json("GET", f"/workspaces/{_in_use(services, workspace, client)}/data/{name}"))
+    return services.data.get(_in_use(services, workspace, None), name)
 
 
 def version(services: Services, reference: str, workspace: str | None = None, client: Client | None = None
@@ -167,9 +172,9 @@ def version(services: Services, reference: str, workspace: str | None = None, cl
     """The version `reference` means: NAME (the latest) or NAME:VERSION."""
     name, which = names.data_ref(reference)
     if client is not None:
-        path = f"/workspaces/{workspace or DEFAULT_WORKSPACE}/data/{name}/versions/{which or 'latest'}"
+        path = f"/workspaces/{_in_use(services, workspace, client)}/data/{name}/versions/{which or 'latest'}"
         return version_of(client.json("GET", path))
-    return services.data.version(services.workspaces.in_use(workspace)[0], name, which)[0]
+    return services.data.version(_in_use(services, workspace, None), name, which)[0]
 
 
 def delete(services: Services, reference: str, workspace: str | None = None, client: Client | None = None
@@ -177,9 +182,9 @@ def delete(services: Services, reference: str, workspace: str | None = None, cli
     """Delete a version (pets:2) or every version (pets); refused while an active run trains on one."""
     name, which = names.data_ref(reference)
     if client is not None:
-        path = f"/workspaces/{workspace or DEFAULT_WORKSPACE}/data/{name}"
+        path = f"/workspaces/{_in_use(services, workspace, client)}/data/{name}"
         return list(client.json("DELETE", path + (f"/versions/{which}" if which else ""))["deleted"])
-    return services.data.delete(services.workspaces.in_use(workspace)[0], name, which)
+    return services.data.delete(_in_use(services, workspace, None), name, which)
 
 
 def training_data(services: Services, reference: str, workspace: str) -> tuple[e.DataVersion, Path]:
@@ -193,7 +198,7 @@ def training_data(services: Services, reference: str, workspace: str) -> tuple[e
 def pack_version(services: Services, reference: str, workspace: str | None = None) -> tuple[e.DataVersion, Path]:
     """A version packed again (manifest.json and images at their paths) into a temporary file the caller removes."""
     name, which = names.data_ref(reference)
-    found, folder = services.data.version(services.workspaces.in_use(workspace)[0], name, which)
+    found, folder = services.data.version(_in_use(services, workspace, None), name, which)
     listed = json.loads((folder / datapack.MANIFEST).read_text())["files"]
     entries = [datapack.Entry(x["path"], x["label"], x["sha256"], x["size"]) for x in listed]
     with tempfile.NamedTemporaryFile(prefix="modelbuilder-data-", suffix=".zip", delete=False) as handle:
@@ -215,7 +220,7 @@ def download(services: Services, reference: str, output: str | Path, workspace: 
     with tempfile.TemporaryDirectory(prefix="modelbuilder-data-") as tmp:
         if client is not None:
             found = version(services, reference, workspace, client)
-            packed = client.download(f"/workspaces/{workspace or DEFAULT_WORKSPACE}/data/{name}/versions/"
+            packed = client.download(f"/workspaces/{_in_use(services, workspace, client)}/data/{name}/versions/"
                                      f"{found.version}/download", Path(tmp) / "pack.zip")
         else:
             found, packed = pack_version(services, reference, workspace)

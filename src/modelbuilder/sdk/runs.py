@@ -19,7 +19,6 @@ from typing import Any
 from modelbuilder.core import entities as e
 from modelbuilder.core.follow import RunEvent, follow
 from modelbuilder.core.services import Services
-from modelbuilder.core.workspace import DEFAULT_WORKSPACE
 from modelbuilder.sdk import insight, remote, results, sweep, wait
 from modelbuilder.sdk.client import Client
 from modelbuilder.training.predictions import Prediction
@@ -32,7 +31,7 @@ def list_runs(services: Services, workspace: str | None = None, *, experiment: s
               status: str | None = None, limit: int = 50, client: Client | None = None) -> list[e.Run]:
     """The workspace's runs, newest first."""
     if client is not None:
-        return remote.RunsAPI(client).list_runs(workspace or DEFAULT_WORKSPACE, experiment, status, limit)
+        return remote.RunsAPI(client).list_runs(services.workspaces.resolve(workspace), experiment, status, limit)
     return services.runs.list(services.workspaces.resolve(workspace), experiment=experiment, status=status,
                               limit=limit)
 

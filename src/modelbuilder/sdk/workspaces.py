@@ -51,7 +51,7 @@ def in_use(services: Services, name: str | None = None, client: Client | None = 
     call made it); a server makes it when a run or an upload is first sent there."""
     if client is None:
         return services.workspaces.in_use(name)
-    return context(services).resolve(names.workspace_name(name) if name is not None else None), None
+    return context(services).resolve(name), None
 
 
 def create(services: Services, name: str, region: str, resource_group: str, client: Client | None = None
