@@ -80,7 +80,8 @@ def test_workspace_with_active_runs_needs_force(client: TestClient, queued_run: 
 def test_experiments(client: TestClient, completed_run: str, queued_run: str) -> None:
     listed = client.get("/api/v1/workspaces/default/experiments").json()
     assert [(x["name"], x["runs"]) for x in listed] == [("pets", 2)]
-    assert client.get("/api/v1/workspaces/default/experiments/pets").json()["runs"] == 2
+    shown = client.get("/api/v1/workspaces/default/experiments/pets").json()
+    assert (shown["runs"], shown["latest_status"]) == (2, "Queued")  # the queued run is the newer
     error_of(client.get("/api/v1/workspaces/default/experiments/nothing-here"), 404, "not_found")
     error_of(client.get("/api/v1/workspaces/default/experiments/-bad"), 422, "invalid_input")
     error_of(client.get("/api/v1/workspaces/missing/experiments"), 404, "not_found")

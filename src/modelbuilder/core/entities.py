@@ -88,6 +88,16 @@ class Experiment:
 
 
 @dataclass(frozen=True)
+class ExperimentSummary:
+    """An experiment as a list shows it: with its number of runs and its newest run's status (None before
+    its first run)."""
+
+    experiment: Experiment
+    runs: int
+    latest_status: str | None
+
+
+@dataclass(frozen=True)
 class Compute:
     id: str
     workspace_id: str

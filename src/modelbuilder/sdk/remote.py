@@ -249,14 +249,13 @@ class WorkspacesAPI:
         """The ids of the runs deleted with it."""
         return list(self.client.json("DELETE", f"/workspaces/{name}", params={"force": force})["runs_deleted"])
 
-    def experiments(self, workspace: str) -> list[tuple[e.Experiment, int]]:
-        """The workspace's experiments by name, each with its number of runs (as the server counts them)."""
+    def experiments(self, workspace: str) -> list[e.ExperimentSummary]:
+        """The workspace's experiments by name, each with its number of runs and newest status (the server's)."""
         answer = self.client.json("GET", f"/workspaces/{workspace}/experiments", retry=True)
-        return [(_experiment_of(body), body["runs"]) for body in answer]
+        return [_summary_of(body) for body in answer]
 
-    def experiment(self, workspace: str, name: str) -> tuple[e.Experiment, int]:
-        body = self.client.json("GET", f"/workspaces/{workspace}/experiments/{name}", retry=True)
-        return _experiment_of(body), body["runs"]
+    def experiment(self, workspace: str, name: str) -> e.ExperimentSummary:
+        return _summary_of(self.client.json("GET", f"/workspaces/{workspace}/experiments/{name}", retry=True))
 
     def create_compute(self, workspace: str, name: str, size: str, priority: str, kind: str,
                        address: str | None) -> e.Compute:
@@ -285,6 +284,10 @@ class WorkspacesAPI:
 def _workspace_of(body: dict[str, Any]) -> e.Workspace:
     return e.Workspace(body["id"], body["name"], body["region"], body["resource_group"],
                        datetime.fromisoformat(body["created_at"]))
+
+
+def _summary_of(body: dict[str, Any]) -> e.ExperimentSummary:
+    return e.ExperimentSummary(_experiment_of(body), body["runs"], body.get("latest_status"))
 
 
 def _experiment_of(body: dict[str, Any]) -> e.Experiment:

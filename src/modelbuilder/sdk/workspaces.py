@@ -14,7 +14,6 @@ through the store in this process. Either way the workspace in use is remembered
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
 from modelbuilder import names
 from modelbuilder.core import entities as e
@@ -25,13 +24,6 @@ from modelbuilder.sdk.client import Client
 
 RUN_LIMIT = 10_000  # the most runs of a workspace read to count them (locally)
 REMOTE_RUN_LIMIT = 1000  # the most runs GET /runs answers at once
-
-
-@dataclass(frozen=True)
-class ExperimentSummary:
-    experiment: e.Experiment
-    runs: int
-    latest_status: str | None  # its newest run's status; None before its first run
 
 
 def context(services: Services) -> WorkspaceContext:
@@ -107,26 +99,32 @@ def runs(services: Services, workspace: str, experiment: str | None = None, clie
     return remote.RunsAPI(client).list_runs(workspace, experiment, limit=REMOTE_RUN_LIMIT)
 
 
-def experiments(services: Services, workspace: str, client: Client | None = None) -> list[ExperimentSummary]:
+def experiments(services: Services, workspace: str, client: Client | None = None) -> list[e.ExperimentSummary]:
     """The workspace's experiments by name, with their number of runs and their newest run's status."""
-    if client is None:
-        found = services.workspaces.list_experiments(workspace)
-        listed = runs(services, workspace)
-        counts = Counter(run.experiment_name for run in listed)
-        latest: dict[str, str] = {}
-        for run in listed:  # newest first
-            latest.setdefault(run.experiment_name, run.status)
-        return [ExperimentSummary(x, counts[x.name], latest.get(x.name)) for x in found]
-    api, runs_api = remote.WorkspacesAPI(client), remote.RunsAPI(client)
-    summaries = []
-    for x, count in api.experiments(workspace):
-        newest = runs_api.list_runs(workspace, x.name, limit=1) if count else []
-        summaries.append(ExperimentSummary(x, count, newest[0].status if newest else None))
-    return summaries
+    if client is not None:
+        return remote.WorkspacesAPI(client).experiments(workspace)
+    found = services.workspaces.list_experiments(workspace)
+    listed = runs(services, workspace)
+    counts = Counter(run.experiment_name for run in listed)
+    latest: dict[str, str] = {}
+    for run in listed:  # newest first
+        latest.setdefault(run.experiment_name, run.status)
+    return [e.ExperimentSummary(x, counts[x.name], latest.get(x.name)) for x in found]
+
+
+def experiment_summary(services: Services, workspace: str, name: str, client: Client | None = None
+                       ) -> e.ExperimentSummary:
+    """An experiment with its number of runs and its newest run's status."""
+    names.experiment_name(name)
+    if client is not None:
+        return remote.WorkspacesAPI(client).experiment(workspace, name)
+    found = services.workspaces.get_experiment(workspace, name)
+    listed = runs(services, workspace, name)
+    return e.ExperimentSummary(found, len(listed), listed[0].status if listed else None)
 
 
 def experiment(services: Services, workspace: str, name: str, client: Client | None = None) -> e.Experiment:
     names.experiment_name(name)
     if client is None:
         return services.workspaces.get_experiment(workspace, name)
-    return remote.WorkspacesAPI(client).experiment(workspace, name)[0]
+    return remote.WorkspacesAPI(client).experiment(workspace, name).experiment

@@ -114,6 +114,13 @@ class ExperimentPublic(BaseModel):
     name: str
     created_at: datetime
     runs: int = Field(description="How many runs the experiment has (up to 10,000 counted).")
+    latest_status: str | None = Field(default=None, description="Its newest run's status; null before its first.")
+
+    @classmethod
+    def of(cls, summary: e.ExperimentSummary, workspace: str) -> ExperimentPublic:
+        x = summary.experiment
+        return cls(id=x.id, workspace=workspace, name=x.name, created_at=x.created_at, runs=summary.runs,
+                   latest_status=summary.latest_status)
 
 
 # --- computes -------------------------------------------------------------------------------------------
