@@ -30,6 +30,22 @@ DEFAULT_RESOURCE_GROUP = "default"
 DEFAULT_COMPUTE = "local"
 
 
+def current_workspace(settings: Settings) -> str | None:
+    """The workspace chosen with `workspace use` (the home's context file), or None; no store is opened, so a
+    client of a remote server reads it too."""
+    try:
+        data = json.loads(settings.context_file.read_text())
+    except (OSError, ValueError):
+        return None
+    value = data.get("workspace") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def resolve_workspace(settings: Settings, name: str | None = None) -> str:
+    """The workspace to act on: the one given, else the one in use, else `default` (no store is opened)."""
+    return name or current_workspace(settings) or DEFAULT_WORKSPACE
+
+
 class WorkspaceService:
     def __init__(self, store: Store, settings: Settings | None = None) -> None:
         self.store = store
@@ -133,16 +149,11 @@ class WorkspaceService:
 
     def current_workspace(self) -> str | None:
         """The workspace chosen with `use_workspace`, or None."""
-        try:
-            data = json.loads(self.settings.context_file.read_text())
-        except (OSError, ValueError):
-            return None
-        value = data.get("workspace") if isinstance(data, dict) else None
-        return value if isinstance(value, str) else None
+        return current_workspace(self.settings)
 
     def resolve(self, name: str | None = None) -> str:
         """The workspace to act on: the one given, else the one in use, else `default`."""
-        return name or self.current_workspace() or DEFAULT_WORKSPACE
+        return resolve_workspace(self.settings, name)
 
     def in_use(self, name: str | None = None) -> tuple[str, e.Compute | None]:
         """The workspace to act in (`resolve`). `default` is made, with its local compute, the first time

@@ -29,7 +29,8 @@ from modelbuilder.core.services import Services
 from modelbuilder.errors import InvalidInput, NotFound
 from modelbuilder.results.files import ZIP_FILE
 from modelbuilder.results.runtime import ModelOutput, PredictionEngine
-from modelbuilder.sdk import registry, scoring
+from modelbuilder.sdk import registry, remote, scoring
+from modelbuilder.sdk.client import Client
 from modelbuilder.sdk.explain import explain_folder, run_folder
 from modelbuilder.sdk.objects import default_services
 from modelbuilder.sdk.results import require_results
@@ -50,10 +51,16 @@ class ModelSource:
     version: str
 
 
-def source(services: Services, model: str, workspace: str | None = None) -> ModelSource:
+def source(services: Services, model: str, workspace: str | None = None, client: Client | None = None
+           ) -> ModelSource:
     """What `model` names; the store is opened only for a run id or a registered model (of `workspace`,
-    default the one in use)."""
+    default the one in use). With a `client` (a server and no store shared with it) a run's or a registered
+    version's MLModel.zip is fetched from the server once, into this home (`sdk.remote.ModelsAPI.model_file`)."""
     if RUN_ID.fullmatch(model):
+        if client is not None:
+            run = remote.RunsAPI(client).get(model)
+            path = remote.ModelsAPI(client).model_file(run.id, services.settings.resolved_home)
+            return ModelSource(path, run.project_name or model, run.id)
         run = services.runs.get(model)
         return ModelSource(require_results(services, run) / ZIP_FILE, run.project_name or model, run.id)
     path = Path(model).expanduser()
@@ -67,28 +74,38 @@ def source(services: Services, model: str, workspace: str | None = None) -> Mode
         if ":" in model:
             raise  # meant as NAME:VERSION: say what is wrong with it
         raise unknown from None
-    workspace = services.workspaces.get(services.workspaces.in_use(workspace)[0]).name  # a missing one: its error
-    try:
-        registry.show(services, name, workspace)
-    except NotFound:
-        raise unknown from None
-    version = registry.resolve(services, model, workspace)
-    return ModelSource(registry.model_zip(services, version), version.model, str(version.version))
+    if client is not None:
+        if remote.ModelsAPI(client).find(registry.workspace_for(services, workspace, client), name) is None:
+            raise unknown
+    else:
+        workspace = services.workspaces.get(services.workspaces.in_use(workspace)[0]).name  # a missing one: its error
+        try:
+            registry.show(services, name, workspace)
+        except NotFound:
+            raise unknown from None
+    version = registry.resolve(services, model, workspace, client)
+    return ModelSource(registry.model_zip(services, version, client), version.model, str(version.version))
 
 
-def model_file(services: Services, model: str, workspace: str | None = None) -> Path:
+def model_file(services: Services, model: str, workspace: str | None = None, client: Client | None = None) -> Path:
     """The MLModel.zip (or folder) that `model` names (see `source`)."""
-    return source(services, model, workspace).path
+    return source(services, model, workspace, client).path
 
 
-def load_engine(services: Services, model: str, workspace: str | None = None) -> PredictionEngine:
-    return PredictionEngine.load(model_file(services, model, workspace))
+def load_engine(services: Services, model: str, workspace: str | None = None, client: Client | None = None
+                ) -> PredictionEngine:
+    return PredictionEngine.load(model_file(services, model, workspace, client))
 
 
 def explain(services: Services, model: str, image: Any, *, label: str | None = None,
-            workspace: str | None = None) -> Explanation:
+            workspace: str | None = None, client: Client | None = None) -> Explanation:
     """Heatmaps of where the model `model` names finds `label` (default: its prediction) in `image`; the
-    model must be a run's (a run id, a registered model, a run's MLModel.zip): see `sdk.explain`."""
+    model must be a run's (a run id, a registered model, a run's MLModel.zip): see `sdk.explain`. A client of
+    a server explains a model file of its own only: a run's checkpoint stays on the server."""
+    if client is not None and (RUN_ID.fullmatch(model) or not Path(model).expanduser().exists()):
+        raise InvalidInput(f"Model {model!r} cannot be explained here: its run's checkpoint stays on the server.",
+                           "explain through the server: the 'try the model' box of the run's page in the portal, "
+                           "or POST /api/v1/runs/RUN_ID/explain with the image.")
     return explain_folder(run_folder(model_file(services, model, workspace), model), image, label)
 
 

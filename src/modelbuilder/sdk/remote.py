@@ -11,6 +11,7 @@ answers about a run as the entities the store gives (`run_of`, ...), so every re
 from __future__ import annotations
 
 import math
+import os
 import re
 import tempfile
 import time
@@ -18,17 +19,22 @@ import zipfile
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelbuilder import names
 from modelbuilder.core import entities as e
+from modelbuilder.core.artifacts import file_sha256
 from modelbuilder.core.workspace import DEFAULT_WORKSPACE
-from modelbuilder.errors import InvalidInput
-from modelbuilder.sdk import ingest
-from modelbuilder.sdk.client import Client
+from modelbuilder.errors import DataError, InvalidInput, NotFound
+from modelbuilder.results.files import INT8_MODEL_FILE, INT8_ZIP_FILE, ZIP_FILE
+from modelbuilder.sdk import ingest, results
+from modelbuilder.sdk.client import Client, RemoteError
 from modelbuilder.sdk.submit import DEFAULT_EXPERIMENT, default_experiment, is_data_asset
 from modelbuilder.sdk.sweep import Trial
 from modelbuilder.training.predictions import Prediction
+
+if TYPE_CHECKING:
+    from modelbuilder.results.quantize import Int8Export
 
 POLL_S = 1.0
 
@@ -98,9 +104,14 @@ def follow(client: Client, run_id: str, on_update: Callable[[dict[str, Any]], No
 def download(client: Client, run_id: str, output: str | Path) -> dict[str, Path]:
     """The run's result bundle (MLModel.zip, bestModel.onnx, bestModelMap.json, the projects) into `output`;
     what it placed there, by name, as `sdk.results.download` answers."""
+    return _fetch_zip(client, f"/runs/{run_id}/bundle", output)
+
+
+def _fetch_zip(client: Client, route: str, output: str | Path) -> dict[str, Path]:
+    """A zip the server answers at `route`, unpacked into `output`: what it placed there, by name."""
     target = Path(output).expanduser()
     with tempfile.TemporaryDirectory(prefix="modelbuilder-bundle-") as tmp:
-        bundle = client.download(f"/runs/{run_id}/bundle", Path(tmp) / "bundle.zip")
+        bundle = client.download(route, Path(tmp) / "bundle.zip")
         with zipfile.ZipFile(bundle) as archive:
             infos = archive.infolist()
             ingest.check_members(infos, 1 << 62)  # nothing from the server lands outside `output` either
@@ -222,3 +233,119 @@ def _at(value: str | None) -> datetime | None:
 def _given(**query: Any) -> dict[str, Any]:
     """A request's query without the parameters left unset (the server's defaults apply)."""
     return {key: value for key, value in query.items() if value is not None}
+
+
+# --- registered models, a run's model file and its int8 export ---------------------------------------------
+EXPORT_TIMEOUT_S = 3600.0  # an int8 export on the server takes from seconds to a few minutes
+MODEL_CACHE = "models"  # under a client's home: each run's MLModel.zip, fetched once, in a folder of its run id
+
+
+class ModelsAPI:
+    """Registered models, a run's MLModel.zip and its int8 export through the API, answered as the store's
+    services answer (`core.entities`, `results.quantize.Int8Export`), so every face renders both alike."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def list(self, workspace: str) -> list[e.RegisteredModel]:
+        return [_model_of(body) for body in self.client.json("GET", _models(workspace), retry=True)]
+
+    def get(self, workspace: str, name: str) -> e.RegisteredModel:
+        return _model_of(self.client.json("GET", f"{_models(workspace)}/{name}", retry=True))
+
+    def find(self, workspace: str, name: str) -> e.RegisteredModel | None:
+        """The model, or None when the workspace has none of that name (a missing workspace is its own error)."""
+        try:
+            return self.get(workspace, name)
+        except RemoteError as error:
+            if error.http_status != NotFound.http_status:
+                raise
+        self.client.json("GET", f"/workspaces/{workspace}", retry=True)
+        return None
+
+    def version(self, workspace: str, name: str, which: int | str | None = None) -> e.ModelVersion:
+        """A version by number, by alias (a str), or the latest (None)."""
+        if which is None:
+            latest = self.get(workspace, name).latest
+            if latest is None:
+                raise NotFound(f"Model {name!r} has no versions.", "register a run under this name.")
+            return latest
+        return _version_of(self.client.json("GET", f"{_models(workspace)}/{name}/versions/{which}", retry=True))
+
+    def register(self, workspace: str, run_id: str, name: str, alias: str | None = None) -> e.ModelVersion:
+        body = _given(run_id=run_id, name=name, alias=alias)
+        return _version_of(self.client.json("POST", _models(workspace), json=body))
+
+    def set_alias(self, workspace: str, name: str, alias: str, version: int) -> e.ModelVersion:
+        answer = self.client.json("PUT", f"{_models(workspace)}/{name}/aliases/{alias}", json={"version": version})
+        return _version_of(answer)
+
+    def remove_alias(self, workspace: str, name: str, alias: str) -> None:
+        self.client.request("DELETE", f"{_models(workspace)}/{name}/aliases/{alias}")
+
+    def download(self, workspace: str, version: e.ModelVersion, output: str | Path) -> dict[str, Path]:
+        """The version's assets and generated projects (carrying its number) into `output`, by name."""
+        return _fetch_zip(self.client, f"{_models(workspace)}/{version.model}/versions/{version.version}/download",
+                          output)
+
+    def model_file(self, run_id: str, home: Path) -> Path:
+        """The run's MLModel.zip, fetched from the server the first time (its SHA-256 checked against the run's
+        artifact list) into `home`/MODEL_CACHE/RUN_ID, and read from there afterwards: a run's result never
+        changes once written."""
+        target = home / MODEL_CACHE / run_id / ZIP_FILE
+        if target.is_file():
+            return target
+        listed = {a.path: a for a in RunsAPI(self.client).artifacts(run_id)}
+        if ZIP_FILE not in listed:
+            raise results.no_results(RunsAPI(self.client).get(run_id))
+        partial = target.with_name(f".{ZIP_FILE}.partial")
+        try:
+            self.client.download(f"/runs/{run_id}/artifacts/{ZIP_FILE}", partial)
+            if file_sha256(partial) != listed[ZIP_FILE].sha256:
+                raise DataError(f"The {ZIP_FILE} of run {run_id} arrived damaged (its SHA-256 differs).",
+                                "try again.")
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return target
+
+    def export_int8(self, run_id: str, calibration_images: int, output: str | Path | None = None) -> Int8Export:
+        """The run's int8 export, made on the server into the run's folder (POST /runs/{id}/export); with
+        `output`, its two files are fetched into that folder too. The answer's paths are the local copies, else
+        the files' paths in the run's folder."""
+        # Deliberately here, as in `sdk.export`: the quantizer's module imports onnx and onnxruntime's quantization
+        # tools (about 0.5 s), which only an export needs.
+        from modelbuilder.results.quantize import Int8Export
+
+        answer = self.client.json("POST", f"/runs/{run_id}/export", timeout=EXPORT_TIMEOUT_S,
+                                  json={"quantize": "int8", "calibration_images": calibration_images})
+        paths = {Path(a["path"]).name: Path(a["path"]) for a in answer["artifacts"]}
+        if output is not None:
+            folder = Path(output).expanduser().resolve()
+            paths = {name: self.client.download(f"/runs/{run_id}/artifacts/{path.as_posix()}", folder / name)
+                     for name, path in paths.items()}
+        return Int8Export(
+            onnx=paths[INT8_MODEL_FILE], package=paths[INT8_ZIP_FILE], images=answer["images"],
+            calibration_images=answer["calibration_images"], float_accuracy=answer["float_accuracy"],
+            int8_accuracy=answer["int8_accuracy"], float_ms_per_image=answer["float_ms_per_image"],
+            int8_ms_per_image=answer["int8_ms_per_image"], float_bytes=answer["float_bytes"],
+            int8_bytes=answer["int8_bytes"], reduce_range=answer["weight_bits"] < 8,
+            calibration=answer["calibration"], calibration_scores=answer["calibration_scores"])
+
+
+def _models(workspace: str) -> str:
+    return f"/workspaces/{workspace}/models"
+
+
+def _version_of(body: dict[str, Any]) -> e.ModelVersion:
+    """A version as the API sends it (ModelVersionPublic), as the entity the store gives."""
+    return e.ModelVersion(body["model"], body["version"], body["run_id"], dict(body["metrics"]),
+                          datetime.fromisoformat(body["created_at"]), tuple(body["aliases"]))
+
+
+def _model_of(body: dict[str, Any]) -> e.RegisteredModel:
+    """A registered model as the API sends it (RegisteredModelPublic); `workspace_id` holds the workspace's name
+    and the row's id, which the API does not show, is left empty."""
+    return e.RegisteredModel("", body["workspace"], body["name"], datetime.fromisoformat(body["created_at"]),
+                             datetime.fromisoformat(body["updated_at"]),
+                             tuple(_version_of(v) for v in body["versions"]), dict(body["aliases"]))
