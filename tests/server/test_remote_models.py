@@ -27,11 +27,14 @@ from modelbuilder.core.services import Services
 from modelbuilder.results.files import INT8_MODEL_FILE, INT8_ZIP_FILE, MAP_FILE, MODEL_FILE, ZIP_FILE
 from modelbuilder.sdk import registry
 from modelbuilder.sdk.client import Client
+from modelbuilder.sdk.models import Model
 from modelbuilder.sdk.remote import MODEL_CACHE
+from tests.completed import TrainedRun
 from tests.imagery import make_image_folder
 from tests.processes import TAG_ENV, end_tagged
 
 from .conftest import TOKEN, LiveServer, free_port, server_env
+from .test_model_server import _serve
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +104,8 @@ def _run(env: dict[str, str], cwd: Path, *args: str, rc: int = 0) -> subprocess.
 
 
 def test_models_read_through_the_api_are_the_models_the_store_gives(client: TestClient, services: Services,
-                                                                    completed_run: str, tmp_path: Path) -> None:
+                                                                    completed_run: str, trained: TrainedRun,
+                                                                    tmp_path: Path) -> None:
     def shown(model: e.RegisteredModel) -> tuple[object, ...]:  # the row's ids are not in the API's answer
         return model.name, model.created_at, model.updated_at, model.versions, model.aliases
 
@@ -120,6 +124,9 @@ def test_models_read_through_the_api_are_the_models_the_store_gives(client: Test
         assert registry.show(services, "pets").aliases == {}
         _, placed = registry.download(services, "pets:2", tmp_path / "fetched", client=api)
         cached = registry.model_zip(services, second, client=api)
+        image = trained.data / "cat" / "000.jpg"
+        assert Model("pets:2", services=services, client=api).predict(image) == Model("pets:2").predict(image)
+        assert [m.name for m in Model.registered(services=services, client=api)] == ["pets"]
     assert sorted(placed) == sorted(registry.download(services, "pets:2", tmp_path / "copied")[1])
     assert cached.read_bytes() == registry.model_zip(services, second).read_bytes()
     assert cached.is_relative_to(services.settings.resolved_home / MODEL_CACHE)
@@ -169,7 +176,7 @@ def test_register_list_show_alias_and_download(remote: Remote, cli: Cli, tmp_pat
     assert re.search(r"MODEL_VERSION = .* or ['\"]1['\"]", web_api)  # the projects carry the version's number
 
 
-def test_predict_by_alias_fetches_the_model_once_and_scores_here(remote: Remote, cli: Cli,
+def test_predict_and_serve_by_alias_fetch_the_model_once_and_score_here(remote: Remote, cli: Cli,
                                                                  tmp_path: Path) -> None:
     cli("models", "register", remote.run_id, "--name", "dogs", "--alias", "production")
     image = remote.images / "dog" / "001.png"
@@ -190,7 +197,13 @@ def test_predict_by_alias_fetches_the_model_once_and_scores_here(remote: Remote,
     assert all(row["prediction"] in {"cat", "dog"} and not row["error"] for row in rows)
     by_run = json.loads(cli("predict", remote.run_id, str(image), "--format", "json").stdout)
     assert by_run["score"] == one["score"]  # the same model, named by its run
-    assert cached.stat().st_mtime_ns == fetched_at  # fetched once: both read the copy in the client's home
+    with _serve(remote.home, "dogs:production", env={**remote.env, "MODELBUILDER_HOME": str(remote.home)}) as url:
+        health = httpx.get(f"{url}/health", timeout=30).json()
+        assert (health["model"], health["model_version"]) == ("dogs", "1")
+        served = httpx.post(f"{url}/predict", files={"image": (image.name, image.read_bytes())}, timeout=60,
+                            headers={"Authorization": f"Bearer {TOKEN}"})  # serve's token: MODELBUILDER_TOKEN
+        assert served.json()["prediction"] == one["prediction"]
+    assert cached.stat().st_mtime_ns == fetched_at  # fetched once: all read the copy in the client's home
 
 
 def test_export_of_a_run_is_made_by_the_server(remote: Remote, cli: Cli, tmp_path: Path) -> None:

@@ -13,6 +13,9 @@ turns the name into the MLModel.zip to load.
 
     Model.register("run-0123456789ab", "pets", alias="production")   # version 1, 2, ...
     Model.download("pets:production", "out/")
+
+Each takes a `client` (`sdk.client.Client`: a server and no store shared with it) to name the server's runs
+and registered models instead; a model to predict with is then fetched once into this home.
 """
 
 from __future__ import annotations
@@ -112,9 +115,12 @@ def explain(services: Services, model: str, image: Any, *, label: str | None = N
 class Model:
     """A trained model to predict with, named as `modelbuilder predict` names one (see MODEL_HELP)."""
 
-    def __init__(self, model: str, *, workspace: str | None = None, services: Services | None = None) -> None:
+    def __init__(self, model: str, *, workspace: str | None = None, services: Services | None = None,
+                 client: Client | None = None) -> None:
+        """With `client` (a server and no store shared with it), a run or registered model of that server,
+        its MLModel.zip fetched once into this home."""
         self.services = services or default_services()
-        self.path = model_file(self.services, model, workspace)
+        self.path = model_file(self.services, model, workspace, client)
         self.name = model
 
     @cached_property
@@ -144,30 +150,32 @@ class Model:
 
     # --- the registry: names with numbered versions -----------------------------------------------------
     @staticmethod
-    def register(run_id: str, name: str, *, alias: str | None = None,
-                 services: Services | None = None) -> e.ModelVersion:
+    def register(run_id: str, name: str, *, alias: str | None = None, services: Services | None = None,
+                 client: Client | None = None) -> e.ModelVersion:
         """The run's result as the next version of `name` (1, 2, ...); `alias` (production) then names it."""
-        return registry.register(services or default_services(), run_id, name, alias=alias)
+        return registry.register(services or default_services(), run_id, name, alias=alias, client=client)
 
     @staticmethod
-    def registered(workspace: str | None = None, *, services: Services | None = None) -> list[e.RegisteredModel]:
-        return registry.models(services or default_services(), workspace)
+    def registered(workspace: str | None = None, *, services: Services | None = None,
+                   client: Client | None = None) -> list[e.RegisteredModel]:
+        return registry.models(services or default_services(), workspace, client)
 
     @staticmethod
-    def show(name: str, workspace: str | None = None, *, services: Services | None = None) -> e.RegisteredModel:
-        return registry.show(services or default_services(), name, workspace)
+    def show(name: str, workspace: str | None = None, *, services: Services | None = None,
+             client: Client | None = None) -> e.RegisteredModel:
+        return registry.show(services or default_services(), name, workspace, client)
 
     @staticmethod
     def set_alias(reference: str, alias: str, workspace: str | None = None, *,
-                  services: Services | None = None) -> e.ModelVersion:
+                  services: Services | None = None, client: Client | None = None) -> e.ModelVersion:
         """Point `alias` at the version `reference` (pets:3) means."""
-        return registry.set_alias(services or default_services(), reference, alias, workspace)
+        return registry.set_alias(services or default_services(), reference, alias, workspace, client)
 
     @staticmethod
     def download(reference: str, output: str | Path, workspace: str | None = None, *,
-                 services: Services | None = None) -> dict[str, Path]:
+                 services: Services | None = None, client: Client | None = None) -> dict[str, Path]:
         """A registered version's assets and generated projects (which carry its number) into `output`."""
-        return registry.download(services or default_services(), reference, output, workspace)[1]
+        return registry.download(services or default_services(), reference, output, workspace, client)[1]
 
     def __repr__(self) -> str:
         return f"Model({self.name!r})"
