@@ -58,7 +58,7 @@ def register(services: Services, run_id: str, name: str, *, alias: str | None = 
 def models(services: Services, workspace: str | None = None, client: Client | None = None
            ) -> list[e.RegisteredModel]:
     workspace = workspace_for(services, workspace, client)
-    return services.models.list(workspace) if client is None else remote.ModelsAPI(client).list(workspace)
+    return services.models.list(workspace) if client is None else remote.ModelsAPI(client).list_models(workspace)
 
 
 def show(services: Services, name: str, workspace: str | None = None, client: Client | None = None

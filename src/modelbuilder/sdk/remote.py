@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 import time
+import uuid
 import zipfile
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -247,7 +248,7 @@ class ModelsAPI:
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    def list(self, workspace: str) -> list[e.RegisteredModel]:
+    def list_models(self, workspace: str) -> list[e.RegisteredModel]:
         return [_model_of(body) for body in self.client.json("GET", _models(workspace), retry=True)]
 
     def get(self, workspace: str, name: str) -> e.RegisteredModel:
@@ -298,7 +299,7 @@ class ModelsAPI:
         listed = {a.path: a for a in RunsAPI(self.client).artifacts(run_id)}
         if ZIP_FILE not in listed:
             raise results.no_results(RunsAPI(self.client).get(run_id))
-        partial = target.with_name(f".{ZIP_FILE}.partial")
+        partial = target.with_name(f".{uuid.uuid4().hex}.partial")  # two commands fetching at once: two files
         try:
             self.client.download(f"/runs/{run_id}/artifacts/{ZIP_FILE}", partial)
             if file_sha256(partial) != listed[ZIP_FILE].sha256:
