@@ -1,9 +1,10 @@
-"""`modelbuilder models ...`, `predict` and `export` from a client with its own empty home, through a
+"""`modelbuilder models ...`, `predict`, `serve` and `export` from a client with its own empty home, through a
 `modelbuilder server` with a token (`sdk.registry`, `sdk.models` and `sdk.export` with a client,
 `sdk.remote.ModelsAPI`): a run trained on the server once for the module is registered, listed, shown,
-aliased, downloaded, predicted with (its MLModel.zip fetched once into the client's home, the images scored
-there) and exported by the server; mistakes are one line with the fix; the client's home never gets a store
-(before this change, each of these commands opened an empty store of its own and answered from it)."""
+aliased, downloaded, predicted with and served (its MLModel.zip fetched once into the client's home, the
+images scored there), explained and exported by the server; mistakes are one line with the fix; the
+client's home never gets a store (before this change, each of these commands opened an empty store of its
+own and answered from it)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,17 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image as PILImage
 
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.results.files import INT8_MODEL_FILE, INT8_ZIP_FILE, MAP_FILE, MODEL_FILE, ZIP_FILE
 from modelbuilder.sdk import registry
 from modelbuilder.sdk.client import Client
+from modelbuilder.sdk.explain import overlay_name
 from modelbuilder.sdk.models import Model
 from modelbuilder.sdk.remote import MODEL_CACHE
+from modelbuilder.training.explain import METHODS
 from tests.completed import TrainedRun
 from tests.imagery import make_image_folder
 from tests.processes import TAG_ENV, end_tagged
@@ -176,7 +180,7 @@ def test_register_list_show_alias_and_download(remote: Remote, cli: Cli, tmp_pat
     assert re.search(r"MODEL_VERSION = .* or ['\"]1['\"]", web_api)  # the projects carry the version's number
 
 
-def test_predict_and_serve_by_alias_fetch_the_model_once_and_score_here(remote: Remote, cli: Cli,
+def test_predict_serve_and_explain_by_alias(remote: Remote, cli: Cli,
                                                                  tmp_path: Path) -> None:
     cli("models", "register", remote.run_id, "--name", "dogs", "--alias", "production")
     image = remote.images / "dog" / "001.png"
@@ -205,6 +209,12 @@ def test_predict_and_serve_by_alias_fetch_the_model_once_and_score_here(remote: 
         assert served.json()["prediction"] == one["prediction"]
     assert cached.stat().st_mtime_ns == fetched_at  # fetched once: all read the copy in the client's home
 
+    explained = cli("predict", "dogs:production", str(image), "--explain", "why", "--label", "cat")
+    assert "Explained 'cat'" in explained.stderr  # made by the server, from the run's checkpoint there
+    for method in METHODS:
+        with PILImage.open(tmp_path / "why" / overlay_name(image.stem, method)) as overlay:
+            assert overlay.size == (32, 32)  # the image's size
+
 
 def test_export_of_a_run_is_made_by_the_server(remote: Remote, cli: Cli, tmp_path: Path) -> None:
     done = cli("export", remote.run_id, "--output", "int8").stdout
@@ -232,6 +242,7 @@ def test_bad_names_versions_and_options_are_one_line_with_the_fix(remote: Remote
                                                                                rc=2).stderr
     assert "run-000000000000" in cli("models", "register", "run-000000000000", "--name", "cats", rc=2).stderr
     assert "does not exist" in cli("models", "list", "--workspace", "elsewhere", rc=2).stderr
-    assert "checkpoint stays on the server" in cli("predict", "cats", image, "--explain", "out", rc=2).stderr
+    assert "has no label 'zebra'" in cli("predict", "cats", image, "--explain", "out", "--label", "zebra",
+                                         rc=2).stderr
     assert "--validation-data" in cli("export", remote.run_id, "--validation-data", str(remote.images),
                                          rc=2).stderr

@@ -101,14 +101,20 @@ def load_engine(services: Services, model: str, workspace: str | None = None, cl
 
 
 def explain(services: Services, model: str, image: Any, *, label: str | None = None,
-            workspace: str | None = None, client: Client | None = None) -> Explanation:
+            workspace: str | None = None, client: Client | None = None) -> Explanation | remote.ServerExplanation:
     """Heatmaps of where the model `model` names finds `label` (default: its prediction) in `image`; the
-    model must be a run's (a run id, a registered model, a run's MLModel.zip): see `sdk.explain`. A client of
-    a server explains a model file of its own only: a run's checkpoint stays on the server."""
+    model must be a run's (a run id, a registered model, a run's MLModel.zip): see `sdk.explain`. With a
+    `client` (a server and no store shared with it), a run or registered model of the server is explained by
+    the server, from the run's checkpoint there; `image` is then a file's path or its bytes."""
     if client is not None and (RUN_ID.fullmatch(model) or not Path(model).expanduser().exists()):
-        raise InvalidInput(f"Model {model!r} cannot be explained here: its run's checkpoint stays on the server.",
-                           "explain through the server: the 'try the model' box of the run's page in the portal, "
-                           "or POST /api/v1/runs/RUN_ID/explain with the image.")
+        run_id = model if RUN_ID.fullmatch(model) else registry.resolve(services, model, workspace, client).run_id
+        if isinstance(image, bytes):
+            return remote.ModelsAPI(client).explain(run_id, image, label)
+        if not isinstance(image, str | Path) or not Path(image).expanduser().is_file():
+            raise InvalidInput(f"{str(image)[:200]!r} is not an image file.",
+                               "give the path of one image file (or its bytes) to explain through a server.")
+        path = Path(image).expanduser()
+        return remote.ModelsAPI(client).explain(run_id, path.read_bytes(), label, path.name)
     return explain_folder(run_folder(model_file(services, model, workspace), model), image, label)
 
 

@@ -10,6 +10,7 @@ answers about a run as the entities the store gives (`run_of`, ...), so every re
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 import re
@@ -18,6 +19,7 @@ import time
 import uuid
 import zipfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -241,6 +243,23 @@ EXPORT_TIMEOUT_S = 3600.0  # an int8 export on the server takes from seconds to 
 MODEL_CACHE = "models"  # under a client's home: each run's MLModel.zip, fetched once, in a folder of its run id
 
 
+@dataclass(frozen=True)
+class ServerExplanation:
+    """An explanation made by the server (`POST /runs/{id}/explain`): what `training.explain.Explanation` gives
+    a face (the scores, the label explained, each method's overlay as a PNG), without the heatmaps' arrays."""
+
+    labels: list[str]
+    score: list[float]
+    prediction: str
+    label: str
+    overlays: dict[str, bytes]
+    size: tuple[int, int]  # (width, height) of the image, and of every overlay
+
+    @property
+    def scores(self) -> dict[str, float]:
+        return dict(zip(self.labels, self.score, strict=True))
+
+
 class ModelsAPI:
     """Registered models, a run's MLModel.zip and its int8 export through the API, answered as the store's
     services answer (`core.entities`, `results.quantize.Int8Export`), so every face renders both alike."""
@@ -309,6 +328,16 @@ class ModelsAPI:
         finally:
             partial.unlink(missing_ok=True)
         return target
+
+    def explain(self, run_id: str, image: bytes, label: str | None = None, filename: str = "image"
+                ) -> ServerExplanation:
+        """Heatmaps of where the run's network finds `label` (default: its prediction) in `image`, made by the
+        server from the run's checkpoint, which stays there."""
+        answer = self.client.json("POST", f"/runs/{run_id}/explain", params=_given(label=label),
+                                  files={"file": (filename, image)})
+        return ServerExplanation(answer["labels"], answer["score"], answer["prediction"], answer["label"],
+                                 {m: base64.b64decode(png) for m, png in answer["overlays"].items()},
+                                 (answer["width"], answer["height"]))
 
     def export_int8(self, run_id: str, calibration_images: int, output: str | Path | None = None) -> Int8Export:
         """The run's int8 export, made on the server into the run's folder (POST /runs/{id}/export); with
