@@ -26,6 +26,7 @@ from PIL import Image as PILImage
 
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
+from modelbuilder.core.workspace import DEFAULT_REGION, DEFAULT_RESOURCE_GROUP
 from modelbuilder.results.files import INT8_MODEL_FILE, INT8_ZIP_FILE, MAP_FILE, MODEL_FILE, ZIP_FILE
 from modelbuilder.sdk import registry
 from modelbuilder.sdk.client import Client
@@ -134,6 +135,12 @@ def test_models_read_through_the_api_are_the_models_the_store_gives(client: Test
     assert sorted(placed) == sorted(registry.download(services, "pets:2", tmp_path / "copied")[1])
     assert cached.read_bytes() == registry.model_zip(services, second).read_bytes()
     assert cached.is_relative_to(services.settings.resolved_home / MODEL_CACHE)
+
+    services.workspaces.create("lab", DEFAULT_REGION, DEFAULT_RESOURCE_GROUP)
+    services.workspaces.use_workspace("lab")  # a client acts in the workspace chosen here, as a local command
+    with Client(str(client.base_url), transport=client._transport) as api:  # noqa: SLF001 - the in-process server
+        assert registry.models(services, client=api) == []
+        assert [m.name for m in registry.models(services, "default", client=api)] == ["pets"]
 
 
 @pytest.fixture
