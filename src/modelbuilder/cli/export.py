@@ -2,6 +2,8 @@
 
 The work is the application layer's (`sdk.export`, also behind the SDK's `Run.export_int8` and
 `POST /api/v1/runs/{id}/export`); this command reads its options, shows the steps, prints the comparison.
+A client of a remote server (MODELBUILDER_SERVER_URL without MODELBUILDER_DB_URL) has a run exported by the
+server, into the run's folder there; --output fetches a copy of the two files.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from modelbuilder.cli._common import services
+from modelbuilder.cli._common import faces
 from modelbuilder.cli.console import console
+from modelbuilder.core.entities import RUN_ID
 from modelbuilder.sdk import export as exports
 
 if TYPE_CHECKING:
@@ -41,10 +44,11 @@ def export(
     = exports.CALIBRATION_IMAGES,
 ) -> None:
     """Write an int8 model (ONNX Runtime quantization) beside the float one and compare the two."""
-    with services() as s, _steps("Quantizing") as step:
+    with faces() as (s, client), _steps("Quantizing") as step:
         result = exports.export_int8(s, source, output=output, validation_data=validation_data,
-                                     calibration_images=calibration_images, on_step=step)
-    _print(result, quantize)
+                                     calibration_images=calibration_images, on_step=step, client=client)
+    on_server = client is not None and output is None and RUN_ID.fullmatch(source)
+    _print(result, quantize, f" in the folder of {source} on the server" if on_server else "")
 
 
 @contextlib.contextmanager
@@ -57,7 +61,7 @@ def _steps(title: str) -> Iterator[Callable[[str], None]]:
         yield lambda text: status.update(f"{title}: {text} ...")
 
 
-def _print(result: Int8Export, quantize: Quantization) -> None:
+def _print(result: Int8Export, quantize: Quantization, where: str = "") -> None:
     table = Table("", "float32", str(quantize), header_style="bold")
     table.add_row("validation accuracy", f"{result.float_accuracy:.4f}", f"{result.int8_accuracy:.4f}")
     table.add_row("ms per image (batch 32)", f"{result.float_ms_per_image:.1f}", f"{result.int8_ms_per_image:.1f}")
@@ -72,7 +76,7 @@ def _print(result: Int8Export, quantize: Quantization) -> None:
                               for name, score in result.calibration_scores.items())
         console.print(f"Activation ranges: {result.calibration} (top-1 agreement with float on the calibration "
                       f"images: {agreement}).", highlight=False)
-    console.print(f"Wrote {result.onnx} and {result.package}", highlight=False, soft_wrap=True)
+    console.print(f"Wrote {result.onnx} and {result.package}{where}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,8 @@
-"""`modelbuilder models ...`: registered models, names with numbered versions and aliases."""
+"""`modelbuilder models ...`: registered models, names with numbered versions and aliases.
+
+With MODELBUILDER_SERVER_URL set and no MODELBUILDER_DB_URL (a client with no store shared with the server),
+every command goes through the server's REST API (`sdk.registry` with a client), rendered as here.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,16 @@ from modelbuilder.cli._common import (
     JsonOption,
     WorkspaceOption,
     echo_json,
+    faces,
     out,
     plain,
-    services,
     when,
     workspace_in_use,
 )
 from modelbuilder.core import entities as e
+from modelbuilder.core.services import Services
 from modelbuilder.sdk import registry
+from modelbuilder.sdk.client import Client
 
 models_app = typer.Typer(
     help="Registered models: a name with versions 1, 2, ..., each a finished run's result, and aliases "
@@ -45,8 +51,8 @@ def register_(
     as_json: JsonOption = False,
 ) -> None:
     """Register a finished run's result as the next version of a model."""
-    with services() as s:
-        version = registry.register(s, run_id, name, alias=alias)
+    with faces() as (s, client):
+        version = registry.register(s, run_id, name, alias=alias, client=client)
     if as_json:
         echo_json(plain(version))
         return
@@ -57,9 +63,9 @@ def register_(
 @models_app.command("list")
 def list_(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """List the registered models of a workspace: their latest version and aliases."""
-    with services() as s:
-        workspace = workspace_in_use(s, workspace)
-        models = registry.models(s, workspace)
+    with faces() as (s, client):
+        workspace = _workspace(s, workspace, client)
+        models = registry.models(s, workspace, client)
     if as_json:
         echo_json([_model(m) for m in models])
         return
@@ -84,9 +90,9 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show a model's versions, newest first: their source run, metrics and aliases."""
-    with services() as s:
-        workspace = workspace_in_use(s, workspace)
-        model = registry.show(s, name, workspace)
+    with faces() as (s, client):
+        workspace = _workspace(s, workspace, client)
+        model = registry.show(s, name, workspace, client)
     if as_json:
         echo_json(_model(model))
         return
@@ -108,13 +114,13 @@ def alias_(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Point an alias at a version (models alias pets:3 production), or remove it."""
-    with services() as s:
-        workspace = workspace_in_use(s, workspace)
+    with faces() as (s, client):
+        workspace = _workspace(s, workspace, client)
         if remove:
-            registry.remove_alias(s, reference, alias, workspace)
+            registry.remove_alias(s, reference, alias, workspace, client)
             out(f"Removed the alias {alias} of {reference}.")
             return
-        version = registry.set_alias(s, reference, alias, workspace)
+        version = registry.set_alias(s, reference, alias, workspace, client)
     out(f"{version.model}:{alias} is now version {version.version} (run {version.run_id}).")
 
 
@@ -126,10 +132,16 @@ def download(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Write a version's MLModel.zip, bestModel.onnx, bestModelMap.json and generated projects into a folder."""
-    with services() as s:
-        workspace = workspace_in_use(s, workspace)
-        version, placed = registry.download(s, reference, output, workspace)
+    with faces() as (s, client):
+        workspace = _workspace(s, workspace, client)
+        version, placed = registry.download(s, reference, output, workspace, client)
     out(f"Wrote {version.ref} (run {version.run_id}) to {output}: {', '.join(sorted(placed))}.")
+
+
+def _workspace(s: Services, workspace: str | None, client: Client | None) -> str:
+    """The workspace a command acts in: locally `default` is made on first use (and said); through a server,
+    the one given or chosen here, which the server must have."""
+    return workspace_in_use(s, workspace) if client is None else registry.workspace_for(s, workspace, client)
 
 
 def _model(model: e.RegisteredModel) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""`modelbuilder predict` and `modelbuilder demo-data`."""
+"""`modelbuilder predict` and `modelbuilder demo-data`.
+
+A client of a remote server (MODELBUILDER_SERVER_URL without MODELBUILDER_DB_URL) names a run or a registered
+model of the server: its MLModel.zip is fetched once into this home, and the images are scored here.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +18,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from modelbuilder.cli._common import WorkspaceOption, out, services
+from modelbuilder.cli._common import WorkspaceOption, faces, out
 from modelbuilder.cli.console import console, err_console
 from modelbuilder.core.services import Services
 from modelbuilder.demo_data import write_dataset
 from modelbuilder.errors import InvalidInput
 from modelbuilder.results.runtime import PredictionEngine
 from modelbuilder.sdk import scoring
+from modelbuilder.sdk.client import Client
 from modelbuilder.sdk.explain import overlay_folder, write_overlays
 from modelbuilder.sdk.models import MODEL_HELP, explain, load_engine
 
@@ -60,9 +65,10 @@ def predict(
         raise InvalidInput("--label names the label --explain explains.", "add --explain FOLDER, or leave out --label.")
     if output is not None:
         scoring.check_output(output)
-    with services() as s:
-        explained = _explain(s, model, images, explain_dir, label, workspace) if explain_dir is not None else None
-        engine = load_engine(s, model, workspace)
+    with faces() as (s, client):
+        explained = (_explain(s, model, images, explain_dir, label, workspace, client) if explain_dir is not None
+                     else None)
+        engine = load_engine(s, model, workspace, client)
     files = scoring.images_in(images)
     if output is not None:
         _score_to_file(engine, files, output, batch_size, workers)
@@ -100,13 +106,14 @@ def predict(
     _say(explained)
 
 
-def _explain(s: Services, model: str, image: Path, folder: Path, label: str | None, workspace: str | None) -> str:
+def _explain(s: Services, model: str, image: Path, folder: Path, label: str | None, workspace: str | None,
+             client: Client | None) -> str:
     """Write the overlays explaining `image` into `folder`; returns the line that says so."""
     overlay_folder(folder)
     if image.exists() and not scoring.one_image(image):
         raise InvalidInput(f"--explain explains one image; {str(image)!r} is a folder or a manifest.",
                            "give one image file, or leave out --explain.")
-    explanation = explain(s, model, image, label=label, workspace=workspace)
+    explanation = explain(s, model, image, label=label, workspace=workspace, client=client)
     written = write_overlays(explanation, folder, image.stem)
     which = " (the prediction)" if explanation.label == explanation.prediction else ""
     return f"Explained {explanation.label!r}{which}: wrote {', '.join(str(path) for path in written)}."

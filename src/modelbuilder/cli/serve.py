@@ -1,5 +1,6 @@
 """`modelbuilder serve MODEL`: a scoring server for one model that batches concurrent requests
-(`server.model_server`)."""
+(`server.model_server`). A client of a remote server (MODELBUILDER_SERVER_URL without MODELBUILDER_DB_URL)
+serves a run or a registered version of that server, its MLModel.zip fetched once into this home."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelbuilder.cli._common import WorkspaceOption, services, token_option
+from modelbuilder.cli._common import WorkspaceOption, faces, token_option
 from modelbuilder.results.batching import MAX_BATCH, MAX_WAIT_S
 from modelbuilder.sdk.models import MODEL_HELP, source
 
@@ -27,8 +28,8 @@ def serve(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Serve a model over HTTP (POST /predict, GET /health), gathering concurrent requests into batches."""
-    with services() as s:
-        found = source(s, model, workspace)
+    with faces() as (s, client):
+        found = source(s, model, workspace, client)
     # The one import of the server face from this command, and deliberately here: it starts the scoring
     # server, and FastAPI, uvicorn and onnxruntime take a moment to import that no other command should pay.
     from modelbuilder.server.model_server import serve_model

@@ -20,6 +20,7 @@ from modelbuilder.results.files import BEST_CHECKPOINT, CHECKPOINT_DIR, RECIPE_F
 from modelbuilder.sdk.results import require_results
 
 if TYPE_CHECKING:
+    from modelbuilder.sdk.remote_models import ServerExplanation
     from modelbuilder.training.explain import Explanation
 
 _NO_WEIGHTS = ("explanations need the PyTorch weights of the run that trained it ({checkpoint} in the run's "
@@ -76,7 +77,7 @@ def overlay_folder(folder: str | Path) -> Path:
     return target
 
 
-def write_overlays(explanation: Explanation, folder: str | Path, stem: str) -> list[Path]:
+def write_overlays(explanation: Explanation | ServerExplanation, folder: str | Path, stem: str) -> list[Path]:
     """Each method's overlay (a PNG of the image's size) into `folder`, made if missing."""
     target = overlay_folder(folder)
     target.mkdir(parents=True, exist_ok=True)

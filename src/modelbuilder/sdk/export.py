@@ -35,6 +35,8 @@ from modelbuilder.results.runtime import (
     read_model_package,
     usable_cores,
 )
+from modelbuilder.sdk import remote_models
+from modelbuilder.sdk.client import Client
 from modelbuilder.training.data import discover
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.reporter import MemoryReporter
@@ -137,15 +139,24 @@ def folder_validation(folder: Path, spec: Preprocess, labels: list[str]) -> Vali
 
 def export_int8(services: Services, source: str, *, output: str | Path | None = None,
                 validation_data: str | Path | None = None, calibration_images: int = CALIBRATION_IMAGES,
-                on_step: Callable[[str], None] | None = None) -> Int8Export:
+                on_step: Callable[[str], None] | None = None, client: Client | None = None) -> Int8Export:
     """Write bestModel.int8.onnx and MLModel.int8.zip for `source` and measure both models (see above).
 
-    `on_step` hears what is being done (the steps take from seconds to a minute or two)."""
+    `on_step` hears what is being done (the steps take from seconds to a minute or two). With a `client` (a
+    server and no store shared with it), a run is exported by the server, into the run's folder there
+    (`POST /runs/{id}/export`), and `output` gets a copy of the two files; an MLModel.zip is exported here."""
     # Deliberately here: the quantizer imports onnx and onnxruntime's quantization tools (about 0.5 s),
     # which only an export needs; every command of the CLI imports this module.
     from modelbuilder.results.quantize import export_int8 as quantize_and_measure
 
     names.positive_int(calibration_images, "calibration_images", maximum=100_000)
+    if client is not None and RUN_ID.fullmatch(source):
+        if validation_data is not None:
+            raise InvalidInput("A run on a server is calibrated on its own validation images there; the server "
+                               "cannot read a folder on this machine.", "leave out --validation-data.")
+        if on_step is not None:
+            on_step(f"on the server {client.url}")
+        return remote_models.ModelsAPI(client).export_int8(source, calibration_images, output)
     with tempfile.TemporaryDirectory(prefix="modelbuilder-export-") as tmp:
         model = float_model(services, source, Path(tmp))
         package = model.package

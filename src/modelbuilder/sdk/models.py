@@ -13,6 +13,9 @@ turns the name into the MLModel.zip to load.
 
     Model.register("run-0123456789ab", "pets", alias="production")   # version 1, 2, ...
     Model.download("pets:production", "out/")
+
+Each takes a `client` (`sdk.client.Client`: a server and no store shared with it) to name the server's runs
+and registered models instead; a model to predict with is then fetched once into this home.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from modelbuilder.core.services import Services
 from modelbuilder.errors import InvalidInput, NotFound
 from modelbuilder.results.files import ZIP_FILE
 from modelbuilder.results.runtime import ModelOutput, PredictionEngine
-from modelbuilder.sdk import registry, scoring
+from modelbuilder.sdk import registry, remote, remote_models, scoring
+from modelbuilder.sdk.client import Client
 from modelbuilder.sdk.explain import explain_folder, run_folder
 from modelbuilder.sdk.objects import default_services
 from modelbuilder.sdk.results import require_results
@@ -50,10 +54,16 @@ class ModelSource:
     version: str
 
 
-def source(services: Services, model: str, workspace: str | None = None) -> ModelSource:
+def source(services: Services, model: str, workspace: str | None = None, client: Client | None = None
+           ) -> ModelSource:
     """What `model` names; the store is opened only for a run id or a registered model (of `workspace`,
-    default the one in use)."""
+    default the one in use). With a `client` (a server and no store shared with it) a run's or a registered
+    version's MLModel.zip is fetched from the server once, into this home (`sdk.remote_models.ModelsAPI.model_file`)."""
     if RUN_ID.fullmatch(model):
+        if client is not None:
+            run = remote.RunsAPI(client).get(model)
+            path = remote_models.ModelsAPI(client).model_file(run.id, services.settings.resolved_home)
+            return ModelSource(path, run.project_name or model, run.id)
         run = services.runs.get(model)
         return ModelSource(require_results(services, run) / ZIP_FILE, run.project_name or model, run.id)
     path = Path(model).expanduser()
@@ -67,37 +77,57 @@ def source(services: Services, model: str, workspace: str | None = None) -> Mode
         if ":" in model:
             raise  # meant as NAME:VERSION: say what is wrong with it
         raise unknown from None
-    workspace = services.workspaces.get(services.workspaces.in_use(workspace)[0]).name  # a missing one: its error
-    try:
-        registry.show(services, name, workspace)
-    except NotFound:
-        raise unknown from None
-    version = registry.resolve(services, model, workspace)
-    return ModelSource(registry.model_zip(services, version), version.model, str(version.version))
+    if client is not None:
+        if remote_models.ModelsAPI(client).find(registry.workspace_for(services, workspace, client), name) is None:
+            raise unknown
+    else:
+        workspace = services.workspaces.get(services.workspaces.in_use(workspace)[0]).name  # a missing one: its error
+        try:
+            registry.show(services, name, workspace)
+        except NotFound:
+            raise unknown from None
+    version = registry.resolve(services, model, workspace, client)
+    return ModelSource(registry.model_zip(services, version, client), version.model, str(version.version))
 
 
-def model_file(services: Services, model: str, workspace: str | None = None) -> Path:
+def model_file(services: Services, model: str, workspace: str | None = None, client: Client | None = None) -> Path:
     """The MLModel.zip (or folder) that `model` names (see `source`)."""
-    return source(services, model, workspace).path
+    return source(services, model, workspace, client).path
 
 
-def load_engine(services: Services, model: str, workspace: str | None = None) -> PredictionEngine:
-    return PredictionEngine.load(model_file(services, model, workspace))
+def load_engine(services: Services, model: str, workspace: str | None = None, client: Client | None = None
+                ) -> PredictionEngine:
+    return PredictionEngine.load(model_file(services, model, workspace, client))
 
 
 def explain(services: Services, model: str, image: Any, *, label: str | None = None,
-            workspace: str | None = None) -> Explanation:
+            workspace: str | None = None, client: Client | None = None
+            ) -> Explanation | remote_models.ServerExplanation:
     """Heatmaps of where the model `model` names finds `label` (default: its prediction) in `image`; the
-    model must be a run's (a run id, a registered model, a run's MLModel.zip): see `sdk.explain`."""
+    model must be a run's (a run id, a registered model, a run's MLModel.zip): see `sdk.explain`. With a
+    `client` (a server and no store shared with it), a run or registered model of the server is explained by
+    the server, from the run's checkpoint there; `image` is then a file's path or its bytes."""
+    if client is not None and (RUN_ID.fullmatch(model) or not Path(model).expanduser().exists()):
+        run_id = model if RUN_ID.fullmatch(model) else registry.resolve(services, model, workspace, client).run_id
+        if isinstance(image, bytes):
+            return remote_models.ModelsAPI(client).explain(run_id, image, label)
+        if not isinstance(image, str | Path) or not Path(image).expanduser().is_file():
+            raise InvalidInput(f"{str(image)[:200]!r} is not an image file.",
+                               "give the path of one image file (or its bytes) to explain through a server.")
+        path = Path(image).expanduser()
+        return remote_models.ModelsAPI(client).explain(run_id, path.read_bytes(), label, path.name)
     return explain_folder(run_folder(model_file(services, model, workspace), model), image, label)
 
 
 class Model:
     """A trained model to predict with, named as `modelbuilder predict` names one (see MODEL_HELP)."""
 
-    def __init__(self, model: str, *, workspace: str | None = None, services: Services | None = None) -> None:
+    def __init__(self, model: str, *, workspace: str | None = None, services: Services | None = None,
+                 client: Client | None = None) -> None:
+        """With `client` (a server and no store shared with it), a run or registered model of that server,
+        its MLModel.zip fetched once into this home."""
         self.services = services or default_services()
-        self.path = model_file(self.services, model, workspace)
+        self.path = model_file(self.services, model, workspace, client)
         self.name = model
 
     @cached_property
@@ -127,30 +157,32 @@ class Model:
 
     # --- the registry: names with numbered versions -----------------------------------------------------
     @staticmethod
-    def register(run_id: str, name: str, *, alias: str | None = None,
-                 services: Services | None = None) -> e.ModelVersion:
+    def register(run_id: str, name: str, *, alias: str | None = None, services: Services | None = None,
+                 client: Client | None = None) -> e.ModelVersion:
         """The run's result as the next version of `name` (1, 2, ...); `alias` (production) then names it."""
-        return registry.register(services or default_services(), run_id, name, alias=alias)
+        return registry.register(services or default_services(), run_id, name, alias=alias, client=client)
 
     @staticmethod
-    def registered(workspace: str | None = None, *, services: Services | None = None) -> list[e.RegisteredModel]:
-        return registry.models(services or default_services(), workspace)
+    def registered(workspace: str | None = None, *, services: Services | None = None,
+                   client: Client | None = None) -> list[e.RegisteredModel]:
+        return registry.models(services or default_services(), workspace, client)
 
     @staticmethod
-    def show(name: str, workspace: str | None = None, *, services: Services | None = None) -> e.RegisteredModel:
-        return registry.show(services or default_services(), name, workspace)
+    def show(name: str, workspace: str | None = None, *, services: Services | None = None,
+             client: Client | None = None) -> e.RegisteredModel:
+        return registry.show(services or default_services(), name, workspace, client)
 
     @staticmethod
     def set_alias(reference: str, alias: str, workspace: str | None = None, *,
-                  services: Services | None = None) -> e.ModelVersion:
+                  services: Services | None = None, client: Client | None = None) -> e.ModelVersion:
         """Point `alias` at the version `reference` (pets:3) means."""
-        return registry.set_alias(services or default_services(), reference, alias, workspace)
+        return registry.set_alias(services or default_services(), reference, alias, workspace, client)
 
     @staticmethod
     def download(reference: str, output: str | Path, workspace: str | None = None, *,
-                 services: Services | None = None) -> dict[str, Path]:
+                 services: Services | None = None, client: Client | None = None) -> dict[str, Path]:
         """A registered version's assets and generated projects (which carry its number) into `output`."""
-        return registry.download(services or default_services(), reference, output, workspace)[1]
+        return registry.download(services or default_services(), reference, output, workspace, client)[1]
 
     def __repr__(self) -> str:
         return f"Model({self.name!r})"

@@ -100,9 +100,14 @@ def follow(client: Client, run_id: str, on_update: Callable[[dict[str, Any]], No
 def download(client: Client, run_id: str, output: str | Path) -> dict[str, Path]:
     """The run's result bundle (MLModel.zip, bestModel.onnx, bestModelMap.json, the projects) into `output`;
     what it placed there, by name, as `sdk.results.download` answers."""
+    return fetch_zip(client, f"/runs/{run_id}/bundle", output)
+
+
+def fetch_zip(client: Client, route: str, output: str | Path) -> dict[str, Path]:
+    """A zip the server answers at `route`, unpacked into `output`: what it placed there, by name."""
     target = Path(output).expanduser()
     with tempfile.TemporaryDirectory(prefix="modelbuilder-bundle-") as tmp:
-        bundle = client.download(f"/runs/{run_id}/bundle", Path(tmp) / "bundle.zip")
+        bundle = client.download(route, Path(tmp) / "bundle.zip")
         with zipfile.ZipFile(bundle) as archive:
             infos = archive.infolist()
             ingest.check_members(infos, 1 << 62)  # nothing from the server lands outside `output` either
@@ -135,7 +140,7 @@ class RunsAPI:
     def list_runs(self, workspace: str, experiment: str | None = None, status: str | None = None,
                   limit: int = 100) -> list[e.Run]:
         """The workspace's runs, newest first."""
-        answer = self.client.json("GET", "/runs", retry=True, params=_given(
+        answer = self.client.json("GET", "/runs", retry=True, params=given(
             workspace=workspace, experiment=experiment, status=status, limit=limit))
         return [run_of(body) for body in answer]
 
@@ -158,7 +163,7 @@ class RunsAPI:
                predicted: str | None = None, include_correct: bool = False, limit: int | None = None
                ) -> list[Prediction]:
         """The validation images the run got wrong, as `sdk.insight.errors` selects and orders them."""
-        answer = self.client.json("GET", f"/runs/{run_id}/errors", retry=True, params=_given(
+        answer = self.client.json("GET", f"/runs/{run_id}/errors", retry=True, params=given(
             label=label, true=true, predicted=predicted, all=include_correct, limit=limit))
         return [_prediction_of(row) for row in answer]
 
@@ -167,7 +172,7 @@ class RunsAPI:
 
     def metrics(self, run_id: str, key: str | None = None, after_step: int | None = None) -> list[e.MetricPoint]:
         """The run's metric points by key, then step; only `key`'s, and only the steps after `after_step`."""
-        points = self.client.json("GET", f"/runs/{run_id}/metrics", params=_given(key=key, after_step=after_step),
+        points = self.client.json("GET", f"/runs/{run_id}/metrics", params=given(key=key, after_step=after_step),
                                   retry=True)
         return [e.MetricPoint(run_id, p["key"], p["step"], math.nan if p["value"] is None else p["value"],
                               datetime.fromisoformat(p["at"])) for p in points]
@@ -221,7 +226,7 @@ def _at(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
-def _given(**query: Any) -> dict[str, Any]:
+def given(**query: Any) -> dict[str, Any]:
     """A request's query without the parameters left unset (the server's defaults apply)."""
     return {key: value for key, value in query.items() if value is not None}
 
@@ -259,7 +264,7 @@ class WorkspacesAPI:
 
     def create_compute(self, workspace: str, name: str, size: str, priority: str, kind: str,
                        address: str | None) -> e.Compute:
-        body = _given(name=name, size=size, priority=priority, kind=kind, address=address)
+        body = given(name=name, size=size, priority=priority, kind=kind, address=address)
         return _compute_of(self.client.json("POST", f"/workspaces/{workspace}/computes", json=body))
 
     def computes(self, workspace: str) -> list[e.Compute]:

@@ -23,10 +23,15 @@ def has_results(services: Services, run_id: str) -> bool:
 def require_results(services: Services, run: e.Run) -> Path:
     """The run's folder, once it holds the run's results; Conflict (409) before."""
     if not has_results(services, run.id):
-        raise Conflict(f"Run {run.id} has no results yet ({run.status}).",
-                       "wait until it is Completed ({follow}), then try again.",
-                       {"follow": step("follow_run", run=run.id)})
+        raise no_results(run)
     return services.artifacts.run_dir(run.id)
+
+
+def no_results(run: e.Run) -> Conflict:
+    """The error of asking for the results of a run that has none yet."""
+    return Conflict(f"Run {run.id} has no results yet ({run.status}).",
+                    "wait until it is Completed ({follow}), then try again.",
+                    {"follow": step("follow_run", run=run.id)})
 
 
 def evaluation(services: Services, run: e.Run) -> dict[str, Any]:
