@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from modelbuilder.core.services import Services
-from modelbuilder.errors import Conflict
+from modelbuilder.errors import Conflict, NotFound
 from modelbuilder.results.files import INT8_MODEL_FILE, INT8_ZIP_FILE
 from modelbuilder.results.runtime import PredictionEngine
-from modelbuilder.sdk import Workspace
+from modelbuilder.sdk import Workspace, export
 from tests.completed import TINY_RECIPE, TrainedRun, make_completed_run
 
 
@@ -42,3 +42,7 @@ def test_a_run_without_results_cannot_be_exported(services: Services, trained: T
     queued = services.runs.submit("default", "pets", "local", {"data": str(trained.data), **TINY_RECIPE})
     with pytest.raises(Conflict, match="has no results yet"):
         Workspace.get(services=services).run(queued.id).export_int8()
+    with pytest.raises(Conflict, match="has no results yet"):  # by its id, as `modelbuilder export RUN` does
+        export.export_int8(services, queued.id)
+    with pytest.raises(NotFound, match="Run 'run-0123456789ab' does not exist"):  # not "has no finished model"
+        export.export_int8(services, "run-0123456789ab")

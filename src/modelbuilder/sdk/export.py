@@ -35,7 +35,7 @@ from modelbuilder.results.runtime import (
     read_model_package,
     usable_cores,
 )
-from modelbuilder.sdk import remote_models
+from modelbuilder.sdk import remote_models, results
 from modelbuilder.sdk.client import Client
 from modelbuilder.training.data import discover
 from modelbuilder.training.recipe import TrainConfig
@@ -64,7 +64,7 @@ class FloatModel:
 def float_model(services: Services, source: str, workdir: Path) -> FloatModel:
     """The model of a finished run (`source` is its id) or of an MLModel.zip (`source` is its path)."""
     if RUN_ID.fullmatch(source):
-        run_dir = services.artifacts.run_dir(source)
+        run_dir = results.require_results(services, services.runs.get(source))  # a missing run: NotFound
         onnx, zip_path = run_dir / MODEL_FILE, run_dir / ZIP_FILE
         if not (onnx.is_file() and zip_path.is_file() and (run_dir / RECIPE_FILE).is_file()):
             raise NotFound(f"Run {source} has no finished model in {run_dir}.",
