@@ -253,3 +253,57 @@ def test_bad_names_versions_and_options_are_one_line_with_the_fix(remote: Remote
                                          rc=2).stderr
     assert "--validation-data" in cli("export", remote.run_id, "--validation-data", str(remote.images),
                                          rc=2).stderr
+
+
+SDK_SCRIPT = """
+import json, sys
+from modelbuilder import Model, Workspace
+
+images, out, earlier = sys.argv[1:4]
+ws = Workspace.get()  # MODELBUILDER_SERVER_URL and no store: every object acts through the server
+run = ws.experiment("through-sdk").submit(data=images, architecture="tiny", weights="none", epochs=1,
+                                          image_size=32, batch_size=4)
+statuses = []
+run.wait(on_event=lambda event: statuses.append(event.status.status) if event.kind == "status" else None)
+report = run.result_metrics()
+wrong_or_right = run.errors(include_correct=True)
+print(json.dumps({
+    "status": run.status, "statuses": statuses, "history": [c.status for c in run.history()],
+    "accuracy": report["accuracy"], "num_images": report["num_images"],
+    "val_accuracy": run.metrics()["val_accuracy"], "logs": len(run.logs()),
+    "validation": len(wrong_or_right), "summary": bool(run.data_report().get("summary")),
+    "thumbnail": run.thumbnail("predictions", wrong_or_right[0].index)[:2].hex(),
+    "downloaded": sorted(run.download(out)), "listed": [r.id for r in ws.runs()],
+    "experiments": [x.name for x in ws.experiments()], "computes": [c.name for c in ws.computes.list()],
+    "earlier": ws.run(earlier).status, "workspace": ws.name,
+    "predicted": Model(run.id).predict(images + "/cat/001.png").prediction,
+}))
+"""
+
+
+def test_the_sdk_s_objects_act_through_the_server(remote: Remote, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", SDK_SCRIPT, str(remote.images), str(tmp_path / "out"),
+                           remote.run_id], env=remote.env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["status"] == "Completed"
+    assert seen["history"][0] == "Queued"
+    assert seen["history"][-1] == "Completed"
+    assert seen["statuses"][-1] == "Completed"  # followed through the API to its end
+    assert 0.0 <= seen["accuracy"] <= 1.0
+    assert seen["validation"] == seen["num_images"] > 0  # every validation image, right or wrong
+    assert len(seen["val_accuracy"]) == 1
+    assert seen["logs"] > 0
+    assert seen["summary"]
+    assert seen["thumbnail"] == "ffd8"  # a JPEG
+    assert {ZIP_FILE, MODEL_FILE, MAP_FILE} <= set(seen["downloaded"])
+    assert (tmp_path / "out" / ZIP_FILE).is_file()
+    listed_id = seen["listed"][0]
+    assert remote.run_id in seen["listed"]
+    assert listed_id != remote.run_id
+    assert "through-sdk" in seen["experiments"]
+    assert seen["computes"] == ["local"]
+    assert (seen["earlier"], seen["workspace"]) == ("Completed", "default")
+    assert seen["predicted"] in {"cat", "dog"}
+    assert not (remote.home / "modelbuilder.db").exists()  # the objects opened no store of the client's

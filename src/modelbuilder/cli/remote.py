@@ -13,33 +13,27 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 
 from modelbuilder.cli.console import console, err_console, fail, fmt_seconds
 from modelbuilder.core.services import Services
-from modelbuilder.errors import InvalidInput
-from modelbuilder.sdk import data, remote, workspaces
+from modelbuilder.sdk import remote
 from modelbuilder.sdk.client import Client
 
 
 def train_remote(services: Services, client: Client, settings: dict[str, Any], *, recipe_file: Path | None,
                  workspace: str | None, experiment: str | None, compute: str, idempotency_key: str | None,
                  detach: bool, output: Path, search: str | None = None) -> None:
-    if recipe_file is not None:
-        raise InvalidInput("A recipe file cannot be sent to a server yet.", "give its settings as options instead.")
-    if search is not None:
-        raise InvalidInput("A sweep cannot be started through a server from this client yet.",
-                           "start it on the server's host (modelbuilder train --search ...), or send POST "
-                           "/api/v1/runs with 'search'.")
-    workspace = workspaces.in_use(services, workspace, client)[0]  # the one given, else the one in use
+    remote.check_sendable(recipe_file, search)
     folder = remote.local_data(settings)
     if folder is not None:  # a local folder: uploaded as a data asset first (resumable; unchanged: not sent)
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                       TransferSpeedColumn(), console=err_console, transient=True) as bar:
             task = bar.add_task(f"Uploading {folder}", total=None)
-            uploaded = data.upload(services, folder, remote.asset_name_for(folder), workspace=workspace, client=client,
-                                   on_progress=lambda done, total: bar.update(task, completed=done, total=total))
-        err_console.print(f"Data {folder} is the data asset {uploaded.version.ref} on {client.url}"
-                          f"{'' if uploaded.created else ' (unchanged, not sent again)'}.", highlight=False)
-        settings = {**settings, "data": uploaded.version.ref}
-    run = remote.submit(client, settings, workspace=workspace, experiment=experiment, compute=compute,
-                        idempotency_key=idempotency_key)
+            settings, uploaded = remote.upload_data(
+                services, client, settings, workspace,
+                on_upload=lambda done, total: bar.update(task, completed=done, total=total))
+        if uploaded is not None:
+            err_console.print(f"Data {folder} is the data asset {uploaded.version.ref} on {client.url}"
+                              f"{'' if uploaded.created else ' (unchanged, not sent again)'}.", highlight=False)
+    run = remote.submit(client, settings, workspace=services.workspaces.resolve(workspace), experiment=experiment,
+                        compute=compute, idempotency_key=idempotency_key)
     console.print(f"Run [bold]{run['id']}[/] queued on compute [bold]{run['compute']}[/] ({run['compute_size']}, "
                   f"{run['priority']}) of {client.url}, workspace {run['workspace']}, experiment {run['experiment']}.",
                   highlight=False, soft_wrap=True)

@@ -35,7 +35,7 @@ from modelbuilder.results.runtime import ModelOutput, PredictionEngine
 from modelbuilder.sdk import registry, remote, remote_models, scoring
 from modelbuilder.sdk.client import Client
 from modelbuilder.sdk.explain import explain_folder, run_folder
-from modelbuilder.sdk.objects import default_services
+from modelbuilder.sdk.objects import client_of, default_services
 from modelbuilder.sdk.results import require_results
 
 if TYPE_CHECKING:
@@ -109,13 +109,7 @@ def explain(services: Services, model: str, image: Any, *, label: str | None = N
     the server, from the run's checkpoint there; `image` is then a file's path or its bytes."""
     if client is not None and (RUN_ID.fullmatch(model) or not Path(model).expanduser().exists()):
         run_id = model if RUN_ID.fullmatch(model) else registry.resolve(services, model, workspace, client).run_id
-        if isinstance(image, bytes):
-            return remote_models.ModelsAPI(client).explain(run_id, image, label)
-        if not isinstance(image, str | Path) or not Path(image).expanduser().is_file():
-            raise InvalidInput(f"{str(image)[:200]!r} is not an image file.",
-                               "give the path of one image file (or its bytes) to explain through a server.")
-        path = Path(image).expanduser()
-        return remote_models.ModelsAPI(client).explain(run_id, path.read_bytes(), label, path.name)
+        return remote_models.ModelsAPI(client).explain_image(run_id, image, label)
     return explain_folder(run_folder(model_file(services, model, workspace), model), image, label)
 
 
@@ -126,7 +120,7 @@ class Model:
                  client: Client | None = None) -> None:
         """With `client` (a server and no store shared with it), a run or registered model of that server,
         its MLModel.zip fetched once into this home."""
-        self.services = services or default_services()
+        self.services, client = _acting(services, client)
         self.path = model_file(self.services, model, workspace, client)
         self.name = model
 
@@ -160,29 +154,41 @@ class Model:
     def register(run_id: str, name: str, *, alias: str | None = None, services: Services | None = None,
                  client: Client | None = None) -> e.ModelVersion:
         """The run's result as the next version of `name` (1, 2, ...); `alias` (production) then names it."""
-        return registry.register(services or default_services(), run_id, name, alias=alias, client=client)
+        s, client = _acting(services, client)
+        return registry.register(s, run_id, name, alias=alias, client=client)
 
     @staticmethod
     def registered(workspace: str | None = None, *, services: Services | None = None,
                    client: Client | None = None) -> list[e.RegisteredModel]:
-        return registry.models(services or default_services(), workspace, client)
+        s, client = _acting(services, client)
+        return registry.models(s, workspace, client)
 
     @staticmethod
     def show(name: str, workspace: str | None = None, *, services: Services | None = None,
              client: Client | None = None) -> e.RegisteredModel:
-        return registry.show(services or default_services(), name, workspace, client)
+        s, client = _acting(services, client)
+        return registry.show(s, name, workspace, client)
 
     @staticmethod
     def set_alias(reference: str, alias: str, workspace: str | None = None, *,
                   services: Services | None = None, client: Client | None = None) -> e.ModelVersion:
         """Point `alias` at the version `reference` (pets:3) means."""
-        return registry.set_alias(services or default_services(), reference, alias, workspace, client)
+        s, client = _acting(services, client)
+        return registry.set_alias(s, reference, alias, workspace, client)
 
     @staticmethod
     def download(reference: str, output: str | Path, workspace: str | None = None, *,
                  services: Services | None = None, client: Client | None = None) -> dict[str, Path]:
         """A registered version's assets and generated projects (which carry its number) into `output`."""
-        return registry.download(services or default_services(), reference, output, workspace, client)[1]
+        s, client = _acting(services, client)
+        return registry.download(s, reference, output, workspace, client)[1]
 
     def __repr__(self) -> str:
         return f"Model({self.name!r})"
+
+
+def _acting(services: Services | None, client: Client | None) -> tuple[Services, Client | None]:
+    """The services a call acts through (this process's by default) and its API client: the one given, else
+    the server its settings name (`sdk.objects.client_of`), as the SDK's other objects do."""
+    acting = services or default_services()
+    return acting, client if client is not None else client_of(acting)

@@ -15,13 +15,16 @@ none runs, one started by `Run.wait()` in this process while it waits. Agents st
 fork server, so a script that waits on runs needs the usual `if __name__ == "__main__":` guard.
 
 The objects of one process share one `Services` (one store), made when first needed and closed when
-the process exits; pass `services=` to use another store.
+the process exits; pass `services=` to use another store. With MODELBUILDER_SERVER_URL and no
+MODELBUILDER_DB_URL they act through that server's REST API instead (`client_of`), as the CLI does: a
+local folder given to `submit` is uploaded as a data asset first, and no store is opened here.
 """
 
 from __future__ import annotations
 
 import atexit
 import builtins
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,14 +34,17 @@ from modelbuilder.config import run_url, running_server
 from modelbuilder.core import entities as e
 from modelbuilder.core.follow import RunEvent
 from modelbuilder.core.services import Services
-from modelbuilder.sdk import explain, export, insight, results, submit, sweep, wait
+from modelbuilder.sdk import computes, explain, export, remote, remote_models, runs, submit, sweep, wait, workspaces
+from modelbuilder.sdk.client import Client
 from modelbuilder.training.predictions import Prediction
 
 if TYPE_CHECKING:
     from modelbuilder.results.quantize import Int8Export
+    from modelbuilder.sdk.remote_models import ServerExplanation
     from modelbuilder.training.explain import Explanation
 
 _default: Services | None = None
+_clients: weakref.WeakKeyDictionary[Services, Client | None] = weakref.WeakKeyDictionary()
 
 
 def default_services() -> Services:
@@ -50,27 +56,39 @@ def default_services() -> Services:
     return _default
 
 
+def client_of(services: Services) -> Client | None:
+    """The API client of `services`' settings when they name a server and no store (MODELBUILDER_SERVER_URL
+    without MODELBUILDER_DB_URL): the objects then act through that server, as the CLI does. One per
+    services, closed when the process exits."""
+    if services not in _clients:
+        client = _clients[services] = Client.of(services.settings)
+        if client is not None:
+            atexit.register(client.close)
+    return _clients[services]
+
+
 class Workspace:
     def __init__(self, entity: e.Workspace, services: Services) -> None:
-        self.entity, self.services = entity, services
+        self.entity, self.services, self.client = entity, services, client_of(services)
 
     @classmethod
     def create(cls, name: str, region: str = "local", resource_group: str = "default", *,
                services: Services | None = None) -> Workspace:
         s = services or default_services()
-        return cls(s.workspaces.create(name, region, resource_group), s)
+        return cls(workspaces.create(s, name, region, resource_group, client_of(s)), s)
 
     @classmethod
     def get(cls, name: str | None = None, *, services: Services | None = None) -> Workspace:
-        """A workspace by name; without one, the one in use (`workspace use`), else `default` (made on first use)."""
+        """A workspace by name; without one, the one in use (`workspace use`), else `default` (made on first use
+        in a local store)."""
         s = services or default_services()
-        resolved, _ = s.workspaces.in_use(name)
-        return cls(s.workspaces.get(resolved), s)
+        client = client_of(s)
+        return cls(workspaces.get(s, workspaces.in_use(s, name, client)[0], client), s)
 
     @classmethod
     def list(cls, *, services: Services | None = None) -> list[Workspace]:
         s = services or default_services()
-        return [cls(w, s) for w in s.workspaces.list()]
+        return [cls(w, s) for w in workspaces.list_workspaces(s, client_of(s))]
 
     @property
     def name(self) -> str:
@@ -85,14 +103,16 @@ class Workspace:
         return Experiment(self, names.experiment_name(name))
 
     def experiments(self) -> builtins.list[Experiment]:
-        return [Experiment(self, x.name) for x in self.services.workspaces.list_experiments(self.name)]
+        return [Experiment(self, x.experiment.name)
+                for x in workspaces.experiments(self.services, self.name, self.client)]
 
     def runs(self, experiment: str | None = None, status: str | None = None, limit: int = 100) -> builtins.list[Run]:
-        listed = self.services.runs.list(self.name, experiment=experiment, status=status, limit=limit)
+        listed = runs.list_runs(self.services, self.name, experiment=experiment, status=status, limit=limit,
+                                client=self.client)
         return [Run(r, self) for r in listed]
 
     def run(self, run_id: str) -> Run:
-        return Run(self.services.runs.get(run_id), self)
+        return Run(runs.get(self.services, run_id, self.client), self)
 
     def __repr__(self) -> str:
         return f"Workspace({self.name!r}, region={self.entity.region!r})"
@@ -100,21 +120,21 @@ class Workspace:
 
 class Computes:
     def __init__(self, workspace: Workspace) -> None:
-        self.ws, self.services = workspace, workspace.services
+        self.ws, self.services, self.client = workspace, workspace.services, workspace.client
 
     def create(self, name: str, size: str = "auto", priority: str = "dedicated", kind: str = "local",
                address: str | None = None) -> e.Compute:
         """Provision a compute; it comes back Succeeded, or Failed with its error (it then stays listed)."""
-        return self.services.computes.create(self.ws.name, name, size, priority=priority, kind=kind, address=address)
+        return computes.create(self.services, self.ws.name, name, size, priority, kind, address, self.client)
 
     def get(self, name: str) -> e.Compute:
-        return self.services.computes.get(self.ws.name, name)
+        return computes.get(self.services, self.ws.name, name, self.client)
 
     def list(self) -> builtins.list[e.Compute]:
-        return self.services.computes.list(self.ws.name)
+        return computes.list_computes(self.services, self.ws.name, self.client)
 
     def delete(self, name: str, force: bool = False) -> builtins.list[str]:
-        return self.services.computes.delete(self.ws.name, name, force=force)
+        return computes.delete(self.services, self.ws.name, name, force, self.client)
 
 
 class Experiment:
@@ -132,11 +152,20 @@ class Experiment:
 
         With `search` ('auto', a YAML space file, or the space as a dict) it queues a sweep instead: a
         parent run whose trials try settings from the space (`sdk.sweep`); the other keywords before
-        `recipe` say how many trials, how they are sampled and stopped early."""
-        config = submit.recipe_from({**recipe, "data": data}, recipe_file)
+        `recipe` say how many trials, how they are sampled and stopped early.
+
+        Through a server (MODELBUILDER_SERVER_URL and no store), `data` is a data asset (pets, pets:2) or a
+        local folder or manifest, uploaded as an asset first (unchanged, nothing is sent again)."""
         settings = sweep.sweep_settings(search, max_trials=max_trials, max_concurrent_trials=max_concurrent_trials,
                                         sampling=sampling, early_termination=early_termination,
                                         evaluation_interval=evaluation_interval, delay_evaluation=delay_evaluation)
+        if self.ws.client is not None:
+            answer = remote.submit_training(self.ws.services, self.ws.client, {**recipe, "data": data},
+                                               workspace=self.ws.name, experiment=self.name, compute=compute,
+                                               idempotency_key=idempotency_key, recipe_file=recipe_file,
+                                               search=settings)
+            return Run(remote.run_of(answer), self.ws)
+        config = submit.recipe_from({**recipe, "data": data}, recipe_file)
         submitted = submit.submit(self.ws.services, config, workspace=self.ws.name, experiment=self.name,
                                   compute=compute, idempotency_key=idempotency_key, sweep=settings)
         return Run(submitted.run, self.ws)
@@ -150,14 +179,14 @@ class Experiment:
 
 class Run:
     def __init__(self, entity: e.Run, workspace: Workspace) -> None:
-        self.entity, self.ws, self.services = entity, workspace, workspace.services
+        self.entity, self.ws, self.services, self.client = entity, workspace, workspace.services, workspace.client
 
     @property
     def id(self) -> str:
         return self.entity.id
 
     def refresh(self) -> Run:
-        self.entity = self.services.runs.get(self.id)
+        self.entity = runs.get(self.services, self.id, self.client)
         return self
 
     @property
@@ -179,30 +208,30 @@ class Run:
         return run_url(server, self.ws.name, self.id) if server else None
 
     def history(self) -> list[e.StatusChange]:
-        return self.services.runs.history(self.id)
+        return runs.history(self.services, self.id, self.client)
 
     def metrics(self) -> dict[str, list[tuple[int, float]]]:
         """Every metric as (epoch, value) pairs, e.g. metrics()['val_accuracy']."""
         out: dict[str, list[tuple[int, float]]] = {}
-        for point in self.services.recorder.metrics(self.id):
+        for point in runs.metrics(self.services, self.id, self.client):
             out.setdefault(point.key, []).append((point.step, point.value))
         return {k: sorted(v) for k, v in out.items()}
 
     def logs(self) -> list[str]:
-        return [line.message for line in self.services.recorder.logs(self.id, limit=100_000)]
+        return [line.message for line in runs.logs(self.services, self.id, self.client)]
 
     def trials(self) -> list[sweep.Trial]:
         """A sweep's leaderboard: its trials, best first (settings, accuracy, time, status, why it stopped)."""
-        return sweep.leaderboard(self.services, self.refresh().entity)
+        return runs.trials(self.services, self.refresh().entity, self.client)
 
     def cancel(self) -> Run:
-        self.entity = self.services.runs.request_cancel(self.id)
+        self.entity = runs.cancel(self.services, self.id, self.client)
         return self
 
     def events(self, timeout: float | None = None) -> Iterator[RunEvent]:
         """The run's events as they happen (status, log, metrics per epoch, progress), ending with 'end'.
         Only follows; `wait` also runs the queue when no server does."""
-        return wait.events(self.services, self.id, timeout=timeout)
+        return runs.events(self.services, self.id, self.client, timeout)
 
     def wait(self, show_progress: bool = False, timeout: float | None = None,
              on_event: Callable[[RunEvent], None] | None = None) -> Run:
@@ -210,45 +239,47 @@ class Run:
         Each event goes to `on_event`; `show_progress` prints one line per event instead."""
         if show_progress and on_event is None:
             on_event = _print_event
-        self.entity = wait.wait(self.services, self.id, on_event=on_event, timeout=timeout)
+        self.entity = runs.wait_for(self.services, self.id, on_event=on_event, timeout=timeout, client=self.client)
         return self
 
     def result_metrics(self) -> dict[str, Any]:
         """metrics.json of a finished run: accuracy, per-label table, confusion matrix, history."""
-        return results.evaluation(self.services, self.refresh().entity)
+        return runs.evaluation(self.services, self.refresh().entity, self.client)
 
     def errors(self, *, label: str | None = None, true: str | None = None, predicted: str | None = None,
                include_correct: bool = False, limit: int | None = None) -> list[Prediction]:
         """The validation images the model got wrong, the most confidently wrong first (see `sdk.insight.errors`)."""
-        return insight.errors(self.services, self.refresh().entity, label=label, true=true, predicted=predicted,
-                              include_correct=include_correct, limit=limit)
+        return runs.errors(self.services, self.id, label=label, true=true, predicted=predicted,
+                           include_correct=include_correct, limit=limit, client=self.client)
 
     def data_report(self) -> dict[str, Any]:
         """data_report.json: duplicates, label balance, likely wrong labels, overfitting, skipped files."""
-        return insight.data_report(self.services, self.refresh().entity)
+        return runs.data_report(self.services, self.id, self.client)
 
     def thumbnail(self, kind: str, index: int) -> bytes:
         """A JPEG of image `index` of the gallery 'predictions' (validation images) or 'suspects'."""
-        return insight.thumbnail(self.services, self.refresh().entity, kind, index)
+        return runs.thumbnail(self.services, self.refresh().entity, kind, index, self.client)
 
-    def explain(self, image: Any, label: str | None = None) -> Explanation:
+    def explain(self, image: Any, label: str | None = None) -> Explanation | ServerExplanation:
         """Heatmaps of where the run's best network finds `label` (default: its prediction) in `image` (a
         path, bytes, a PIL image or an array): Grad-CAM and integrated gradients, each with its overlay, a
-        PNG of the image's size (`sdk.explain.write_overlays` writes them)."""
+        PNG of the image's size (`sdk.explain.write_overlays` writes them). Through a server, the server
+        makes them from the run's checkpoint (`image` a path or bytes) and sends the overlays."""
+        if self.client is not None:
+            return remote_models.ModelsAPI(self.client).explain_image(self.id, image, label)
         return explain.explain_run(self.services, self.refresh().entity, image, label=label)
 
     def download(self, output: str | Path) -> dict[str, Path]:
         """Write <Name>.ConsoleApp, <Name>.Model, <Name>.WebApi and the three assets into `output`."""
-        return results.download(self.services, self.refresh().entity, output)
+        return runs.download(self.services, self.id, output, self.client)
 
     def export_int8(self, output: str | Path | None = None, validation_data: str | Path | None = None,
                     calibration_images: int = export.CALIBRATION_IMAGES,
                     on_step: Callable[[str], None] | None = None) -> Int8Export:
         """bestModel.int8.onnx and MLModel.int8.zip, calibrated on the run's validation images (or on
         `validation_data`), into the run's folder (or `output`), with both models' accuracy and speed."""
-        results.require_results(self.services, self.refresh().entity)
         return export.export_int8(self.services, self.id, output=output, validation_data=validation_data,
-                                  calibration_images=calibration_images, on_step=on_step)
+                                  calibration_images=calibration_images, on_step=on_step, client=self.client)
 
     def __repr__(self) -> str:
         return f"Run({self.id!r}, status={self.entity.status!r})"

@@ -23,12 +23,14 @@ from typing import Any
 
 from modelbuilder import names
 from modelbuilder.core import entities as e
+from modelbuilder.core.services import Services
 from modelbuilder.core.sizes import SizeSpec
 from modelbuilder.core.workspace import DEFAULT_WORKSPACE
 from modelbuilder.errors import InvalidInput
-from modelbuilder.sdk import ingest
+from modelbuilder.results.files import METRICS_FILE
+from modelbuilder.sdk import data, ingest, results
 from modelbuilder.sdk.client import Client
-from modelbuilder.sdk.submit import DEFAULT_EXPERIMENT, default_experiment, is_data_asset
+from modelbuilder.sdk.submit import default_experiment, is_data_asset
 from modelbuilder.sdk.sweep import Trial
 from modelbuilder.training.predictions import Prediction
 
@@ -73,10 +75,45 @@ def submit(client: Client, settings: Mapping[str, Any], *, workspace: str | None
     recipe = recipe_body(settings)
     asset = names.data_ref(recipe["data"])[0]
     request = {"workspace": workspace or DEFAULT_WORKSPACE, "compute": compute, "recipe": recipe,
-               "experiment": experiment or (default_experiment(asset) if len(asset) >= 3 else DEFAULT_EXPERIMENT)}
+               "experiment": experiment or default_experiment(asset)}
     if idempotency_key:
         request["idempotency_key"] = idempotency_key
     return dict(client.json("POST", "/runs", json=request))
+
+
+def check_sendable(recipe_file: str | Path | None, search: Any) -> None:
+    """Refuse what this client cannot send a server yet (before anything is packed or sent)."""
+    if recipe_file is not None:
+        raise InvalidInput("A recipe file cannot be sent to a server yet.", "give its settings as options instead.")
+    if search is not None:
+        raise InvalidInput("A sweep cannot be started through a server from this client yet.",
+                           "start it on the server's host (modelbuilder train --search ...), or send POST "
+                           "/api/v1/runs with 'search'.")
+
+
+def upload_data(services: Services, client: Client, settings: Mapping[str, Any], workspace: str | None = None,
+                on_upload: data.Progress | None = None) -> tuple[dict[str, Any], data.Uploaded | None]:
+    """The settings of a training to send: a local folder or manifest given as its data is uploaded first as
+    a data asset named after it (resumable; unchanged, nothing is sent) and named by its version; and the
+    upload, if there was one."""
+    folder = local_data(settings)
+    if folder is None:
+        return dict(settings), None
+    uploaded = data.upload(services, folder, asset_name_for(folder), workspace=services.workspaces.resolve(workspace),
+                           client=client, on_progress=on_upload)
+    return {**settings, "data": uploaded.version.ref}, uploaded
+
+
+def submit_training(services: Services, client: Client, settings: Mapping[str, Any], *,
+                    workspace: str | None = None, experiment: str | None = None, compute: str = "local",
+                    idempotency_key: str | None = None, recipe_file: str | Path | None = None,
+                    search: Any = None) -> dict[str, Any]:
+    """A training queued on the server in `workspace` (given, else the one in use), its data uploaded first
+    when it is a local path (`upload_data`): the server's answer (RunPublic)."""
+    check_sendable(recipe_file, search)
+    sent, _ = upload_data(services, client, settings, workspace)
+    return submit(client, sent, workspace=services.workspaces.resolve(workspace), experiment=experiment,
+                  compute=compute, idempotency_key=idempotency_key)
 
 
 def follow(client: Client, run_id: str, on_update: Callable[[dict[str, Any]], None] | None = None,
@@ -169,6 +206,17 @@ class RunsAPI:
 
     def data_report(self, run_id: str) -> dict[str, Any]:
         return dict(self.client.json("GET", f"/runs/{run_id}/data-report", retry=True))
+
+    def evaluation(self, run_id: str) -> dict[str, Any]:
+        """metrics.json of a finished run (`sdk.results.evaluation`); Conflict (409) before it has results."""
+        run = self.client.json("GET", f"/runs/{run_id}", retry=True)
+        if not run["has_results"]:
+            raise results.no_results(run_of(run))
+        return dict(self.client.json("GET", f"/runs/{run_id}/artifacts/{METRICS_FILE}", retry=True))
+
+    def thumbnail(self, run_id: str, kind: str, index: int) -> bytes:
+        """The JPEG of image `index` of the gallery `kind` (`sdk.insight.thumbnail`)."""
+        return self.client.request("GET", f"/runs/{run_id}/thumbnails/{kind}/{index}", retry=True).content
 
     def metrics(self, run_id: str, key: str | None = None, after_step: int | None = None) -> list[e.MetricPoint]:
         """The run's metric points by key, then step; only `key`'s, and only the steps after `after_step`."""

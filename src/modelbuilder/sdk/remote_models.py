@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelbuilder.core import entities as e
 from modelbuilder.core.artifacts import file_sha256
-from modelbuilder.errors import DataError, NotFound
+from modelbuilder.errors import DataError, InvalidInput, NotFound
 from modelbuilder.results.files import INT8_MODEL_FILE, INT8_ZIP_FILE, ZIP_FILE
 from modelbuilder.sdk import results
 from modelbuilder.sdk.client import Client, RemoteError
@@ -129,6 +129,16 @@ class ModelsAPI:
         return ServerExplanation(answer["labels"], answer["score"], answer["prediction"], answer["label"],
                                  {m: base64.b64decode(png) for m, png in answer["overlays"].items()},
                                  (answer["width"], answer["height"]))
+
+    def explain_image(self, run_id: str, image: Any, label: str | None = None) -> ServerExplanation:
+        """`explain` of an image given as a file's path or its bytes (what can be sent)."""
+        if isinstance(image, bytes):
+            return self.explain(run_id, image, label)
+        if not isinstance(image, str | Path) or not Path(image).expanduser().is_file():
+            raise InvalidInput(f"{str(image)[:200]!r} is not an image file.",
+                               "give the path of one image file (or its bytes) to explain through a server.")
+        path = Path(image).expanduser()
+        return self.explain(run_id, path.read_bytes(), label, path.name)
 
     def export_int8(self, run_id: str, calibration_images: int, output: str | Path | None = None) -> Int8Export:
         """The run's int8 export, made on the server into the run's folder (POST /runs/{id}/export); with

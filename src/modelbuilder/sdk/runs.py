@@ -12,7 +12,7 @@ both; without, through the store in this process.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +69,45 @@ def logs(services: Services, run_id: str, client: Client | None = None) -> list[
     return lines[:LOG_LINES]
 
 
-def events(services: Services, run_id: str, client: Client | None = None) -> Iterator[RunEvent]:
+def events(services: Services, run_id: str, client: Client | None = None, timeout: float | None = None
+           ) -> Iterator[RunEvent]:
     """The run's events (status changes, log lines, each epoch's metrics, progress) until its 'end' event;
-    only follows, as `sdk.wait.events` does."""
+    only follows, as `sdk.wait.events` does. TimeoutError when it has not ended within `timeout` seconds."""
     if client is None:
-        return wait.events(services, run_id)
+        return wait.events(services, run_id, timeout=timeout)
     api = remote.RunsAPI(client)
-    return follow(api, api, run_id, wait.POLL_S)
+    return follow(api, api, run_id, wait.POLL_S, timeout=timeout)
+
+
+def wait_for(services: Services, run_id: str, *, on_event: Callable[[RunEvent], None] | None = None,
+             timeout: float | None = None, client: Client | None = None) -> e.Run:
+    """Until the run ends, each event to `on_event`; the run as it ended. Locally an agent runs the queue
+    meanwhile when no server does (`sdk.wait.wait`); a server's runs are its agents' to run."""
+    if client is None:
+        return wait.wait(services, run_id, on_event=on_event, timeout=timeout)
+    for event in events(services, run_id, client, timeout):
+        if on_event is not None:
+            on_event(event)
+        if event.kind == "end":
+            return event.run
+    raise AssertionError("follow ends with an 'end' event")  # pragma: no cover
+
+
+def metrics(services: Services, run_id: str, client: Client | None = None) -> list[e.MetricPoint]:
+    """Every metric point the run recorded, by key, then step."""
+    return services.recorder.metrics(run_id) if client is None else remote.RunsAPI(client).metrics(run_id)
+
+
+def evaluation(services: Services, run: e.Run, client: Client | None = None) -> dict[str, Any]:
+    """metrics.json of a finished run (`sdk.results.evaluation`); Conflict (409) before it has results."""
+    return results.evaluation(services, run) if client is None else remote.RunsAPI(client).evaluation(run.id)
+
+
+def thumbnail(services: Services, run: e.Run, kind: str, index: int, client: Client | None = None) -> bytes:
+    """The JPEG of image `index` of the gallery `kind` (`sdk.insight.thumbnail`)."""
+    if client is not None:
+        return remote.RunsAPI(client).thumbnail(run.id, kind, index)
+    return insight.thumbnail(services, run, kind, index)
 
 
 def cancel(services: Services, run_id: str, client: Client | None = None) -> e.Run:
