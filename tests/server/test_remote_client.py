@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.imagery import make_image_folder
@@ -41,7 +42,8 @@ def test_a_client_with_its_own_home_uploads_trains_and_downloads(start_server: C
     assert "as pets:1: 12 images, 2 labels" in uploaded.stdout
     trained = client("train", "--data", "pets", "--architecture", "tiny", "--weights", "none", "--epochs", "1",
                      "--image-size", "32", "--batch-size", "4", "--output", "out")
-    assert "Done (Completed)" in trained.stdout
+    assert "Done (completed)" in trained.stdout  # the summary and data report a local training prints
+    assert "Data report" in trained.stdout
     run_id = trained.stdout.split("Run ", 1)[1].split()[0]
     assert f"{run_id}  Completed" in client("runs", "show", run_id).stdout
     client("runs", "download", run_id, "-o", "fetched")  # the same bundle again, through `runs download`
@@ -55,11 +57,14 @@ def test_a_client_with_its_own_home_uploads_trains_and_downloads(start_server: C
     assert "is the data asset pets:1" in by_path.stderr
     assert "unchanged, not sent again" in by_path.stderr
     assert "queued on compute local" in by_path.stdout
-    swept = subprocess.run([sys.executable, "-m", "modelbuilder", "train", "--data", "pets", "--search", "auto"],
-                           capture_output=True, text=True, env=env, cwd=workdir, timeout=120)
-    assert swept.returncode == 2  # not silently a single run: refused with one line
-    assert swept.stderr.count("\n") == 1
-    assert "A sweep cannot be started through a server" in swept.stderr
+    (workdir / "space.yaml").write_text("weight_decay: uniform(0.01, 0.1)\n")  # read here, sent as the space
+    swept = client("train", "--data", "pets", "--search", "space.yaml", "--max-trials", "2", "--sampling", "random",
+                   "--detach")
+    sweep_id = swept.stdout.split("Run ", 1)[1].split()[0]
+    on_server = httpx.get(f"{server.url}/api/v1/runs/{sweep_id}", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert on_server["sweep"]["space"] == {"weight_decay": {"type": "uniform", "min_value": 0.01, "max_value": 0.1}}
+    assert (on_server["sweep"]["max_trials"], on_server["sweep"]["sampling"]) == (2, "random")
+    client("runs", "cancel", sweep_id)
     refused = subprocess.run([sys.executable, "-m", "modelbuilder", "data", "list"], capture_output=True, text=True,
                              env={**env, "MODELBUILDER_TOKEN": "wrong-token-0123456789"}, timeout=120)
     assert refused.returncode == 2

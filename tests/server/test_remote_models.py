@@ -76,7 +76,7 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
         _run(env, root, "data", "upload", str(images), "--name", "pets")
         trained = _run(env, root, "train", "--data", "pets", "--architecture", "tiny", "--weights", "none",
                        "--epochs", "1", "--image-size", "32", "--batch-size", "4", "--output", "trained")
-        assert "Done (Completed)" in trained.stdout, trained.stdout
+        assert "Done (completed)" in trained.stdout, trained.stdout
         found = re.search(r"Run (run-[0-9a-f]{12})", trained.stdout)
         assert found, trained.stdout
         yield Remote(server, found.group(1), images, home, env)
@@ -130,7 +130,8 @@ def test_models_read_through_the_api_are_the_models_the_store_gives(client: Test
         _, placed = registry.download(services, "pets:2", tmp_path / "fetched", client=api)
         cached = registry.model_zip(services, second, client=api)
         image = trained.data / "cat" / "000.jpg"
-        assert Model("pets:2", services=services, client=api).predict(image) == Model("pets:2").predict(image)
+        local = Model("pets:2", services=services).predict(image)
+        assert Model("pets:2", services=services, client=api).predict(image) == local
         assert [m.name for m in Model.registered(services=services, client=api)] == ["pets"]
     assert sorted(placed) == sorted(registry.download(services, "pets:2", tmp_path / "copied")[1])
     assert cached.read_bytes() == registry.model_zip(services, second).read_bytes()

@@ -10,14 +10,14 @@ submits.
 from __future__ import annotations
 
 import datetime
-import json
 import signal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from modelbuilder.cli._common import services
+from modelbuilder.cli._common import faces
 from modelbuilder.cli.console import (
     ProgressDisplay,
     console,
@@ -27,16 +27,15 @@ from modelbuilder.cli.console import (
     print_leaderboard,
     print_summary,
 )
-from modelbuilder.cli.remote import train_remote
 from modelbuilder.config import get_settings
 from modelbuilder.core import entities as e
 from modelbuilder.core.services import Services
 from modelbuilder.results.bundle import copy_results
-from modelbuilder.results.files import METRICS_FILE
-from modelbuilder.sdk import insight, results, submit, sweep, wait
+from modelbuilder.sdk import remote, runs, submit, sweep
 from modelbuilder.sdk.client import Client
 from modelbuilder.sdk.submit import Submitted
 from modelbuilder.training.recipe import TrainConfig
+from modelbuilder.training.search import SweepSettings
 
 DATA_HELP = ("A folder with one sub-folder per label, a .tsv/.csv manifest with ImageSource and Label columns, "
              'a .jsonl manifest of {"image_url": ..., "label": ...} lines (paths relative to the manifest), or a '
@@ -145,21 +144,39 @@ def train(
     options = {"max_trials": max_trials, "max_concurrent_trials": max_concurrent_trials, "sampling": sampling,
                "early_termination": early_termination, "evaluation_interval": evaluation_interval,
                "delay_evaluation": delay_evaluation}
-    with services() as s:
-        client = Client.of(s.settings)
-        if client is not None:  # a client of a remote server: through its API, on a data asset
-            with client:
-                train_remote(s, client, recipe_settings, recipe_file=recipe, workspace=workspace, experiment=experiment,
-                             compute=compute, idempotency_key=idempotency_key, detach=detach, output=output,
-                             search=search)
-            return
-        config = submit.recipe_from(recipe_settings, recipe)
+    with faces() as (s, client):
         settings = sweep.sweep_settings(search, **options)
-        submitted = submit.submit(s, config, workspace=workspace, experiment=experiment, compute=compute,
-                                  idempotency_key=idempotency_key, sweep=settings)
+        if client is not None:  # a client of a remote server: through its API, on a data asset
+            submitted = _submit_remote(s, client, recipe_settings, recipe, settings, workspace, experiment,
+                                       compute, idempotency_key)
+        else:
+            config = submit.recipe_from(recipe_settings, recipe)
+            submitted = submit.submit(s, config, workspace=workspace, experiment=experiment, compute=compute,
+                                      idempotency_key=idempotency_key, sweep=settings)
         _say_submitted(submitted)
         if not detach:
-            _finish(s, _follow(s, submitted.run.id), output)
+            _finish(s, _follow(s, submitted.run.id, client), output, client)
+
+
+def _submit_remote(services: Services, client: Client, recipe_settings: dict[str, Any], recipe_file: Path | None,
+                   settings: SweepSettings | None, workspace: str | None, experiment: str | None, compute: str,
+                   idempotency_key: str | None) -> Submitted:
+    """Queue the training on the server; a local folder is uploaded as a data asset first (resumable;
+    unchanged, nothing is sent), with a progress bar."""
+    remote.check_sendable(recipe_file)  # before the progress bar: a refusal stays one line
+    folder = remote.local_data(recipe_settings)
+    if folder is not None:
+        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                      TransferSpeedColumn(), console=err_console, transient=True) as bar:
+            task = bar.add_task(f"Uploading {folder}", total=None)
+            recipe_settings, uploaded = remote.upload_data(
+                services, client, recipe_settings, workspace,
+                on_upload=lambda done, total: bar.update(task, completed=done, total=total))
+        if uploaded is not None:
+            err_console.print(f"Data {folder} is the data asset {uploaded.version.ref} on {client.url}"
+                              f"{'' if uploaded.created else ' (unchanged, not sent again)'}.", highlight=False)
+    return remote.submit_training(services, client, recipe_settings, workspace=workspace, experiment=experiment,
+                                  compute=compute, idempotency_key=idempotency_key, sweep=settings)
 
 
 def _say_submitted(submitted: Submitted) -> None:
@@ -175,7 +192,7 @@ def _say_submitted(submitted: Submitted) -> None:
         console.print(f"Monitor current run: {submitted.portal_url}", highlight=False, soft_wrap=True)
 
 
-def _follow(services: Services, run_id: str) -> e.Run:
+def _follow(services: Services, run_id: str, client: Client | None) -> e.Run:
     """Show the run live until it ends; Ctrl-C cancels it (the best model so far is still exported)."""
     previous = signal.getsignal(signal.SIGINT)
     canceling = False
@@ -186,26 +203,26 @@ def _follow(services: Services, run_id: str) -> e.Run:
             signal.signal(signal.SIGINT, previous)
             raise KeyboardInterrupt
         canceling = True
-        services.runs.request_cancel(run_id)
+        runs.cancel(services, run_id, client)
         err_console.print("Canceling: the best model so far is being exported. Press Ctrl-C again to stop "
                           f"watching (run {run_id} then ends on its own).")
 
     signal.signal(signal.SIGINT, on_interrupt)
     try:
         with ProgressDisplay() as display:
-            return wait.wait(services, run_id, on_event=display.show)
+            return runs.wait_for(services, run_id, on_event=display.show, client=client)
     finally:
         signal.signal(signal.SIGINT, previous)
 
 
-def _finish(services: Services, run: e.Run, output: Path) -> None:
+def _finish(services: Services, run: e.Run, output: Path, client: Client | None) -> None:
     if run.status not in (e.COMPLETED, e.CANCELED) or not run.best_metrics:
         fail(f"run {run.id} ended {run.status}: {run.error or run.status_reason}", code=1)
-    metrics = json.loads((results.require_results(services, run) / METRICS_FILE).read_text())
+    metrics = runs.evaluation(services, run, client)
     if run.is_sweep:
-        print_leaderboard(sweep.leaderboard(services, run))
-    print_summary(metrics, results.download(services, run, output), metrics.get("stopped", run.status.lower()))
-    print_data_report(insight.data_report(services, run))
+        print_leaderboard(runs.trials(services, run, client))
+    print_summary(metrics, runs.download(services, run.id, output, client), metrics.get("stopped", run.status.lower()))
+    print_data_report(runs.data_report(services, run.id, client))
 
 
 def _resume_here(checkpoint: Path, output: Path) -> None:

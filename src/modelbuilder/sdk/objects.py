@@ -160,11 +160,10 @@ class Experiment:
                                         sampling=sampling, early_termination=early_termination,
                                         evaluation_interval=evaluation_interval, delay_evaluation=delay_evaluation)
         if self.ws.client is not None:
-            answer = remote.submit_training(self.ws.services, self.ws.client, {**recipe, "data": data},
-                                               workspace=self.ws.name, experiment=self.name, compute=compute,
-                                               idempotency_key=idempotency_key, recipe_file=recipe_file,
-                                               search=settings)
-            return Run(remote.run_of(answer), self.ws)
+            sent = remote.submit_training(self.ws.services, self.ws.client, {**recipe, "data": data},
+                                          workspace=self.ws.name, experiment=self.name, compute=compute,
+                                          idempotency_key=idempotency_key, recipe_file=recipe_file, sweep=settings)
+            return Run(sent.run, self.ws)
         config = submit.recipe_from({**recipe, "data": data}, recipe_file)
         submitted = submit.submit(self.ws.services, config, workspace=self.ws.name, experiment=self.name,
                                   compute=compute, idempotency_key=idempotency_key, sweep=settings)

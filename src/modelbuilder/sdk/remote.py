@@ -30,9 +30,10 @@ from modelbuilder.errors import InvalidInput
 from modelbuilder.results.files import METRICS_FILE
 from modelbuilder.sdk import data, ingest, results
 from modelbuilder.sdk.client import Client
-from modelbuilder.sdk.submit import default_experiment, is_data_asset
+from modelbuilder.sdk.submit import Submitted, default_experiment, is_data_asset
 from modelbuilder.sdk.sweep import Trial
 from modelbuilder.training.predictions import Prediction
+from modelbuilder.training.search import AUTO, SweepSettings
 
 POLL_S = 1.0
 
@@ -69,26 +70,33 @@ def recipe_body(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def submit(client: Client, settings: Mapping[str, Any], *, workspace: str | None = None,
-           experiment: str | None = None, compute: str = "local", idempotency_key: str | None = None
-           ) -> dict[str, Any]:
-    """Queue a run on the server; its answer (RunPublic) comes back."""
+           experiment: str | None = None, compute: str = "local", idempotency_key: str | None = None,
+           sweep: SweepSettings | None = None) -> dict[str, Any]:
+    """Queue a run (with `sweep`, a sweep's parent) on the server; its answer (RunPublic) comes back."""
     recipe = recipe_body(settings)
     asset = names.data_ref(recipe["data"])[0]
-    request = {"workspace": workspace or DEFAULT_WORKSPACE, "compute": compute, "recipe": recipe,
-               "experiment": experiment or default_experiment(asset)}
+    request: dict[str, Any] = {"workspace": workspace or DEFAULT_WORKSPACE, "compute": compute, "recipe": recipe,
+                               "experiment": experiment or default_experiment(asset)}
     if idempotency_key:
         request["idempotency_key"] = idempotency_key
+    if sweep is not None:
+        request["search"] = search_body(sweep)
     return dict(client.json("POST", "/runs", json=request))
 
 
-def check_sendable(recipe_file: str | Path | None, search: Any) -> None:
+def search_body(settings: SweepSettings) -> dict[str, Any]:
+    """A sweep's settings as `POST /runs` takes them: 'auto', or the space itself, read here from the
+    client's file (the server reads no file of the client's)."""
+    return {"search": AUTO if settings.search == AUTO else settings.space, "max_trials": settings.max_trials,
+            "max_concurrent_trials": settings.max_concurrent_trials, "sampling": settings.sampling,
+            "early_termination": settings.early_termination, "evaluation_interval": settings.evaluation_interval,
+            "delay_evaluation": settings.delay_evaluation}
+
+
+def check_sendable(recipe_file: str | Path | None) -> None:
     """Refuse what this client cannot send a server yet (before anything is packed or sent)."""
     if recipe_file is not None:
         raise InvalidInput("A recipe file cannot be sent to a server yet.", "give its settings as options instead.")
-    if search is not None:
-        raise InvalidInput("A sweep cannot be started through a server from this client yet.",
-                           "start it on the server's host (modelbuilder train --search ...), or send POST "
-                           "/api/v1/runs with 'search'.")
 
 
 def upload_data(services: Services, client: Client, settings: Mapping[str, Any], workspace: str | None = None,
@@ -107,13 +115,14 @@ def upload_data(services: Services, client: Client, settings: Mapping[str, Any],
 def submit_training(services: Services, client: Client, settings: Mapping[str, Any], *,
                     workspace: str | None = None, experiment: str | None = None, compute: str = "local",
                     idempotency_key: str | None = None, recipe_file: str | Path | None = None,
-                    search: Any = None) -> dict[str, Any]:
-    """A training queued on the server in `workspace` (given, else the one in use), its data uploaded first
-    when it is a local path (`upload_data`): the server's answer (RunPublic)."""
-    check_sendable(recipe_file, search)
+                    sweep: SweepSettings | None = None) -> Submitted:
+    """A training (with `sweep`, a sweep) queued on the server in `workspace` (given, else the one in use),
+    its data uploaded first when it is a local path (`upload_data`), as `sdk.submit.submit` answers."""
+    check_sendable(recipe_file)
     sent, _ = upload_data(services, client, settings, workspace)
-    return submit(client, sent, workspace=services.workspaces.resolve(workspace), experiment=experiment,
-                  compute=compute, idempotency_key=idempotency_key)
+    answer = submit(client, sent, workspace=services.workspaces.resolve(workspace), experiment=experiment,
+                    compute=compute, idempotency_key=idempotency_key, sweep=sweep)
+    return Submitted(run_of(answer), answer["workspace"], None, client.url + answer["portal_path"])
 
 
 def follow(client: Client, run_id: str, on_update: Callable[[dict[str, Any]], None] | None = None,
