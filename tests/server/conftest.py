@@ -108,6 +108,24 @@ def server_env(home: Path) -> dict[str, str]:
     return env
 
 
+def client_env(server_url: str, home: Path) -> dict[str, str]:
+    """The environment of a client of the server at `server_url` with its own `home` and no store shared with
+    the server (MODELBUILDER_SERVER_URL, the token, no MODELBUILDER_DB_URL); wide enough for every column."""
+    return {**server_env(home), "MODELBUILDER_SERVER_URL": server_url, "MODELBUILDER_TOKEN": TOKEN, "COLUMNS": "200"}
+
+
+def run_cli(env: dict[str, str], cwd: Path, *args: str, rc: int = 0) -> subprocess.CompletedProcess[str]:
+    """`modelbuilder ARGS` in a subprocess, expected to exit `rc`; a mistake (rc != 0) is one line with its fix,
+    never a traceback."""
+    done = subprocess.run([sys.executable, "-m", "modelbuilder", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == rc, (args, done.stdout, done.stderr)
+    if rc:
+        assert done.stderr.count("\n") == 1, done.stderr
+        assert "Fix:" in done.stderr, done.stderr
+    return done
+
+
 @pytest.fixture
 def start_server(home: Path) -> Iterator[Callable[..., LiveServer]]:
     """start_server('--token', T, host=..., env={...}) -> a `modelbuilder server` on a free port, up and

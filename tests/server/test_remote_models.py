@@ -38,7 +38,7 @@ from tests.completed import TrainedRun
 from tests.imagery import make_image_folder
 from tests.processes import TAG_ENV, end_tagged
 
-from .conftest import TOKEN, LiveServer, free_port, server_env
+from .conftest import TOKEN, LiveServer, client_env, free_port, run_cli, server_env
 from .test_model_server import _serve
 
 pytestmark = pytest.mark.slow
@@ -71,10 +71,9 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
         _wait_until_up(server)
         images = make_image_folder(root / "client-files" / "pets", per_label=6)
         home = root / "client-home"
-        env = {**server_env(home), "MODELBUILDER_SERVER_URL": server.url, "MODELBUILDER_TOKEN": TOKEN,
-               "COLUMNS": "200", TAG_ENV: tag}
-        _run(env, root, "data", "upload", str(images), "--name", "pets")
-        trained = _run(env, root, "train", "--data", "pets", "--architecture", "tiny", "--weights", "none",
+        env = {**client_env(server.url, home), TAG_ENV: tag}
+        run_cli(env, root, "data", "upload", str(images), "--name", "pets")
+        trained = run_cli(env, root, "train", "--data", "pets", "--architecture", "tiny", "--weights", "none",
                        "--epochs", "1", "--image-size", "32", "--batch-size", "4", "--output", "trained")
         assert "Done (completed)" in trained.stdout, trained.stdout
         found = re.search(r"Run (run-[0-9a-f]{12})", trained.stdout)
@@ -96,16 +95,6 @@ def _wait_until_up(server: LiveServer, timeout: float = 60.0) -> None:
         except httpx.TransportError:
             time.sleep(0.2)
     raise AssertionError(f"server did not answer within {timeout} s: {server.stop()}")
-
-
-def _run(env: dict[str, str], cwd: Path, *args: str, rc: int = 0) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "modelbuilder", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == rc, (args, done.stdout, done.stderr)
-    if rc:  # a mistake is one line, never a traceback
-        assert done.stderr.count("\n") == 1, done.stderr
-        assert "Traceback" not in done.stderr
-    return done
 
 
 def test_models_read_through_the_api_are_the_models_the_store_gives(client: TestClient, services: Services,
@@ -147,7 +136,7 @@ def test_models_read_through_the_api_are_the_models_the_store_gives(client: Test
 @pytest.fixture
 def cli(remote: Remote, tmp_path: Path) -> Iterator[Cli]:
     """The CLI of the client, run in this test's folder; afterwards its home still holds no store."""
-    yield lambda *args, rc=0: _run(remote.env, tmp_path, *args, rc=rc)
+    yield lambda *args, rc=0: run_cli(remote.env, tmp_path, *args, rc=rc)
     assert not (remote.home / "modelbuilder.db").exists()  # every command went through the server
 
 

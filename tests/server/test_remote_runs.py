@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -24,7 +23,7 @@ from modelbuilder.sdk.client import Client
 from tests.completed import TINY_RECIPE
 from tests.imagery import make_image_folder
 
-from .conftest import TOKEN, LiveServer, server_env
+from .conftest import TOKEN, LiveServer, client_env, run_cli
 
 # What a run's API answer does not carry (rows' ids, the lease, how the request was made, resume points).
 NOT_IN_THE_API = {"workspace_id", "experiment_id", "compute_id", "lease_owner", "lease_expires_at", "max_preemptions",
@@ -84,16 +83,10 @@ def test_a_remote_client_lists_shows_and_cancels_its_run(start_server: Callable[
     server = start_server("--token", TOKEN, "--no-agent")
     folder = make_image_folder(tmp_path / "client-files" / "pets", per_label=3)
     client_home = tmp_path / "client-home"
-    env = {**server_env(client_home), "MODELBUILDER_SERVER_URL": server.url, "MODELBUILDER_TOKEN": TOKEN,
-           "COLUMNS": "200"}  # no line of `runs show` wraps, every column of `runs list` fits
+    env = client_env(server.url, client_home)  # no line of `runs show` wraps, every column of `runs list` fits
 
     def client(*args: str, rc: int = 0) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "modelbuilder", *args], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == rc, (args, done.stdout, done.stderr)
-        if rc:  # a mistake is one line, never a traceback
-            assert done.stderr.count("\n") == 1, done.stderr
-        return done
+        return run_cli(env, tmp_path, *args, rc=rc)
 
     client("data", "upload", str(folder), "--name", "pets")
     started = client("train", "--data", "pets", "--architecture", "tiny", "--weights", "none", "--epochs", "1",

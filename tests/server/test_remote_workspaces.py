@@ -25,7 +25,7 @@ from modelbuilder.sdk import computes, workspaces
 from modelbuilder.sdk.client import Client
 from tests.imagery import make_image_folder
 
-from .conftest import TOKEN, LiveServer, server_env
+from .conftest import TOKEN, LiveServer, client_env, run_cli, server_env
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -73,19 +73,8 @@ def _row(text: str, *cells: str) -> bool:
 
 
 def _client_of(server: LiveServer, home: Path, cwd: Path) -> Cli:
-    env = {**server_env(home), "MODELBUILDER_SERVER_URL": server.url, "MODELBUILDER_TOKEN": TOKEN,
-           "COLUMNS": "200"}  # every column of a table fits
-
-    def cli(*args: str, rc: int = 0) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "modelbuilder", *args], env=env, cwd=cwd,
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == rc, (args, done.stdout, done.stderr)
-        if rc:  # a mistake is one line, never a traceback
-            assert done.stderr.count("\n") == 1, done.stderr
-            assert "Fix:" in done.stderr, done.stderr
-        return done
-
-    return cli
+    env = client_env(server.url, home)
+    return lambda *args, rc=0: run_cli(env, cwd, *args, rc=rc)
 
 
 def test_a_remote_client_works_in_the_workspace_it_uses(start_server: Callable[..., LiveServer],
