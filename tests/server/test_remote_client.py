@@ -65,6 +65,21 @@ def test_a_client_with_its_own_home_uploads_trains_and_downloads(start_server: C
     assert on_server["sweep"]["space"] == {"weight_decay": {"type": "uniform", "min_value": 0.01, "max_value": 0.1}}
     assert (on_server["sweep"]["max_trials"], on_server["sweep"]["sampling"]) == (2, "random")
     client("runs", "cancel", sweep_id)
+    (workdir / "recipe.yaml").write_text(  # its data path relative to its folder; the flags win over it
+        f"data: {os.path.relpath(folder, workdir)}\narchitecture: tiny\nweights: none\nepochs: 1\nema_decay: 0.5\n")
+    from_file = client("train", "--recipe", "recipe.yaml", "--epochs", "2", "--detach")
+    assert "is the data asset pets:1" in from_file.stderr  # the same images: the version already there
+    file_run = from_file.stdout.split("Run ", 1)[1].split()[0]
+    sent = httpx.get(f"{server.url}/api/v1/runs/{file_run}", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert {key: sent["recipe"][key] for key in ("architecture", "weights", "epochs", "ema_decay")} == {
+        "architecture": "tiny", "weights": "none", "epochs": 2, "ema_decay": 0.5}
+    client("runs", "cancel", file_run)
+    model_file = subprocess.run([sys.executable, "-m", "modelbuilder", "train", "--data", "pets", "--from-model",
+                                 str(workdir / "out" / "MLModel.zip")], capture_output=True, text=True, env=env,
+                                cwd=workdir, timeout=120)
+    assert model_file.returncode == 2  # the server never unpickles a client's file: one line, and the way
+    assert model_file.stderr.count("\n") == 1
+    assert "--from-run" in model_file.stderr
     refused = subprocess.run([sys.executable, "-m", "modelbuilder", "data", "list"], capture_output=True, text=True,
                              env={**env, "MODELBUILDER_TOKEN": "wrong-token-0123456789"}, timeout=120)
     assert refused.returncode == 2

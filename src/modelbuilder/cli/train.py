@@ -163,7 +163,7 @@ def _submit_remote(services: Services, client: Client, recipe_settings: dict[str
                    idempotency_key: str | None) -> Submitted:
     """Queue the training on the server; a local folder is uploaded as a data asset first (resumable;
     unchanged, nothing is sent), with a progress bar."""
-    remote.check_sendable(recipe_file)  # before the progress bar: a refusal stays one line
+    recipe_settings = remote.sendable(recipe_settings, recipe_file)  # before the progress bar: errors stay one line
     folder = remote.local_data(recipe_settings)
     if folder is not None:
         with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),

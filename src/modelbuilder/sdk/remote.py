@@ -30,9 +30,10 @@ from modelbuilder.errors import InvalidInput
 from modelbuilder.results.files import METRICS_FILE
 from modelbuilder.sdk import data, ingest, results
 from modelbuilder.sdk.client import Client
-from modelbuilder.sdk.submit import Submitted, default_experiment, is_data_asset
+from modelbuilder.sdk.submit import Submitted, default_experiment, is_data_asset, recipe_from
 from modelbuilder.sdk.sweep import Trial
 from modelbuilder.training.predictions import Prediction
+from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.search import AUTO, SweepSettings
 
 POLL_S = 1.0
@@ -62,6 +63,9 @@ def recipe_body(settings: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidInput(f"{str(data)!r} is not a data asset, and the server cannot read a path on this machine.",
                            f"upload it first ('modelbuilder data upload {data} --name NAME') and train on the "
                            "asset by name.")
+    if body.get("from_model") is not None:
+        raise InvalidInput("A model file cannot be sent to a server: it would unpickle a client's file.",
+                           "start from one of the server's runs instead (--from-run RUN_ID).")
     if body.get("validation_data") is not None:
         raise InvalidInput("Separate validation data cannot be sent to a server yet.",
                            "leave out --validation-data (a share of each label is held out).")
@@ -93,10 +97,16 @@ def search_body(settings: SweepSettings) -> dict[str, Any]:
             "delay_evaluation": settings.delay_evaluation}
 
 
-def check_sendable(recipe_file: str | Path | None) -> None:
-    """Refuse what this client cannot send a server yet (before anything is packed or sent)."""
-    if recipe_file is not None:
-        raise InvalidInput("A recipe file cannot be sent to a server yet.", "give its settings as options instead.")
+def sendable(settings: Mapping[str, Any], recipe_file: str | Path | None) -> dict[str, Any]:
+    """The settings of a training to send: a face's, over a recipe file's. The file is read and checked here
+    (`recipe_from`: a data path in it is relative to its folder), and of it only what differs from
+    the recipe's defaults is sent, so the server's defaults stay the defaults."""
+    if recipe_file is None:
+        return dict(settings)
+    config = recipe_from(settings, recipe_file)
+    defaults = TrainConfig(data=config.data).to_dict()
+    return {key: value for key, value in config.to_dict().items() if key != "extra" and value != defaults[key]} | {
+        "data": config.data}
 
 
 def upload_data(services: Services, client: Client, settings: Mapping[str, Any], workspace: str | None = None,
@@ -118,8 +128,7 @@ def submit_training(services: Services, client: Client, settings: Mapping[str, A
                     sweep: SweepSettings | None = None) -> Submitted:
     """A training (with `sweep`, a sweep) queued on the server in `workspace` (given, else the one in use),
     its data uploaded first when it is a local path (`upload_data`), as `sdk.submit.submit` answers."""
-    check_sendable(recipe_file)
-    sent, _ = upload_data(services, client, settings, workspace)
+    sent, _ = upload_data(services, client, sendable(settings, recipe_file), workspace)
     answer = submit(client, sent, workspace=services.workspaces.resolve(workspace), experiment=experiment,
                     compute=compute, idempotency_key=idempotency_key, sweep=sweep)
     return Submitted(run_of(answer), answer["workspace"], None, client.url + answer["portal_path"])

@@ -201,6 +201,11 @@ class RecipeCreate(Strict):
     class_weights: Literal["none", "sqrt", "balanced"] | None = Field(
         default=None, description="Weigh the loss by label against imbalance: none (default), sqrt, or balanced.")
     crop_scale_min: Finite | None = Field(default=None, gt=0, le=1)
+    mixup_alpha: Finite | None = Field(default=None, ge=0, le=10, description="MixUp's Beta(alpha, alpha); 0: off.")
+    cutmix_alpha: Finite | None = Field(default=None, ge=0, le=10, description="CutMix's Beta(alpha, alpha); 0: off.")
+    ema_decay: Finite | None = Field(default=None, ge=0, lt=1, description="Evaluate and export a moving average "
+                                                                         "of the weights; 0: off.")
+    zero_init_residual: bool | None = None
     hflip: bool | None = None
     validation_fraction: Finite | None = Field(default=None, gt=0, lt=1)
     early_stopping_patience: int | None = Field(default=None, ge=1, le=10_000)
