@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
+from modelbuilder.sdk import workspaces
 from modelbuilder.server.deps import ServicesDep
 from modelbuilder.server.schemas import WORKSPACE_PATTERN, WorkspaceCreate, WorkspaceDeleted, WorkspacePublic
 
@@ -40,7 +41,4 @@ def delete_workspace(
 
     409 while some of its runs have not ended, unless `force`.
     """
-    run_ids = services.workspaces.delete(workspace, force=force)
-    for run_id in run_ids:
-        services.artifacts.delete_run(run_id)
-    return WorkspaceDeleted(deleted=workspace, runs_deleted=run_ids)
+    return WorkspaceDeleted(deleted=workspace, runs_deleted=workspaces.delete(services, workspace, force=force))
