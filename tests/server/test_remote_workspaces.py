@@ -139,6 +139,9 @@ def test_a_remote_clients_mistakes_are_one_line_and_its_sizes_the_servers(start_
     server = start_server("--token", TOKEN, "--no-agent")
     client_home = tmp_path / "client-home"
     cli = _client_of(server, client_home, tmp_path)
+    # a new server's first request finds 'default' with its compute 'local', made on first use as locally
+    assert [(c["name"], c["workspace_id"]) for c in json.loads(cli("compute", "list", "--json").stdout)] == [
+        ("local", "default")]
     cli("workspace", "create", "team", "--region", "local", "--resource-group", "ml")
 
     assert "Workspace 'nope' does not exist" in cli("workspace", "use", "nope", rc=2).stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, status
 
 from modelbuilder.sdk import workspaces
 from modelbuilder.server.deps import ServicesDep
@@ -12,7 +12,16 @@ from modelbuilder.server.schemas import WORKSPACE_PATTERN, WorkspaceCreate, Work
 
 router = APIRouter(prefix="/workspaces", tags=["workspaces"])
 
-WorkspacePath = Annotated[str, Path(pattern=WORKSPACE_PATTERN, description="The workspace's name.")]
+WorkspaceName = Annotated[str, Path(pattern=WORKSPACE_PATTERN, description="The workspace's name.")]
+
+
+def _in_use(workspace: WorkspaceName, services: ServicesDep) -> str:
+    """The workspace a request's path names; `default` is made on first use, with its local compute, as the
+    CLI makes it (`WorkspaceService.in_use`), so a client's first request to a new server finds it."""
+    return services.workspaces.in_use(workspace)[0]
+
+
+WorkspacePath = Annotated[str, Depends(_in_use)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -33,7 +42,7 @@ def show_workspace(workspace: WorkspacePath, services: ServicesDep) -> Workspace
 
 @router.delete("/{workspace}")
 def delete_workspace(
-    workspace: WorkspacePath,
+    workspace: WorkspaceName,
     services: ServicesDep,
     force: Annotated[bool, Query(description="Cancel its runs that have not ended, then delete.")] = False,
 ) -> WorkspaceDeleted:
