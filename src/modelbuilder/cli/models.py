@@ -23,9 +23,7 @@ from modelbuilder.cli._common import (
     workspace_in_use,
 )
 from modelbuilder.core import entities as e
-from modelbuilder.core.services import Services
 from modelbuilder.sdk import registry
-from modelbuilder.sdk.client import Client
 
 models_app = typer.Typer(
     help="Registered models: a name with versions 1, 2, ..., each a finished run's result, and aliases "
@@ -64,7 +62,7 @@ def register_(
 def list_(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """List the registered models of a workspace: their latest version and aliases."""
     with faces() as (s, client):
-        workspace = _workspace(s, workspace, client)
+        workspace = workspace_in_use(s, workspace, client)
         models = registry.models(s, workspace, client)
     if as_json:
         echo_json([_model(m) for m in models])
@@ -91,7 +89,7 @@ def show(
 ) -> None:
     """Show a model's versions, newest first: their source run, metrics and aliases."""
     with faces() as (s, client):
-        workspace = _workspace(s, workspace, client)
+        workspace = workspace_in_use(s, workspace, client)
         model = registry.show(s, name, workspace, client)
     if as_json:
         echo_json(_model(model))
@@ -115,7 +113,7 @@ def alias_(
 ) -> None:
     """Point an alias at a version (models alias pets:3 production), or remove it."""
     with faces() as (s, client):
-        workspace = _workspace(s, workspace, client)
+        workspace = workspace_in_use(s, workspace, client)
         if remove:
             registry.remove_alias(s, reference, alias, workspace, client)
             out(f"Removed the alias {alias} of {reference}.")
@@ -133,15 +131,9 @@ def download(
 ) -> None:
     """Write a version's MLModel.zip, bestModel.onnx, bestModelMap.json and generated projects into a folder."""
     with faces() as (s, client):
-        workspace = _workspace(s, workspace, client)
+        workspace = workspace_in_use(s, workspace, client)
         version, placed = registry.download(s, reference, output, workspace, client)
     out(f"Wrote {version.ref} (run {version.run_id}) to {output}: {', '.join(sorted(placed))}.")
-
-
-def _workspace(s: Services, workspace: str | None, client: Client | None) -> str:
-    """The workspace a command acts in: locally `default` is made on first use (and said); through a server,
-    the one given or chosen here, which the server must have."""
-    return workspace_in_use(s, workspace) if client is None else registry.workspace_for(s, workspace, client)
 
 
 def _model(model: e.RegisteredModel) -> dict[str, Any]:
