@@ -3,13 +3,13 @@ export` writes it beside a real run's float model with both accuracies side by s
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
+from modelbuilder.core.services import Services
 from modelbuilder.errors import InvalidInput
 from modelbuilder.results.files import INT8_MODEL_FILE, INT8_ZIP_FILE
 from modelbuilder.results.quantize import (
@@ -21,6 +21,7 @@ from modelbuilder.results.quantize import (
 )
 from modelbuilder.results.runtime import PredictionEngine, center_crop, make_session, read_model_package, to_model_input
 from tests.cli.driver import Cli, Result, in_process
+from tests.completed import TrainedRun, make_completed_run
 from tests.imagery import make_image_folder
 
 RUN_ID = "run-0123456789ab"
@@ -172,14 +173,12 @@ def cli(home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monk
 
 
 @pytest.fixture
-def finished_run(trained, home: Path) -> Path:
-    """The trained run, placed where the artifact store keeps run RUN_ID."""
-    from modelbuilder.config import get_settings
-    from modelbuilder.core.artifacts import ArtifactStore
-
-    run_dir = ArtifactStore(get_settings().artifacts).run_dir(RUN_ID)
-    shutil.copytree(trained["run_dir"], run_dir)
-    return run_dir
+def finished_run(trained, home: Path) -> tuple[str, Path]:
+    """The trained run, walked through its lifecycle in the store of `home` with these results (as a worker
+    would): its id and its folder."""
+    with Services() as services:
+        run_id = make_completed_run(services, TrainedRun(trained["data"], trained["run_dir"], trained["metrics"]))
+        return run_id, services.artifacts.run_dir(run_id)
 
 
 def _accuracies(result: Result) -> tuple[float, float]:
@@ -188,7 +187,8 @@ def _accuracies(result: Result) -> tuple[float, float]:
 
 
 def test_export_a_run_prints_both_accuracies_and_writes_beside_the_float_model(cli, finished_run, trained):
-    result = cli("export", RUN_ID, "--quantize", "int8").ok()
+    run_id, run_dir = finished_run
+    result = cli("export", run_id, "--quantize", "int8").ok()
     float_acc, int8_acc = _accuracies(result)
     assert float_acc == pytest.approx(trained["metrics"]["accuracy"], abs=1e-4)  # the same validation images
     assert "as fast" in result.stdout
@@ -196,8 +196,8 @@ def test_export_a_run_prints_both_accuracies_and_writes_beside_the_float_model(c
     assert "averaged" in ranges
     assert "extremes" in ranges
     assert "Quantizing: calibrating on" in result.stdout  # steps are shown (one line each off a terminal)
-    assert (finished_run / INT8_MODEL_FILE).is_file()
-    pipeline = read_model_package(finished_run / INT8_ZIP_FILE).pipeline
+    assert (run_dir / INT8_MODEL_FILE).is_file()
+    pipeline = read_model_package(run_dir / INT8_ZIP_FILE).pipeline
     assert pipeline["metrics"]["quantization"]["validation_images"] == len(trained["targets"])
     assert pipeline["metrics"]["accuracy"] == pytest.approx(int8_acc, abs=1e-4)
 
@@ -218,8 +218,7 @@ def test_export_a_zip_needs_validation_data_and_writes_to_output(cli, trained, h
 
 def test_export_errors_are_one_line_with_the_fix(cli, home, tmp_path, trained):
     cli("export", "run-nothere").user_error("neither a run id nor an existing MLModel.zip", "run-0123456789ab")
-    cli("export", RUN_ID).user_error(f"Run {RUN_ID} has no finished model",
-                                     f"'modelbuilder runs logs {RUN_ID} --follow'")
+    cli("export", RUN_ID).user_error(f"Run '{RUN_ID}' does not exist", "'modelbuilder runs list'")
     cli("export", str(tmp_path / "missing.zip")).user_error("neither a run id nor an existing MLModel.zip")
     not_a_zip = tmp_path / "notes.zip"
     not_a_zip.write_text("hello")
