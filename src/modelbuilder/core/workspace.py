@@ -184,11 +184,12 @@ class WorkspaceService:
         """The workspace to act on: the one given, else the one in use, else `default` (reads no store)."""
         return self.context.resolve(name)
 
-    def in_use(self, name: str | None = None) -> tuple[str, e.Compute | None]:
+    def in_use(self, name: str | None = None, *, here: bool = True) -> tuple[str, e.Compute | None]:
         """The workspace to act in (`resolve`). `default` is made, with its local compute, the first time
-        it is used; the compute comes back when this call made it, else None."""
+        it is used; the compute comes back when this call made it, else None. Not `here` (a client of a
+        server acts there, which makes `default` itself): only resolved, and no store is opened."""
         resolved = self.resolve(name)
-        if resolved != DEFAULT_WORKSPACE:
+        if resolved != DEFAULT_WORKSPACE or not here:
             return resolved, None
         try:
             self.get(resolved)

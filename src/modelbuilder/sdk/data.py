@@ -103,7 +103,7 @@ def _latest(services: Services, name: str, workspace: str | None, client: Client
 def _in_use(services: Services, workspace: str | None, client: Client | None) -> str:
     """The workspace acted in: the one given, else the one chosen with `workspace use`, else `default` (made
     on first use in a local store; a server makes its own)."""
-    return services.workspaces.in_use(workspace)[0] if client is None else services.workspaces.resolve(workspace)
+    return services.workspaces.in_use(workspace, here=client is None)[0]
 
 
 def _complete(client: Client, session: uploads.Upload) -> tuple[e.DataVersion, bool]:

@@ -32,7 +32,7 @@ from modelbuilder.core.services import Services
 from modelbuilder.errors import InvalidInput, NotFound
 from modelbuilder.results.files import ZIP_FILE
 from modelbuilder.results.runtime import ModelOutput, PredictionEngine
-from modelbuilder.sdk import registry, remote, remote_models, scoring
+from modelbuilder.sdk import registry, remote, remote_models, scoring, workspaces
 from modelbuilder.sdk.client import Client
 from modelbuilder.sdk.explain import explain_folder, run_folder
 from modelbuilder.sdk.objects import client_of, default_services
@@ -78,7 +78,7 @@ def source(services: Services, model: str, workspace: str | None = None, client:
             raise  # meant as NAME:VERSION: say what is wrong with it
         raise unknown from None
     if client is not None:
-        if remote_models.ModelsAPI(client).find(registry.workspace_for(services, workspace, client), name) is None:
+        if remote_models.ModelsAPI(client).find(workspaces.in_use(services, workspace, client)[0], name) is None:
             raise unknown
     else:
         workspace = services.workspaces.get(services.workspaces.in_use(workspace)[0]).name  # a missing one: its error

@@ -22,20 +22,12 @@ from modelbuilder.core.services import Services
 from modelbuilder.results.codegen import generate_projects
 from modelbuilder.results.files import ZIP_FILE, project_folders
 from modelbuilder.results.runtime import read_model_package
-from modelbuilder.sdk import remote, remote_models, results
+from modelbuilder.sdk import remote, remote_models, results, workspaces
 from modelbuilder.sdk.client import Client
 
 
 def workspace_of(services: Services, run: e.Run) -> str:
     return services.workspaces.names_by_id()[run.workspace_id]
-
-
-def workspace_for(services: Services, workspace: str | None, client: Client | None = None) -> str:
-    """The workspace a registry call acts in: given, else the one in use, else `default` (made locally on first
-    use; a client of a server reads its home's choice and opens no store)."""
-    if client is None:
-        return services.workspaces.in_use(workspace)[0]
-    return services.workspaces.resolve(workspace)
 
 
 def register(services: Services, run_id: str, name: str, *, alias: str | None = None,
@@ -56,14 +48,14 @@ def register(services: Services, run_id: str, name: str, *, alias: str | None = 
 
 def models(services: Services, workspace: str | None = None, client: Client | None = None
            ) -> list[e.RegisteredModel]:
-    workspace = workspace_for(services, workspace, client)
+    workspace = workspaces.in_use(services, workspace, client)[0]
     return services.models.list(workspace) if client is None else remote_models.ModelsAPI(client).list_models(workspace)
 
 
 def show(services: Services, name: str, workspace: str | None = None, client: Client | None = None
          ) -> e.RegisteredModel:
     names.model_name(name)
-    workspace = workspace_for(services, workspace, client)
+    workspace = workspaces.in_use(services, workspace, client)[0]
     if client is None:
         return services.models.get(workspace, name)
     return remote_models.ModelsAPI(client).get(workspace, name)
@@ -73,7 +65,7 @@ def resolve(services: Services, reference: str, workspace: str | None = None, cl
             ) -> e.ModelVersion:
     """The version `reference` means: NAME (the latest), NAME:VERSION or NAME:ALIAS."""
     name, which = names.model_ref(reference)
-    workspace = workspace_for(services, workspace, client)
+    workspace = workspaces.in_use(services, workspace, client)[0]
     if client is not None:
         return remote_models.ModelsAPI(client).version(workspace, name, which)
     return services.models.version(workspace, name, which)
@@ -84,7 +76,7 @@ def set_alias(services: Services, reference: str, alias: str, workspace: str | N
     """Point `alias` at the version `reference` means (NAME:VERSION, or NAME:ALIAS to copy an alias)."""
     names.model_alias(alias)
     version = resolve(services, reference, workspace, client)
-    workspace = workspace_for(services, workspace, client)
+    workspace = workspaces.in_use(services, workspace, client)[0]
     if client is not None:
         return remote_models.ModelsAPI(client).set_alias(workspace, version.model, alias, version.version)
     return services.models.set_alias(workspace, version.model, alias, version.version)
@@ -94,7 +86,7 @@ def remove_alias(services: Services, name: str, alias: str, workspace: str | Non
                  client: Client | None = None) -> None:
     names.model_name(name)
     names.model_alias(alias)
-    workspace = workspace_for(services, workspace, client)
+    workspace = workspaces.in_use(services, workspace, client)[0]
     if client is not None:
         remote_models.ModelsAPI(client).remove_alias(workspace, name, alias)
     else:
@@ -113,8 +105,8 @@ def download(services: Services, reference: str, output: str | Path, workspace: 
     """The version's three assets and generated projects in `output`, the projects carrying its number."""
     version = resolve(services, reference, workspace, client)
     if client is not None:
-        return version, remote_models.ModelsAPI(client).download(workspace_for(services, workspace, client), version,
-                                                          output)
+        acting = workspaces.in_use(services, workspace, client)[0]
+        return version, remote_models.ModelsAPI(client).download(acting, version, output)
     run = services.runs.get(version.run_id)
     target = Path(output).expanduser()
     placed = results.download(services, run, target)

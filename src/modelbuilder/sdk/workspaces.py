@@ -40,10 +40,8 @@ def in_use(services: Services, name: str | None = None, client: Client | None = 
            ) -> tuple[str, e.Compute | None]:
     """The workspace a command acts in: `name`, else the one chosen with `use`, else `default`. Locally,
     `default` is made with its local compute the first time it is used (the compute comes back when this
-    call made it); a server makes it when a run or an upload is first sent there."""
-    if client is None:
-        return services.workspaces.in_use(name)
-    return context(services).resolve(name), None
+    call made it); a server makes it on its first use there."""
+    return services.workspaces.in_use(name, here=client is None)
 
 
 def create(services: Services, name: str, region: str, resource_group: str, client: Client | None = None
