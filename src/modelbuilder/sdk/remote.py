@@ -1,11 +1,12 @@
 """Training through a server's REST API, for a client that shares no store and no folder with it
-(`sdk.client`): submit a run on a data asset, follow it, and fetch its result bundle; and what the API
-answers about a run as the entities the store gives (`run_of`, ...), so every renderer shows either alike.
+(`sdk.client`): upload its data, submit a run (or a sweep) and fetch its result bundle; and what the API
+answers about runs, workspaces, experiments and computes as the entities the store gives (`RunsAPI`,
+`WorkspacesAPI`, `run_of`), so every renderer shows either alike, and `core.follow` follows a run through it.
 
     with Client(url, token) as client:
-        run = remote.submit(client, {"data": "pets:1", "epochs": 3})
-        run = remote.follow(client, run["id"], on_update=print)
-        remote.download(client, run["id"], "out/")
+        submitted = remote.submit_training(services, client, {"data": "images/", "epochs": 3})
+        ended = runs.wait_for(services, submitted.run.id, client=client)
+        remote.download(client, ended.id, "out/")
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import dataclasses
 import math
 import re
 import tempfile
-import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,6 @@ from modelbuilder.sdk.sweep import Trial
 from modelbuilder.training.predictions import Prediction
 from modelbuilder.training.recipe import TrainConfig
 from modelbuilder.training.search import AUTO, SweepSettings
-
-POLL_S = 1.0
 
 
 def asset_name_for(path: str | Path) -> str:
@@ -132,24 +130,6 @@ def submit_training(services: Services, client: Client, settings: Mapping[str, A
     answer = submit(client, sent, workspace=services.workspaces.resolve(workspace), experiment=experiment,
                     compute=compute, idempotency_key=idempotency_key, sweep=sweep)
     return Submitted(run_of(answer), answer["workspace"], None, client.url + answer["portal_path"])
-
-
-def follow(client: Client, run_id: str, on_update: Callable[[dict[str, Any]], None] | None = None,
-           poll_s: float = POLL_S, timeout: float | None = None) -> dict[str, Any]:
-    """Ask for the run every `poll_s` until it ends; `on_update` gets each answer that differs from the last."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    last: tuple[Any, ...] | None = None
-    while True:
-        run = dict(client.json("GET", f"/runs/{run_id}", retry=True))
-        seen = (run["status"], repr(run.get("progress")), run.get("attempt"))
-        if seen != last and on_update is not None:
-            on_update(run)
-        last = seen
-        if run["terminal"]:
-            return run
-        if deadline is not None and time.monotonic() > deadline:
-            return run
-        time.sleep(poll_s)
 
 
 def download(client: Client, run_id: str, output: str | Path) -> dict[str, Path]:
